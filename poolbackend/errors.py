@@ -1,0 +1,22 @@
+"""Errors shown to users.
+
+Every failure a user can cause or meet (bad XML, bad URL, unreachable portal, target refusal)
+is raised as a :class:`PoolBackendError` whose ``str()`` is one self-contained line; the CLI
+prints it as ``error: <line>`` and exits non-zero, never with a traceback.
+"""
+
+
+class PoolBackendError(Exception):
+    """Base of every user-facing error; ``str(err)`` is a single line."""
+
+
+class ConfigError(PoolBackendError):
+    """A definition (pool, volume, secret XML) or an argument is invalid."""
+
+
+class NotFoundError(PoolBackendError):
+    """A named pool, volume or secret does not exist."""
+
+
+class StateError(PoolBackendError):
+    """The operation is not valid in the current state (e.g. pool not active)."""
