@@ -1,0 +1,528 @@
+"""The sans-IO core of one iSCSI connection (RFC 7143): bytes in, typed events out.
+
+It owns sequencing (CmdSN window with serial arithmetic, ExpStatSN, ITT allocation), the
+read path (Data-In reassembly into a preallocated buffer, status in the last Data-In,
+residuals), the write path (immediate data, unsolicited Data-Out, R2T-driven Data-Out),
+answers target NOP pings, and turns Reject/Async/TMF/Text/Logout PDUs into events. It never
+touches sockets or clocks: adapters call :meth:`receive_data` and send :meth:`data_to_send`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+
+from poolbackend.iscsi import pdu as P
+from poolbackend.iscsi.digest import Buffer
+from poolbackend.iscsi.errors import LocalProtocolError, RemoteProtocolError
+from poolbackend.iscsi.events import (
+    AsyncEvent,
+    Event,
+    LoginComplete,
+    LoginRedirected,
+    LogoutReply,
+    NopReply,
+    ScsiResult,
+    TaskCompleted,
+    TaskFailed,
+    TextReply,
+    TmfReply,
+)
+from poolbackend.iscsi.login import LoginConfig, LoginMachine, LoginRedirect, SessionParams
+from poolbackend.iscsi.textkeys import decode_pairs, encode_pairs
+from poolbackend.scsi.lun import encode_lun
+
+MASK = 0xFFFFFFFF
+REJECT_REASONS = {
+    0x02: "data digest error",
+    0x03: "SNACK reject",
+    0x04: "protocol error",
+    0x05: "command not supported",
+    0x06: "too many immediate commands",
+    0x07: "task in progress",
+    0x08: "invalid data ACK",
+    0x09: "invalid PDU field",
+    0x0A: "long operation reject (target out of resources)",
+    0x0C: "waiting for logout",
+}
+TMF_ABORT_TASK, TMF_LUN_RESET = 1, 5
+
+
+def sn_lt(a: int, b: int) -> bool:
+    """RFC 1982 serial 'a < b' for 32-bit sequence numbers."""
+    return a != b and ((b - a) & MASK) < 0x80000000
+
+
+def sn_le(a: int, b: int) -> bool:
+    return a == b or sn_lt(a, b)
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    LOGIN = "login"
+    FULL_FEATURE = "full feature phase"
+    LOGGED_OUT = "logged out"
+    FAILED = "failed"
+
+
+class Kind(enum.Enum):
+    SCSI = "scsi"
+    TEXT = "text"
+    NOP = "nop"
+    TMF = "tmf"
+    LOGOUT = "logout"
+
+
+@dataclass(slots=True)
+class _Task:
+    itt: int
+    kind: Kind
+    lun: bytes = bytes(8)
+    cdb: bytes = b""
+    read_len: int = 0
+    read_buf: bytearray | memoryview | None = None
+    received: int = 0
+    next_datasn: int = 0
+    write: memoryview | None = None
+    cmd_sn: int = 0
+    text: bytearray = field(default_factory=bytearray)
+    ref_itt: int = P.NO_TAG
+    function: int = 0
+    sent: bool = False
+
+
+class Connection:
+    """One iSCSI connection/session at ErrorRecoveryLevel 0."""
+
+    def __init__(self, login: LoginConfig, initial_cmd_sn: int = 1) -> None:
+        self.login_config = login
+        self.state = State.IDLE
+        self.params = SessionParams()
+        self.cmd_sn = initial_cmd_sn & MASK
+        self.exp_cmd_sn = self.cmd_sn
+        self.max_cmd_sn = self.cmd_sn
+        self.exp_stat_sn = 0
+        self.tsih = 0
+        self._reader = P.PDUReader(max(8192, login.max_recv_data_segment_length))
+        self._login = LoginMachine(login, self.cmd_sn)
+        self._out: list[Buffer] = []
+        self._tasks: dict[int, _Task] = {}
+        self._waiting: deque[_Task] = deque()  # non-immediate commands held by the window
+        self._next_itt = 1
+
+    # -- public API --------------------------------------------------------------------
+    def start_login(self) -> None:
+        if self.state is not State.IDLE:
+            raise LocalProtocolError(f"cannot log in: connection is in {self.state.value}")
+        self.state = State.LOGIN
+        self._out.append(self._login.start())
+
+    def data_to_send(self) -> list[Buffer]:
+        out, self._out = self._out, []
+        return out
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._tasks)
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
+
+    def window(self) -> int:
+        """How many more non-immediate commands the target accepts right now."""
+        return max(0, ((self.max_cmd_sn - self.cmd_sn) & MASK) + 1) if sn_le(
+            self.cmd_sn, self.max_cmd_sn
+        ) else 0
+
+    def scsi_command(
+        self,
+        lun: int,
+        cdb: bytes,
+        *,
+        read_len: int = 0,
+        write_data: Buffer | None = None,
+        read_into: bytearray | memoryview | None = None,
+    ) -> int:
+        """Queue a SCSI command; returns its ITT. ``read_into`` avoids a buffer allocation."""
+        self._require_ffp()
+        if len(cdb) > 16:
+            raise LocalProtocolError("CDBs longer than 16 bytes are not supported")
+        if read_len and write_data is not None:
+            raise LocalProtocolError("bidirectional commands are not supported")
+        if read_into is not None and len(read_into) < read_len:
+            raise LocalProtocolError("read buffer is smaller than the read length")
+        task = _Task(self._alloc_itt(), Kind.SCSI, encode_lun(lun), bytes(cdb), read_len, read_into)
+        if write_data is not None:
+            task.write = memoryview(write_data).cast("B")
+        self._tasks[task.itt] = task
+        self._waiting.append(task)
+        self._flush()
+        return task.itt
+
+    def text_request(self, pairs: list[tuple[str, str]]) -> int:
+        self._require_ffp()
+        task = _Task(self._alloc_itt(), Kind.TEXT)
+        self._tasks[task.itt] = task
+        self._send_text(task, encode_pairs(pairs), P.NO_TAG)
+        return task.itt
+
+    def nop_ping(self, data: bytes = b"") -> int:
+        self._require_ffp()
+        task = _Task(self._alloc_itt(), Kind.NOP)
+        self._tasks[task.itt] = task
+        bhs = P.new_bhs(P.Op.NOP_OUT, P.F_FINAL, immediate=True)
+        P.put32(bhs, 16, task.itt)
+        P.put32(bhs, 20, P.NO_TAG)
+        self._emit_immediate(bhs, data)
+        return task.itt
+
+    def task_management(self, function: int, lun: int = 0, ref_itt: int = P.NO_TAG) -> int:
+        self._require_ffp()
+        task = _Task(self._alloc_itt(), Kind.TMF, encode_lun(lun), ref_itt=ref_itt, function=function)
+        self._tasks[task.itt] = task
+        bhs = P.new_bhs(P.Op.TMF_REQ, 0x80 | function, immediate=True)
+        bhs[8:16] = task.lun
+        P.put32(bhs, 16, task.itt)
+        P.put32(bhs, 20, ref_itt)
+        ref = self._tasks.get(ref_itt)
+        P.put32(bhs, 32, ref.cmd_sn if ref is not None and ref.sent else self.cmd_sn)
+        self._emit_immediate(bhs)
+        return task.itt
+
+    def logout(self, reason: int = 0) -> int:
+        self._require_ffp()
+        task = _Task(self._alloc_itt(), Kind.LOGOUT)
+        self._tasks[task.itt] = task
+        bhs = P.new_bhs(P.Op.LOGOUT_REQ, 0x80 | reason, immediate=True)
+        P.put32(bhs, 16, task.itt)
+        P.put16(bhs, 20, self.login_config.cid)
+        self._emit_immediate(bhs)
+        return task.itt
+
+    def pending_commands(self) -> list[tuple[int, bytes, int, memoryview | None]]:
+        """SCSI commands without completion: (itt, cdb, read_len, write) for re-drive."""
+        return [
+            (t.itt, t.cdb, t.read_len, t.write) for t in self._tasks.values() if t.kind is Kind.SCSI
+        ]
+
+    def receive_data(self, data: Buffer) -> list[Event]:
+        if self.state in (State.FAILED, State.LOGGED_OUT):
+            return []
+        try:
+            events: list[Event] = []
+            for pdu in self._reader.feed(data):
+                ev = self._dispatch(pdu)
+                if ev is not None:
+                    events.append(ev)
+            return events
+        except RemoteProtocolError:
+            self.state = State.FAILED
+            raise
+
+    # -- internals ---------------------------------------------------------------------
+    def _require_ffp(self) -> None:
+        if self.state is not State.FULL_FEATURE:
+            raise LocalProtocolError(f"connection is in {self.state.value}, not logged in")
+
+    def _alloc_itt(self) -> int:
+        while True:
+            itt = self._next_itt
+            self._next_itt = (itt + 1) & MASK
+            if itt != P.NO_TAG and itt != LoginMachine.ITT and itt not in self._tasks:
+                return itt
+
+    def _emit(self, bhs: bytearray, data: Buffer = b"") -> None:
+        P.put32(bhs, 28, self.exp_stat_sn)
+        self._out.extend(
+            P.encode(
+                bhs,
+                data,
+                header_digest=self.params.header_digest,
+                data_digest=self.params.data_digest,
+            )
+        )
+
+    def _emit_immediate(self, bhs: bytearray, data: Buffer = b"") -> None:
+        P.put32(bhs, 24, self.cmd_sn)
+        self._emit(bhs, data)
+
+    def _flush(self) -> None:
+        """Send queued commands while CmdSN is inside [ExpCmdSN, MaxCmdSN]."""
+        while self._waiting and sn_le(self.cmd_sn, self.max_cmd_sn):
+            task = self._waiting.popleft()
+            if task.itt not in self._tasks:
+                continue
+            task.cmd_sn = self.cmd_sn
+            self.cmd_sn = (self.cmd_sn + 1) & MASK
+            task.sent = True
+            self._send_scsi(task)
+
+    def _send_scsi(self, task: _Task) -> None:
+        p = self.params
+        flags = 0x01  # SIMPLE task attribute
+        immediate: Buffer = b""
+        unsolicited_end = 0
+        write_len = len(task.write) if task.write is not None else 0
+        if task.read_len:
+            flags |= P.F_READ
+        if task.write is not None:
+            flags |= P.F_WRITE
+            first_burst = min(p.first_burst_length, write_len)
+            sent = 0
+            if p.immediate_data:
+                sent = min(first_burst, p.max_xmit_data_segment_length)
+                immediate = task.write[:sent]
+            unsolicited_end = first_burst if not p.initial_r2t else sent
+            if unsolicited_end <= sent:
+                unsolicited_end = sent
+        if unsolicited_end <= len(immediate):
+            flags |= P.F_FINAL
+        bhs = P.new_bhs(P.Op.SCSI_CMD, flags)
+        bhs[8:16] = task.lun
+        P.put32(bhs, 16, task.itt)
+        P.put32(bhs, 20, task.read_len or write_len)
+        P.put32(bhs, 24, task.cmd_sn)
+        bhs[32 : 32 + len(task.cdb)] = task.cdb
+        self._emit(bhs, immediate)
+        if unsolicited_end > len(immediate):
+            self._send_data_out(task, len(immediate), unsolicited_end - len(immediate), P.NO_TAG)
+
+    def _send_data_out(self, task: _Task, offset: int, length: int, ttt: int) -> None:
+        assert task.write is not None
+        chunk = self.params.max_xmit_data_segment_length
+        end = offset + length
+        datasn = 0
+        while offset < end:
+            n = min(chunk, end - offset)
+            bhs = P.new_bhs(P.Op.DATA_OUT, P.F_FINAL if offset + n >= end else 0)
+            bhs[8:16] = task.lun
+            P.put32(bhs, 16, task.itt)
+            P.put32(bhs, 20, ttt)
+            P.put32(bhs, 36, datasn)
+            P.put32(bhs, 40, offset)
+            self._emit(bhs, task.write[offset : offset + n])
+            offset += n
+            datasn += 1
+
+    def _send_text(self, task: _Task, data: bytes, ttt: int) -> None:
+        bhs = P.new_bhs(P.Op.TEXT_REQ, P.F_FINAL, immediate=True)
+        P.put32(bhs, 16, task.itt)
+        P.put32(bhs, 20, ttt)
+        self._emit_immediate(bhs, data)
+
+    def _update_window(self, pdu: P.PDU) -> None:
+        exp, mx = pdu.field32(28), pdu.field32(32)
+        if not sn_lt(mx, (exp - 1) & MASK):  # ignore MaxCmdSN < ExpCmdSN - 1
+            if sn_lt(self.exp_cmd_sn, exp):
+                self.exp_cmd_sn = exp
+            if sn_lt(self.max_cmd_sn, mx):
+                self.max_cmd_sn = mx
+
+    def _status_seen(self, pdu: P.PDU) -> None:
+        nxt = (pdu.field32(24) + 1) & MASK
+        if sn_lt(self.exp_stat_sn, nxt):
+            self.exp_stat_sn = nxt
+
+    def _dispatch(self, pdu: P.PDU) -> Event | None:
+        op = pdu.opcode
+        if self.state is State.LOGIN:
+            return self._on_login(pdu)
+        if self.state is not State.FULL_FEATURE:
+            raise RemoteProtocolError(f"unexpected {pdu.name()} in state {self.state.value}")
+        self._update_window(pdu)
+        handler = _HANDLERS.get(op)
+        if handler is None:
+            raise RemoteProtocolError(f"unexpected {pdu.name()} in full feature phase")
+        event = handler(self, pdu)
+        self._flush()
+        return event
+
+    def _on_login(self, pdu: P.PDU) -> Event | None:
+        result = self._login.receive(pdu)
+        if isinstance(result, bytes):
+            self._out.append(result)
+            return None
+        if isinstance(result, LoginRedirect):
+            self.state = State.LOGGED_OUT
+            return LoginRedirected(result.address, result.permanent)
+        self.params = result.params
+        self.tsih = result.tsih
+        self.exp_stat_sn = (result.stat_sn + 1) & MASK
+        self.exp_cmd_sn = result.exp_cmd_sn
+        self.max_cmd_sn = result.max_cmd_sn
+        self.cmd_sn = result.exp_cmd_sn
+        self._reader.max_data = self.params.max_recv_data_segment_length
+        self._reader.header_digest = self.params.header_digest
+        self._reader.data_digest = self.params.data_digest
+        self.state = State.FULL_FEATURE
+        return LoginComplete(self.params)
+
+    def _task(self, pdu: P.PDU, kind: Kind) -> _Task:
+        task = self._tasks.get(pdu.itt)
+        if task is None or task.kind is not kind:
+            raise RemoteProtocolError(
+                f"target sent {pdu.name()} for unknown task tag 0x{pdu.itt:08x}"
+            )
+        return task
+
+    def _on_data_in(self, pdu: P.PDU) -> Event | None:
+        task = self._task(pdu, Kind.SCSI)
+        flags = pdu.flags
+        if flags & P.F_ACK:
+            raise RemoteProtocolError("target asked for a DataACK (A bit) at ErrorRecoveryLevel 0")
+        datasn, offset, n = pdu.field32(36), pdu.field32(40), len(pdu.data)
+        if datasn != task.next_datasn:
+            raise RemoteProtocolError(
+                f"Data-In DataSN {datasn}, expected {task.next_datasn} (task 0x{task.itt:08x})"
+            )
+        task.next_datasn += 1
+        if offset + n > task.read_len:
+            raise RemoteProtocolError(
+                f"Data-In of {n} bytes at offset {offset} exceeds the expected "
+                f"{task.read_len} bytes"
+            )
+        if n:
+            if task.read_buf is None:
+                if offset == 0 and n == task.read_len and flags & P.F_STATUS:
+                    task.read_buf = pdu.data  # single-PDU read: no copy needed
+                else:
+                    task.read_buf = bytearray(task.read_len)
+            if task.read_buf is not pdu.data:
+                task.read_buf[offset : offset + n] = pdu.data
+            task.received = max(task.received, offset + n)
+        if not flags & P.F_STATUS:
+            return None
+        if not flags & P.F_FINAL:
+            raise RemoteProtocolError("Data-In with S bit but without F bit")
+        self._status_seen(pdu)
+        return self._complete(task, pdu.bhs[3], b"", pdu.field32(44), flags)
+
+    def _complete(self, task: _Task, status: int, sense: bytes, residual: int, flags: int) -> Event:
+        del self._tasks[task.itt]
+        data: bytes | bytearray | memoryview = b""
+        if task.read_buf is not None:
+            data = memoryview(task.read_buf)[: task.received]
+        return TaskCompleted(
+            task.itt,
+            ScsiResult(
+                status,
+                data,
+                sense,
+                residual,
+                underflow=bool(flags & P.F_UNDERFLOW),
+                overflow=bool(flags & P.F_OVERFLOW),
+            ),
+        )
+
+    def _on_scsi_response(self, pdu: P.PDU) -> Event | None:
+        task = self._task(pdu, Kind.SCSI)
+        self._status_seen(pdu)
+        response = pdu.bhs[2]
+        if response != 0:
+            del self._tasks[task.itt]
+            return TaskFailed(task.itt, f"target failure (iSCSI response 0x{response:02x})")
+        sense = b""
+        if len(pdu.data) >= 2:
+            slen = P.u16(pdu.data, 0)
+            sense = bytes(pdu.data[2 : 2 + slen])
+        return self._complete(task, pdu.bhs[3], sense, pdu.field32(44), pdu.flags)
+
+    def _on_r2t(self, pdu: P.PDU) -> Event | None:
+        task = self._task(pdu, Kind.SCSI)
+        if task.write is None:
+            raise RemoteProtocolError(f"R2T for a task that is not a write (0x{task.itt:08x})")
+        offset, length = pdu.field32(40), pdu.field32(44)
+        if offset + length > len(task.write) or length == 0:
+            raise RemoteProtocolError(
+                f"R2T asks for {length} bytes at offset {offset} of a {len(task.write)}-byte write"
+            )
+        if length > self.params.max_burst_length:
+            raise RemoteProtocolError(
+                f"R2T asks for {length} bytes, above MaxBurstLength {self.params.max_burst_length}"
+            )
+        self._send_data_out(task, offset, length, pdu.ttt)
+        return None
+
+    def _on_nop_in(self, pdu: P.PDU) -> Event | None:
+        if pdu.itt == P.NO_TAG:
+            if pdu.ttt != P.NO_TAG:  # target ping: echo TTT and LUN, ITT reserved, I=1
+                bhs = P.new_bhs(P.Op.NOP_OUT, P.F_FINAL, immediate=True)
+                bhs[8:16] = pdu.lun_bytes
+                P.put32(bhs, 16, P.NO_TAG)
+                P.put32(bhs, 20, pdu.ttt)
+                self._emit_immediate(bhs)
+            return None
+        task = self._task(pdu, Kind.NOP)
+        self._status_seen(pdu)
+        del self._tasks[task.itt]
+        return NopReply(task.itt, bytes(pdu.data))
+
+    def _on_text(self, pdu: P.PDU) -> Event | None:
+        task = self._task(pdu, Kind.TEXT)
+        self._status_seen(pdu)
+        task.text += pdu.data
+        if len(task.text) > 16 * 1024 * 1024:
+            raise RemoteProtocolError("Text Response data exceeds 16 MiB")
+        if pdu.flags & P.F_FINAL:
+            if pdu.flags & P.F_CONTINUE:
+                raise RemoteProtocolError("Text Response with both F and C bits set")
+            del self._tasks[task.itt]
+            return TextReply(task.itt, decode_pairs(task.text, "Text Response"))
+        if pdu.ttt == P.NO_TAG:
+            raise RemoteProtocolError("non-final Text Response without a Target Transfer Tag")
+        self._send_text(task, b"", pdu.ttt)  # ask for the next part (tgt may split a pair)
+        return None
+
+    def _on_tmf(self, pdu: P.PDU) -> Event | None:
+        task = self._task(pdu, Kind.TMF)
+        self._status_seen(pdu)
+        del self._tasks[task.itt]
+        response = pdu.bhs[2]
+        if response == 0 and task.function == TMF_ABORT_TASK:
+            self._tasks.pop(task.ref_itt, None)
+        elif response == 0 and task.function == TMF_LUN_RESET:
+            for t in [t for t in self._tasks.values() if t.kind is Kind.SCSI and t.lun == task.lun]:
+                del self._tasks[t.itt]
+        return TmfReply(task.itt, response)
+
+    def _on_logout(self, pdu: P.PDU) -> Event | None:
+        task = self._task(pdu, Kind.LOGOUT)
+        self._status_seen(pdu)
+        del self._tasks[task.itt]
+        self.state = State.LOGGED_OUT
+        return LogoutReply(task.itt, pdu.bhs[2], P.u16(pdu.bhs, 40), P.u16(pdu.bhs, 42))
+
+    def _on_async(self, pdu: P.PDU) -> Event | None:
+        self._status_seen(pdu)
+        b = pdu.bhs
+        sense = b""
+        if b[36] == 0 and len(pdu.data) >= 2:
+            sense = bytes(pdu.data[2 : 2 + P.u16(pdu.data, 0)])
+        return AsyncEvent(b[36], (P.u16(b, 38), P.u16(b, 40), P.u16(b, 42)), sense)
+
+    def _on_reject(self, pdu: P.PDU) -> Event | None:
+        self._status_seen(pdu)
+        reason = pdu.bhs[2]
+        text = REJECT_REASONS.get(reason, f"reason 0x{reason:02x}")
+        if len(pdu.data) < P.BHS_LEN:
+            raise RemoteProtocolError(f"target sent a Reject ({text}) without the rejected header")
+        itt = P.u32(pdu.data, 16)
+        task = self._tasks.pop(itt, None)
+        if task is None:
+            raise RemoteProtocolError(f"target rejected a PDU: {text}")
+        return TaskFailed(itt, f"target rejected the request: {text}")
+
+
+_HANDLERS = {
+    P.Op.DATA_IN: Connection._on_data_in,
+    P.Op.SCSI_RSP: Connection._on_scsi_response,
+    P.Op.R2T: Connection._on_r2t,
+    P.Op.NOP_IN: Connection._on_nop_in,
+    P.Op.TEXT_RSP: Connection._on_text,
+    P.Op.TMF_RSP: Connection._on_tmf,
+    P.Op.LOGOUT_RSP: Connection._on_logout,
+    P.Op.ASYNC: Connection._on_async,
+    P.Op.REJECT: Connection._on_reject,
+}

@@ -1,0 +1,55 @@
+"""Error types of the initiator.
+
+Split like h11: :class:`LocalProtocolError` means *we* asked for something invalid in the
+current state (a bug in the caller); :class:`RemoteProtocolError` means the target broke the
+protocol. Both, like every other error here, render as one user-readable line.
+"""
+
+from __future__ import annotations
+
+from poolbackend.errors import PoolBackendError
+
+
+class ISCSIError(PoolBackendError):
+    """Base of all initiator errors."""
+
+
+class LocalProtocolError(ISCSIError):
+    """The caller misused the protocol core (wrong state, bad argument)."""
+
+
+class RemoteProtocolError(ISCSIError):
+    """The target sent something the protocol does not allow; the connection is unusable."""
+
+
+class ConnectionFailed(ISCSIError):
+    """TCP-level failure: refused, reset, closed by the target, unresolvable host."""
+
+
+class ISCSITimeout(ISCSIError):
+    """A bounded wait ran out (connect, login, command, logout)."""
+
+
+class LoginFailed(ISCSIError):
+    """The target answered a Login Request with a non-success status."""
+
+    def __init__(self, message: str, status_class: int, status_detail: int) -> None:
+        super().__init__(message)
+        self.status_class = status_class
+        self.status_detail = status_detail
+
+
+class AuthenticationFailed(LoginFailed):
+    """CHAP failed in either direction (wrong credentials, bad mutual answer)."""
+
+
+class CommandFailed(ISCSIError):
+    """A SCSI command completed with a non-GOOD status or an iSCSI-level failure."""
+
+    def __init__(
+        self, message: str, status: int | None = None, sense: bytes = b"", response: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.sense = sense
+        self.response = response
