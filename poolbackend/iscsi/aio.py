@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable
@@ -186,7 +187,7 @@ class Session:
         except socket.gaierror as exc:
             raise ConnectionFailed(f"portal {portal}: cannot resolve host {portal.host!r}: {exc.strerror}") from None
         except OSError as exc:
-            reason = exc.strerror or str(exc) or type(exc).__name__
+            reason = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
             raise ConnectionFailed(f"portal {portal}: cannot connect: {reason}") from None
         sock = writer.get_extra_info("socket")
         if sock is not None:
@@ -262,7 +263,8 @@ class Session:
         except asyncio.CancelledError:
             raise
         except ISCSIError as exc:
-            error = type(exc)(f"{self.what}: {exc}") if type(exc) in (RemoteProtocolError,) else exc
+            exc.args = (f"{self.what}: {exc}",)  # name the portal, keep the error class
+            error = exc
         except OSError as exc:
             error = ConnectionFailed(f"{self.what}: connection lost: {exc.strerror or exc}")
         if gen == self._generation:

@@ -1,0 +1,59 @@
+"""Initiator options shared by the tools: parsing and turning them into SessionOptions."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from poolbackend.errors import ConfigError
+
+if TYPE_CHECKING:
+    from poolbackend.iscsi.aio import SessionOptions
+    from poolbackend.iscsi.url import IscsiUrl
+
+
+def add_initiator_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-i",
+        "--initiator-name",
+        metavar="IQN",
+        help="initiator name (default: a stable IQN generated from the host name)",
+    )
+    p.add_argument(
+        "-t",
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="bound for every wait: connect, login, each command, logout (default 10)",
+    )
+    p.add_argument(
+        "--chap-algorithms",
+        metavar="LIST",
+        help="CHAP_A offer, e.g. 'sha-256,md5' (default md5; tgt accepts only md5)",
+    )
+
+
+def session_options(args: argparse.Namespace, url: IscsiUrl | None = None) -> SessionOptions:
+    from poolbackend.iscsi.aio import SessionOptions
+    from poolbackend.iscsi.chap import parse_algorithms
+
+    opts = SessionOptions()
+    if args.initiator_name:
+        opts.initiator_name = args.initiator_name
+    if not args.timeout > 0:
+        raise ConfigError(f"--timeout must be a positive number of seconds, not {args.timeout}")
+    opts.timeout = args.timeout
+    if args.chap_algorithms:
+        try:
+            opts.chap_algorithms = parse_algorithms(args.chap_algorithms)
+        except ValueError as exc:
+            raise ConfigError(f"--chap-algorithms: {exc}") from None
+    if url is not None:
+        if url.header_digest:
+            opts.header_digest = url.header_digest
+        if url.data_digest:
+            opts.data_digest = url.data_digest
+        if url.chap_algorithms:
+            opts.chap_algorithms = url.chap_algorithms
+    return opts

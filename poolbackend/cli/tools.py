@@ -1,0 +1,216 @@
+"""libiscsi-style tools: iscsi-ls, iscsi-inq, iscsi-readcapacity.
+
+Output follows libiscsi's utilities so scripts keep working, with two deliberate fixes:
+sizes are exact ((last LBA + 1) x block length) and LUNs above 255 are listed correctly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from poolbackend.cli.initiator_opts import session_options
+from poolbackend.iscsi.aio import Session, SessionOptions
+from poolbackend.iscsi.errors import CommandFailed, ISCSIError
+from poolbackend.iscsi.url import IscsiUrl, parse_url
+from poolbackend.scsi import inquiry as INQ
+from poolbackend.scsi import vpd as VPD
+from poolbackend.scsi.capacity import parse_read_capacity16
+from poolbackend.scsi.cdb import read_capacity16
+
+
+def exact_size(n: int) -> str:
+    """Largest binary unit in which the size is a whole number (libiscsi truncates instead)."""
+    for unit, shift in (("T", 40), ("G", 30), ("M", 20), ("k", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return f"{n}"
+
+
+async def _list_luns(session: Session, out: TextIO) -> None:
+    luns = await session.report_luns()
+
+    async def describe(lun: int) -> str:
+        inq = await session.inquiry(lun)
+        line = f"Lun:{lun:<4} Type:{INQ.device_type_name(inq.device_type)}"
+        if inq.device_type == 0:
+            blocks, size = await session.read_capacity(lun)
+            line += f" (Size:{exact_size(blocks * size)})"
+        return line
+
+    for line in await asyncio.gather(*(describe(lun) for lun in luns)):
+        print(line, file=out)
+
+
+async def iscsi_ls_async(url: IscsiUrl, opts: SessionOptions, show_luns: bool, show_urls: bool,
+                         discovery_auth: bool, out: TextIO) -> int:
+    disc = await Session.open(url.portal, None, opts, url.credentials if discovery_auth else None)
+    try:
+        targets = await disc.send_targets()
+    finally:
+        await disc.close()
+    if url.target is not None:
+        targets = [t for t in targets if t[0] == url.target]
+    status = 0
+    for name, addresses in targets:
+        portal_text = addresses[0] if addresses else f"{url.portal},1"
+        if show_urls:
+            if not show_luns:
+                print(f"iscsi://{url.portal}/{name}/0", file=out)
+                continue
+        else:
+            print(f"Target:{name} Portal:{portal_text}", file=out)
+        if not show_luns:
+            continue
+        try:
+            async with await Session.open(url.portal, name, opts, url.credentials) as s:
+                if show_urls:
+                    for lun in await s.report_luns():
+                        print(f"iscsi://{url.portal}/{name}/{lun}", file=out)
+                else:
+                    await _list_luns(s, out)
+        except ISCSIError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_iscsi_ls(args: argparse.Namespace) -> int:
+    url = parse_url(args.url)
+    opts = session_options(args, url)
+    return asyncio.run(
+        iscsi_ls_async(url, opts, args.show_luns, args.url_output, args.discovery_auth, sys.stdout)
+    )
+
+
+async def _with_lun(url: IscsiUrl, opts: SessionOptions, fn: Callable[[Session, int], object]) -> None:
+    assert url.target is not None and url.lun is not None
+    async with await Session.open(url.portal, url.target, opts, url.credentials) as s:
+        result = fn(s, url.lun)
+        if asyncio.iscoroutine(result):
+            await result
+
+
+def _print_standard_inquiry(inq: INQ.StandardInquiry) -> None:
+    lines = [
+        f"Peripheral Qualifier:{INQ.peripheral_qualifier_name(inq.peripheral_qualifier)}",
+        f"Peripheral Device Type:{INQ.device_type_name(inq.device_type)}",
+        f"Removable:{int(inq.removable)}",
+        f"Version:{inq.version} {INQ.version_name(inq.version)}",
+        f"NormACA:{int(inq.normaca)}",
+        f"HiSup:{int(inq.hisup)}",
+        f"ReponseDataFormat:{inq.response_data_format}",
+        f"SCCS:{int(inq.sccs)}",
+        f"ACC:{int(inq.acc)}",
+        f"TPGS:{inq.tpgs}",
+        f"3PC:{int(inq.three_pc)}",
+        f"Protect:{int(inq.protect)}",
+        f"EncServ:{int(inq.encserv)}",
+        f"MultiP:{int(inq.multip)}",
+        f"SYNC:{int(inq.sync)}",
+        f"CmdQue:{int(inq.cmdque)}",
+        f"Vendor:{inq.vendor}",
+        f"Product:{inq.product}",
+        f"Revision:{inq.revision}",
+    ]
+    lines += [
+        f"Version Descriptor:{d:04x} {INQ.version_descriptor_name(d)}" for d in inq.version_descriptors
+    ]
+    print("\n".join(lines))
+
+
+def _print_vpd(page: int, data: bytes) -> None:
+    if page == 0x00:
+        for code in VPD.parse_supported_pages(data).pages:
+            print(f"Page:0x{code:02x} {VPD_NAMES.get(code, 'UNKNOWN')}")
+    elif page == 0x80:
+        print(f"Unit Serial Number:[{VPD.parse_unit_serial(data).serial}]")
+    elif page == 0x83:
+        for i, d in enumerate(VPD.parse_device_identification(data).designators):
+            print(f"DEVICE DESIGNATOR #{i}")
+            print(f"Code Set:({d.code_set})")
+            print(f"PIV:{int(d.piv)}")
+            print(f"Association:({d.association})")
+            print(f"Designator Type:({d.designator_type})")
+            print(f"Designator:[{d.text}]")
+    elif page == 0xB0:
+        bl = VPD.parse_block_limits(data)
+        for name in ("wsnz", "max_compare_write", "opt_xfer_granularity", "max_transfer_length",
+                     "opt_transfer_length", "max_prefetch", "max_unmap_lba_count",
+                     "max_unmap_descriptors", "opt_unmap_granularity", "ugavalid",
+                     "unmap_granularity_alignment", "max_write_same_length"):
+            print(f"{name.replace('_', ' ')}:{int(getattr(bl, name))}")
+    elif page == 0xB1:
+        print(f"Medium Rotation Rate:{VPD.parse_block_device_characteristics(data).medium_rotation_rate}RPM")
+    elif page == 0xB2:
+        lbp = VPD.parse_logical_block_provisioning(data)
+        for name in ("lbpu", "lbpws", "lbpws10", "lbprz", "anc_sup", "dp"):
+            print(f"{name}:{int(getattr(lbp, name))}")
+        print(f"threshold exponent:{lbp.threshold_exponent}")
+        print(f"provisioning type:{lbp.provisioning_type}")
+    else:
+        print(data.hex())
+
+
+VPD_NAMES = {
+    0x00: "SUPPORTED_VPD_PAGES",
+    0x80: "UNIT_SERIAL_NUMBER",
+    0x83: "DEVICE_IDENTIFICATION",
+    0xB0: "BLOCK_LIMITS",
+    0xB1: "BLOCK_DEVICE_CHARACTERISTICS",
+    0xB2: "LOGICAL_BLOCK_PROVISIONING",
+}
+
+
+def cmd_iscsi_inq(args: argparse.Namespace) -> int:
+    url = parse_url(args.url, need_lun=True)
+    opts = session_options(args, url)
+    page: int | None = None
+    if args.evpd:
+        try:
+            page = int(args.page or "0", 0)
+        except ValueError:
+            from poolbackend.errors import ConfigError
+
+            raise ConfigError(f"--page must be a number (decimal or 0x hex), not {args.page!r}") from None
+
+    async def run(s: Session, lun: int) -> None:
+        if page is None:
+            _print_standard_inquiry(await s.inquiry(lun))
+        else:
+            _print_vpd(page, await s.vpd(lun, page))
+
+    asyncio.run(_with_lun(url, opts, run))
+    return 0
+
+
+def cmd_iscsi_readcapacity(args: argparse.Namespace) -> int:
+    url = parse_url(args.url, need_lun=True)
+    opts = session_options(args, url)
+
+    async def run(s: Session, lun: int) -> None:
+        try:
+            r = await s.execute(lun, read_capacity16(), read_len=32)
+            rc = parse_read_capacity16(bytes(r.data))
+        except CommandFailed:
+            blocks, block_size = await s.read_capacity(lun)  # falls back to READ CAPACITY(10)
+            print(blocks * block_size if args.size_only else
+                  f"RETURNED LOGICAL BLOCK ADDRESS:{blocks - 1}\n"
+                  f"LOGICAL BLOCK LENGTH IN BYTES:{block_size}\nTotal size:{blocks * block_size}")
+            return
+        if args.size_only:
+            print(rc.capacity_bytes)
+            return
+        print(f"RETURNED LOGICAL BLOCK ADDRESS:{rc.last_lba}")
+        print(f"LOGICAL BLOCK LENGTH IN BYTES:{rc.block_length}")
+        print(f"P_TYPE:{rc.p_type} PROT_EN:{int(rc.prot_en)}")
+        print(f"P_I_EXPONENT:{rc.p_i_exponent} LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT:{rc.lbppbe}")
+        print(f"LBPME:{int(rc.lbpme)} LBPRZ:{int(rc.lbprz)}")
+        print(f"LOWEST ALIGNED LOGICAL BLOCK ADDRESS:{rc.lowest_aligned_lba}")
+        print(f"Total size:{rc.capacity_bytes}")
+
+    asyncio.run(_with_lun(url, opts, run))
+    return 0

@@ -1,0 +1,123 @@
+"""Synchronous facade over :class:`~poolbackend.iscsi.aio.Session`, like libiscsi's sync layer.
+
+The asyncio session runs on a private event-loop thread, so target NOP pings are answered
+even while the caller is busy elsewhere; every call blocks with an outer time bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from poolbackend.iscsi.aio import Session, SessionOptions
+from poolbackend.iscsi.digest import Buffer
+from poolbackend.iscsi.errors import ISCSITimeout
+from poolbackend.iscsi.events import ScsiResult
+from poolbackend.iscsi.portal import Credentials, Portal
+from poolbackend.scsi.inquiry import StandardInquiry
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="iscsi-loop", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], bound: float, what: str) -> T:
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result(bound)
+        except TimeoutError:
+            fut.cancel()
+            raise ISCSITimeout(f"{what}: did not finish within {bound:g} s") from None
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+class SyncSession:
+    """A blocking iSCSI session; use as a context manager or call :meth:`close`."""
+
+    def __init__(self, session: Session, runner: _LoopThread) -> None:
+        self.session = session
+        self._runner = runner
+
+    @classmethod
+    def open(
+        cls,
+        portal: Portal,
+        target: str | None,
+        options: SessionOptions | None = None,
+        credentials: Credentials | None = None,
+    ) -> SyncSession:
+        options = options or SessionOptions()
+        runner = _LoopThread()
+        try:
+            session = runner.run(
+                Session.open(portal, target, options, credentials),
+                options.timeout * 8 + 5,
+                f"login to portal {portal}",
+            )
+        except BaseException:
+            runner.stop()
+            raise
+        return cls(session, runner)
+
+    def __enter__(self) -> SyncSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def _bound(self) -> float:
+        o = self.session.options
+        return o.timeout * (o.max_reconnects + 2) * 2 + 5
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._runner.run(coro, self._bound, self.session.what)
+
+    def execute(
+        self, lun: int, cdb: bytes, *, read_len: int = 0, write_data: Buffer | None = None
+    ) -> ScsiResult:
+        return self._run(self.session.execute(lun, cdb, read_len=read_len, write_data=write_data))
+
+    def test_unit_ready(self, lun: int) -> None:
+        self._run(self.session.test_unit_ready(lun))
+
+    def inquiry(self, lun: int) -> StandardInquiry:
+        return self._run(self.session.inquiry(lun))
+
+    def vpd(self, lun: int, page: int) -> bytes:
+        return self._run(self.session.vpd(lun, page))
+
+    def report_luns(self) -> list[int]:
+        return self._run(self.session.report_luns())
+
+    def read_capacity(self, lun: int) -> tuple[int, int]:
+        return self._run(self.session.read_capacity(lun))
+
+    def read(self, lun: int, lba: int, blocks: int, block_size: int) -> bytes:
+        return bytes(self._run(self.session.read(lun, lba, blocks, block_size)))
+
+    def write(self, lun: int, lba: int, data: Buffer, block_size: int) -> None:
+        self._run(self.session.write(lun, lba, data, block_size))
+
+    def send_targets(self, value: str = "All") -> list[tuple[str, list[str]]]:
+        return self._run(self.session.send_targets(value))
+
+    def ping(self, data: bytes = b"") -> bytes:
+        return self._run(self.session.ping(data))
+
+    def close(self) -> None:
+        try:
+            self._run(self.session.close())
+        finally:
+            self._runner.stop()

@@ -1,0 +1,142 @@
+"""libiscsi's URL format: ``iscsi://[user[%password]@]host[:port]/target-iqn/lun[?args]``.
+
+Also the portal-only form ``iscsi://host[:port]`` (discovery), ``:`` instead of ``%``
+between user and password, IPv6 in brackets, and libiscsi's environment variables for
+credentials, so existing habits keep working. A password never appears in ``str()`` or in
+any error message: errors quote the URL with the password replaced by ``***``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from poolbackend.errors import ConfigError
+from poolbackend.iscsi.chap import parse_algorithms
+from poolbackend.iscsi.portal import DEFAULT_PORT, Credentials, Portal
+
+_DIGESTS = {"none": "None", "crc32c": "CRC32C", "none-crc32c": "None,CRC32C", "crc32c-none": "CRC32C,None"}
+
+
+@dataclass(frozen=True)
+class IscsiUrl:
+    portal: Portal
+    target: str | None = None
+    lun: int | None = None
+    credentials: Credentials | None = None
+    header_digest: str | None = None
+    data_digest: str | None = None
+    chap_algorithms: tuple[int, ...] | None = None
+
+    def __str__(self) -> str:
+        user = f"{self.credentials.username}@" if self.credentials else ""
+        path = f"/{self.target}" if self.target else ""
+        if self.target and self.lun is not None:
+            path += f"/{self.lun}"
+        return f"iscsi://{user}{self.portal}{path}"
+
+
+def redact(url: str) -> str:
+    """The URL with any password (after % or : in the user part, or in arguments) masked."""
+    m = re.match(r"^([a-zA-Z]+://)([^@/]*)@", url)
+    if m:
+        user = re.split(r"[%:]", m.group(2), maxsplit=1)
+        masked = user[0] + ("%***" if len(user) > 1 else "")
+        url = m.group(1) + masked + url[m.end() - 1 :]
+    return re.sub(r"(target_password=)[^&]*", r"\1***", url)
+
+
+def parse_url(
+    text: str,
+    *,
+    need_lun: bool = False,
+    need_target: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> IscsiUrl:
+    """Parse an iSCSI URL (or a bare ``host[:port]`` portal) into its parts."""
+    env = os.environ if env is None else env
+    shown = redact(text)
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"invalid iSCSI URL '{shown}': {why}")
+
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        rest, scheme = text, "iscsi"
+    scheme = scheme.lower()
+    if scheme == "iser":
+        raise ConfigError(f"'{shown}': iSER (RDMA) transport is not supported; use iscsi://")
+    if scheme != "iscsi":
+        raise bad(f"unknown scheme '{scheme}://' (expected iscsi://)")
+    rest, _, query = rest.partition("?")
+    authority, _, path = rest.partition("/")
+    user = password = None
+    if "@" in authority:
+        userinfo, _, authority = authority.rpartition("@")
+        parts = re.split(r"[%:]", userinfo, maxsplit=1)
+        user = parts[0] or None
+        password = parts[1] if len(parts) > 1 else None
+    if not authority:
+        raise bad("missing host")
+    try:
+        portal = Portal.parse(authority, DEFAULT_PORT)
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    segments = [s for s in path.split("/") if s] if path else []
+    target = segments[0] if segments else None
+    lun = None
+    if len(segments) > 2:
+        raise bad("too many path parts (expected /target-iqn/lun)")
+    if len(segments) == 2:
+        if not segments[1].isdigit():
+            raise bad(f"LUN '{segments[1]}' is not a number")
+        lun = int(segments[1])
+        if lun > 16383:
+            raise bad(f"LUN {lun} is above 16383, the largest flat-space LUN")
+    if need_target and target is None:
+        raise bad("missing target IQN (expected iscsi://host[:port]/target-iqn/lun)")
+    if need_lun and lun is None:
+        raise bad("missing LUN (expected iscsi://host[:port]/target-iqn/lun)")
+    args: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        args[key] = value
+    unknown = set(args) - {"target_user", "target_password", "header_digest", "data_digest", "auth"}
+    if unknown:
+        raise bad(f"unknown argument '{sorted(unknown)[0]}'")
+    user = user or env.get("LIBISCSI_CHAP_USERNAME") or None
+    if password is None:
+        password = env.get("LIBISCSI_CHAP_PASSWORD")
+    t_user = args.get("target_user") or env.get("LIBISCSI_CHAP_TARGET_USERNAME") or None
+    t_pass = args.get("target_password")
+    if t_pass is None:
+        t_pass = env.get("LIBISCSI_CHAP_TARGET_PASSWORD")
+    creds = None
+    if user is not None:
+        if password is None:
+            raise bad(f"CHAP user '{user}' has no password (give user%password or LIBISCSI_CHAP_PASSWORD)")
+        if (t_user is None) != (t_pass is None):
+            raise bad("mutual CHAP needs both target_user and target_password")
+        creds = Credentials(
+            user, password.encode(), t_user, t_pass.encode() if t_pass is not None else None
+        )
+    elif t_user is not None:
+        raise bad("target_user (mutual CHAP) needs initiator CHAP credentials too")
+
+    def digest(name: str) -> str | None:
+        value = args.get(name)
+        if value is None:
+            return None
+        if value.lower() not in _DIGESTS:
+            raise bad(f"{name} must be crc32c or none, not '{value}'")
+        return _DIGESTS[value.lower()]
+
+    algorithms = None
+    if "auth" in args:
+        try:
+            algorithms = parse_algorithms(args["auth"])
+        except ValueError as exc:
+            raise bad(str(exc)) from None
+    return IscsiUrl(portal, target, lun, creds, digest("header_digest"), digest("data_digest"), algorithms)
