@@ -1,0 +1,82 @@
+"""READ CAPACITY(10)/(16) data (SBC-3 §5.15/§5.16).
+
+Both return the *last* LBA: capacity is (last LBA + 1) x block length. libvirt's iscsi-direct
+pool and iscsi-ls forget the + 1 and report 63M for a 64 MiB LUN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from poolbackend.scsi.errors import ScsiParseError
+
+RC10_LENGTH = 8
+RC16_LENGTH = 32
+
+
+def _need(data: bytes, length: int, what: str) -> None:
+    if len(data) < length:
+        raise ScsiParseError(f"{what} data too short: {len(data)} bytes, need {length}")
+
+
+@dataclass(frozen=True)
+class ReadCapacity10:
+    last_lba: int
+    block_length: int
+
+    @property
+    def needs_16(self) -> bool:
+        """The LUN has 2**32 blocks or more: ask READ CAPACITY(16)."""
+        return self.last_lba == 0xFFFFFFFF
+
+    @property
+    def block_count(self) -> int:
+        return self.last_lba + 1
+
+    @property
+    def capacity_bytes(self) -> int:
+        return self.block_count * self.block_length
+
+
+def parse_read_capacity10(data: bytes) -> ReadCapacity10:
+    _need(data, RC10_LENGTH, "READ CAPACITY(10)")
+    return ReadCapacity10(
+        last_lba=int.from_bytes(data[0:4], "big"),
+        block_length=int.from_bytes(data[4:8], "big"),
+    )
+
+
+@dataclass(frozen=True)
+class ReadCapacity16:
+    last_lba: int
+    block_length: int
+    p_type: int
+    prot_en: bool
+    p_i_exponent: int
+    lbppbe: int  # logical blocks per physical block = 2**lbppbe
+    lbpme: bool  # thin provisioned (UNMAP / WRITE SAME with UNMAP usable)
+    lbprz: bool  # unmapped blocks read back as zeros
+    lowest_aligned_lba: int
+
+    @property
+    def block_count(self) -> int:
+        return self.last_lba + 1
+
+    @property
+    def capacity_bytes(self) -> int:
+        return self.block_count * self.block_length
+
+
+def parse_read_capacity16(data: bytes) -> ReadCapacity16:
+    _need(data, RC16_LENGTH, "READ CAPACITY(16)")
+    return ReadCapacity16(
+        last_lba=int.from_bytes(data[0:8], "big"),
+        block_length=int.from_bytes(data[8:12], "big"),
+        p_type=(data[12] >> 1) & 0x07,
+        prot_en=bool(data[12] & 0x01),
+        p_i_exponent=data[13] >> 4,
+        lbppbe=data[13] & 0x0F,
+        lbpme=bool(data[14] & 0x80),
+        lbprz=bool(data[14] & 0x40),
+        lowest_aligned_lba=int.from_bytes(data[14:16], "big") & 0x3FFF,
+    )

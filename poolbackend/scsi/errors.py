@@ -1,0 +1,25 @@
+"""Errors of the SCSI layer.
+
+Every parser raises only :class:`ScsiParseError` for malformed or short data, so callers can
+catch one type; its message names the structure and the problem.
+"""
+
+from __future__ import annotations
+
+
+class ScsiParseError(ValueError):
+    """Data-in (or a LUN field) from the target could not be parsed."""
+
+
+class UnsupportedLunFormat(ScsiParseError):
+    """A LUN uses an address method other than single-level peripheral or flat space.
+
+    ``raw`` keeps the 8-byte entry so callers can log it or skip it.
+    """
+
+    def __init__(self, raw: bytes) -> None:
+        super().__init__(
+            f"unsupported LUN address {raw.hex()} (address method {raw[0] >> 6:02b}b); "
+            "only single-level peripheral (00b, bus 0) and flat space (01b) are decoded"
+        )
+        self.raw = raw
