@@ -1,0 +1,67 @@
+"""LUN scan for pool refresh: REPORT LUNS, then TUR + INQUIRY + READ CAPACITY per LUN.
+
+All LUNs are probed concurrently on one session, so a 1000-LUN target costs a few round
+trips bounded by the target's command window instead of one round trip per command (as in
+libvirt). A LUN that fails is reported and left out; it does not fail the whole refresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from poolbackend.iscsi.aio import Session
+from poolbackend.iscsi.errors import CommandFailed, ConnectionFailed, ISCSITimeout
+from poolbackend.scsi.inquiry import device_type_name
+
+DISK = 0x00
+
+
+@dataclass(frozen=True)
+class LunInfo:
+    lun: int
+    device_type: int
+    device_type_name: str
+    vendor: str
+    product: str
+    block_size: int = 0
+    block_count: int = 0
+
+    @property
+    def capacity(self) -> int:
+        """Exact size: (last LBA + 1) x block length (libvirt reports one block less)."""
+        return self.block_size * self.block_count
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    luns: tuple[LunInfo, ...]
+    failures: tuple[str, ...]  # one line per LUN left out
+
+
+async def probe_lun(session: Session, lun: int) -> LunInfo:
+    await session.test_unit_ready(lun)
+    inq = await session.inquiry(lun)
+    info = LunInfo(lun, inq.device_type, device_type_name(inq.device_type), inq.vendor, inq.product)
+    if inq.peripheral_qualifier == 0 and inq.device_type == DISK:
+        blocks, block_size = await session.read_capacity(lun)
+        info = LunInfo(info.lun, info.device_type, info.device_type_name, info.vendor,
+                       info.product, block_size, blocks)
+    return info
+
+
+async def scan(session: Session) -> ScanResult:
+    luns = await session.report_luns()
+    results = await asyncio.gather(*(probe_lun(session, lun) for lun in luns), return_exceptions=True)
+    found: list[LunInfo] = []
+    failures: list[str] = []
+    for lun, res in zip(luns, results, strict=True):
+        if isinstance(res, LunInfo):
+            found.append(res)
+        elif isinstance(res, (ConnectionFailed, ISCSITimeout)):
+            raise res  # the session is gone: the refresh as a whole failed
+        elif isinstance(res, CommandFailed):
+            failures.append(f"LUN {lun} left out: {res}")
+        elif isinstance(res, BaseException):
+            raise res
+    return ScanResult(tuple(found), tuple(failures))
