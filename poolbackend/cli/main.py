@@ -80,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from poolbackend.errors import PoolBackendError
 
+    if getattr(args, "pool_pos", None) and not getattr(args, "pool", None):
+        args.pool = args.pool_pos  # virsh takes the pool positionally or as --pool
+    if args.command == "vol-list" and not args.pool:
+        parser.error("vol-list needs a POOL")
     try:
         return int(args.func(args) or 0)
     except PoolBackendError as exc:

@@ -1,0 +1,543 @@
+"""virsh-named pool, volume and secret commands: argument parsing and virsh-style output."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from poolbackend.errors import ConfigError, PoolBackendError
+
+if TYPE_CHECKING:
+    from poolbackend.pool.backend import Backend, RefreshReport
+    from poolbackend.pool.store import PoolRecord
+
+Register = Callable[[Any, str, str, str], argparse.ArgumentParser]
+
+
+def _backend(args: argparse.Namespace) -> Backend:
+    from poolbackend.pool.backend import Backend
+
+    return Backend(libvirt_uri=getattr(args, "connect", None))
+
+
+def _read_file(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(16 * 1024 * 1024 + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} '{path}': {exc.strerror}") from None
+
+
+def _say(text: str) -> None:
+    print(text + "\n")
+
+
+def _report(report: RefreshReport) -> None:
+    for line in report.failures:
+        print(f"warning: {line}", file=sys.stderr)
+
+
+# -- pools -------------------------------------------------------------------------------
+def pool_define(args: argparse.Namespace) -> int:
+    from poolbackend.pool.xmlio import parse_pool_xml
+
+    pool = parse_pool_xml(_read_file(args.file, "pool XML file"), source_name=args.file)
+    b = _backend(args)
+    with b.store.locked():
+        b.store.define(pool)
+    _say(f"Pool {pool.name} defined from {args.file}")
+    return 0
+
+
+def pool_create(args: argparse.Namespace) -> int:
+    from poolbackend.pool.xmlio import parse_pool_xml
+
+    pool = parse_pool_xml(_read_file(args.file, "pool XML file"), source_name=args.file)
+    _report(_backend(args).create(pool))
+    _say(f"Pool {pool.name} created from {args.file}")
+    return 0
+
+
+def pool_start(args: argparse.Namespace) -> int:
+    b = _backend(args)
+    _report(b.start(args.pool))
+    _say(f"Pool {b.store.get_pool(args.pool).pool.name} started")
+    return 0
+
+
+def pool_refresh(args: argparse.Namespace) -> int:
+    b = _backend(args)
+    _report(b.refresh(args.pool))
+    _say(f"Pool {b.store.get_pool(args.pool).pool.name} refreshed")
+    return 0
+
+
+def pool_destroy(args: argparse.Namespace) -> int:
+    b = _backend(args)
+    name = b.store.get_pool(args.pool).pool.name
+    b.destroy(args.pool)
+    _say(f"Pool {name} destroyed")
+    return 0
+
+
+def pool_undefine(args: argparse.Namespace) -> int:
+    b = _backend(args)
+    with b.store.locked():
+        record = b.store.get_pool(args.pool)
+        b.store.undefine(record.pool.name)
+    _say(f"Pool {record.pool.name} has been undefined")
+    return 0
+
+
+def pool_autostart(args: argparse.Namespace) -> int:
+    b = _backend(args)
+    with b.store.locked():
+        name = b.store.get_pool(args.pool).pool.name
+        b.store.set_autostart(name, not args.disable)
+    _say(f"Pool {name} {'unmarked' if args.disable else 'marked'} as autostarted")
+    return 0
+
+
+def pool_build(args: argparse.Namespace) -> int:
+    b = _backend(args)
+    record = b.store.get_pool(args.pool)
+    if record.state.active:
+        raise PoolBackendError(f"Requested operation is not valid: storage pool '{record.pool.name}' is already active")
+    _say(f"Pool {record.pool.name} built")
+    return 0
+
+
+def pool_delete(args: argparse.Namespace) -> int:
+    from poolbackend.pool.backend import not_supported
+
+    _backend(args).store.get_pool(args.pool)
+    raise not_supported("pool does not support pool deletion")
+
+
+def _state_word(record: PoolRecord, details: bool) -> str:
+    if record.state.active:
+        return "running" if details else "active"
+    return "inactive"
+
+
+def pool_list(args: argparse.Namespace) -> int:
+    from poolbackend.cli.table import format_table, pretty_capacity, sort_names
+
+    if args.details and args.uuid:
+        raise ConfigError("Options --details and --uuid are mutually exclusive")
+    records = {r.pool.name: r for r in _backend(args).store.list_pools()}
+    shown = [records[n] for n in sort_names(records) if args.all or records[n].state.active]
+    if args.name:
+        print("".join(f"{r.pool.name:<20}\n" for r in shown))
+        return 0
+    if args.uuid:
+        print("".join(f"{r.pool.uuid}\n" for r in shown))
+        return 0
+    if not args.details:
+        rows = [[r.pool.name, _state_word(r, False), "yes" if r.state.autostart else "no"] for r in shown]
+        print(format_table(["Name", "State", "Autostart"], rows), end="")
+        return 0
+    rows = []
+    for r in shown:
+        st = r.state
+        sizes = [pretty_capacity(st.capacity), pretty_capacity(st.allocation),
+                 pretty_capacity(st.available)] if st.active else ["-", "-", "-"]
+        rows.append([r.pool.name, _state_word(r, True), "yes" if st.autostart else "no",
+                     "yes" if st.persistent else "no", *sizes])
+    print(format_table(["Name", "State", "Autostart", "Persistent", "Capacity", "Allocation",
+                        "Available"], rows), end="")
+    return 0
+
+
+def pool_info(args: argparse.Namespace) -> int:
+    from poolbackend.cli.table import format_labelled, pretty_capacity
+
+    r = _backend(args).store.get_pool(args.pool)
+    st = r.state
+    pairs = [("Name:", r.pool.name), ("UUID:", r.pool.uuid),
+             ("State:", "running" if st.active else "inactive"),
+             ("Persistent:", "yes" if st.persistent else "no"),
+             ("Autostart:", "yes" if st.autostart else "no")]
+    if st.active:
+        def size(n: int) -> str:
+            return str(n) if args.bytes else pretty_capacity(n)
+
+        pairs += [("Capacity:", size(st.capacity)), ("Allocation:", size(st.allocation)),
+                  ("Available:", size(st.available))]
+    print(format_labelled(pairs), end="")
+    return 0
+
+
+def pool_dumpxml(args: argparse.Namespace) -> int:
+    from poolbackend.pool.xmlio import format_pool_xml
+
+    r = _backend(args).store.get_pool(args.pool)
+    print(format_pool_xml(r.pool, r.state if r.state.active and not args.inactive else None), end="")
+    return 0
+
+
+def pool_name(args: argparse.Namespace) -> int:
+    print(_backend(args).store.get_pool(args.uuid).pool.name + "\n")
+    return 0
+
+
+def pool_uuid(args: argparse.Namespace) -> int:
+    print(_backend(args).store.get_pool(args.pool).pool.uuid + "\n")
+    return 0
+
+
+def find_sources_as(args: argparse.Namespace) -> int:
+    from poolbackend.pool.model import SourceSpec
+    from poolbackend.pool.xmlio import format_sources_xml
+
+    if args.type != "iscsi-direct":
+        raise ConfigError(f"unsupported pool type '{args.type}' (only iscsi-direct)")
+    if not args.host:
+        raise ConfigError("invalid argument: hostname must be specified for iscsi sources")
+    if not args.initiator:
+        raise ConfigError("unsupported configuration: missing initiator IQN")
+    port = None
+    if args.port is not None:
+        if not args.port.isdigit() or not 0 < int(args.port) < 65536:
+            raise ConfigError(f"invalid port '{args.port}' (expected 1-65535)")
+        port = int(args.port)
+    spec = SourceSpec(args.host, port, args.initiator)
+    targets = _backend(args).find_sources(spec, args.timeout)
+    print(format_sources_xml(spec, targets), end="")
+    return 0
+
+
+def find_sources(args: argparse.Namespace) -> int:
+    from poolbackend.pool.xmlio import format_sources_xml, parse_source_xml
+
+    if args.type != "iscsi-direct":
+        raise ConfigError(f"unsupported pool type '{args.type}' (only iscsi-direct)")
+    if not args.srcSpec:
+        raise ConfigError("invalid argument: hostname must be specified for iscsi sources")
+    spec = parse_source_xml(_read_file(args.srcSpec, "source XML file"), source_name=args.srcSpec)
+    print(format_sources_xml(spec, _backend(args).find_sources(spec, args.timeout)), end="")
+    return 0
+
+
+# -- volumes -----------------------------------------------------------------------------
+def _active_pool(args: argparse.Namespace) -> PoolRecord:
+    r = _backend(args).store.get_pool(args.pool)
+    if not r.state.active:
+        raise PoolBackendError(f"Requested operation is not valid: storage pool '{r.pool.name}' is not active")
+    return r
+
+
+def vol_list(args: argparse.Namespace) -> int:
+    from poolbackend.cli.table import format_table, pretty_capacity, sort_names
+
+    r = _active_pool(args)
+    by_name = {v.name: v for v in r.state.volumes}
+    vols = [by_name[n] for n in sort_names(by_name)]
+    if args.details:
+        rows = [[v.name, v.path, v.type, pretty_capacity(v.capacity), pretty_capacity(v.allocation)]
+                for v in vols]
+        print(format_table(["Name", "Path", "Type", "Capacity", "Allocation"], rows), end="")
+    else:
+        print(format_table(["Name", "Path"], [[v.name, v.path] for v in vols]), end="")
+    return 0
+
+
+def _volume(args: argparse.Namespace) -> Any:
+    return _backend(args).find_volume(args.vol, args.pool)[1]
+
+
+def vol_info(args: argparse.Namespace) -> int:
+    from poolbackend.cli.table import format_labelled, pretty_capacity
+
+    v = _volume(args)
+
+    def size(n: int) -> str:
+        return f"{n} bytes" if args.bytes else pretty_capacity(n)
+
+    print(format_labelled([("Name:", v.name), ("Type:", v.type), ("Capacity:", size(v.capacity)),
+                           ("Allocation:", size(v.allocation))]), end="")
+    return 0
+
+
+def vol_dumpxml(args: argparse.Namespace) -> int:
+    from poolbackend.pool.xmlio import format_volume_xml
+
+    print(format_volume_xml(_volume(args)), end="")
+    return 0
+
+
+def vol_key(args: argparse.Namespace) -> int:
+    print(_volume(args).key + "\n")
+    return 0
+
+
+def vol_path(args: argparse.Namespace) -> int:
+    print(_volume(args).path + "\n")
+    return 0
+
+
+def vol_name(args: argparse.Namespace) -> int:
+    print(_backend(args).find_volume(args.vol, None)[1].name + "\n")
+    return 0
+
+
+def vol_pool(args: argparse.Namespace) -> int:
+    print(_backend(args).find_volume(args.vol, None)[0].pool.name + "\n")
+    return 0
+
+
+class _Bar:
+    """A progress bar on stderr, only when stdout is a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.enabled = sys.stdout.isatty() and sys.stderr.isatty()
+        self._last = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total <= 0:
+            return
+        pct = min(100, done * 100 // total)
+        if pct != self._last:
+            self._last = pct
+            bar = "#" * (pct // 4)
+            print(f"\r{self.label} [{bar:<25}] {pct:3d} %", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled and self._last >= 0:
+            print(file=sys.stderr)
+
+
+def vol_wipe(args: argparse.Namespace) -> int:
+    bar = _Bar("Wiping")
+    try:
+        _backend(args).wipe(args.vol, args.pool, args.algorithm, bar)
+    finally:
+        bar.close()
+    _say(f"Vol {args.vol} wiped")
+    return 0
+
+
+def _size_arg(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise ConfigError(f"{name} must be a non-negative number of bytes, not '{value}'")
+    return int(value)
+
+
+def vol_download(args: argparse.Namespace) -> int:
+    offset = _size_arg(args.offset, "--offset") or 0
+    length = _size_arg(args.length, "--length")
+    b = _backend(args)
+    b.find_volume(args.vol, args.pool)  # fail before creating the output file
+    bar = _Bar("Downloading")
+    out_path = Path(args.file)
+    try:
+        with open(out_path, "wb") as out:
+            b.download(args.vol, args.pool, out, offset=offset, length=length, sparse=args.sparse,
+                       progress=bar)
+    except OSError as exc:
+        raise ConfigError(f"cannot write '{args.file}': {exc.strerror}") from None
+    finally:
+        bar.close()
+    return 0
+
+
+def vol_upload(args: argparse.Namespace) -> int:
+    offset = _size_arg(args.offset, "--offset") or 0
+    length = _size_arg(args.length, "--length")
+    bar = _Bar("Uploading")
+    try:
+        with open(args.file, "rb") as src:
+            _backend(args).upload(args.vol, args.pool, src, offset=offset, length=length,
+                                  progress=bar)
+    except OSError as exc:
+        raise ConfigError(f"cannot read '{args.file}': {exc.strerror}") from None
+    finally:
+        bar.close()
+    return 0
+
+
+def _unsupported(message: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from poolbackend.pool.backend import not_supported
+
+        _active_pool(args)
+        raise not_supported(message)
+
+    return run
+
+
+# -- secrets -----------------------------------------------------------------------------
+def _secrets() -> Any:
+    from poolbackend.pool.secrets import SecretStore
+
+    return SecretStore.default()
+
+
+def secret_define(args: argparse.Namespace) -> int:
+    from poolbackend.pool.xmlio import parse_secret_xml
+
+    secret = parse_secret_xml(_read_file(args.file, "secret XML file"), source_name=args.file)
+    stored = _secrets().define(secret)
+    _say(f"Secret {stored.uuid} created")
+    return 0
+
+
+def secret_set_value(args: argparse.Namespace) -> int:
+    if args.file:
+        value = _read_file(args.file, "secret value file")
+        if not args.plain:
+            import base64
+            import binascii
+
+            try:
+                value = base64.b64decode(value.strip(), validate=True)
+            except binascii.Error:
+                raise ConfigError(f"'{args.file}' is not base64 (use --plain for raw bytes)") from None
+    elif args.interactive or sys.stdin.isatty():
+        value = getpass.getpass("Enter new value for secret:").encode()
+    else:
+        value = sys.stdin.buffer.read().rstrip(b"\n")
+    if not value:
+        raise ConfigError("refusing to set an empty secret value")
+    _secrets().set_value(args.secret, value)
+    _say("Secret value set")
+    return 0
+
+
+def secret_list(args: argparse.Namespace) -> int:
+    from poolbackend.cli.table import format_table
+
+    rows = [[s.uuid, s.usage_text] for s in _secrets().list()]
+    print(format_table(["UUID", "Usage"], rows), end="")
+    return 0
+
+
+def secret_undefine(args: argparse.Namespace) -> int:
+    uuid = _secrets().undefine(args.secret)
+    _say(f"Secret {uuid} deleted")
+    return 0
+
+
+def secret_dumpxml(args: argparse.Namespace) -> int:
+    from poolbackend.pool.xmlio import format_secret_xml
+
+    print(format_secret_xml(_secrets().get(args.secret)), end="")
+    return 0
+
+
+# -- registration ------------------------------------------------------------------------
+def register(sub: Any, cmd: Register) -> None:
+    me = "poolcmds:"
+
+    def pool_cmd(name: str, func: str, text: str) -> argparse.ArgumentParser:
+        p = cmd(sub, name, me + func, text)
+        p.add_argument("pool", metavar="POOL", help="pool name or UUID")
+        p.add_argument("-c", "--connect", metavar="URI",
+                       help="libvirt URI to look up CHAP secrets not in the local store")
+        return p
+
+    p = cmd(sub, "pool-define", me + "pool_define", "define a persistent pool from an XML file")
+    p.add_argument("file", metavar="FILE")
+    p = cmd(sub, "pool-create", me + "pool_create", "create and start a transient pool from an XML file")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("-c", "--connect", metavar="URI", help="libvirt URI for CHAP secrets")
+    pool_cmd("pool-start", "pool_start", "start a pool (log in and scan its LUNs)")
+    pool_cmd("pool-refresh", "pool_refresh", "rescan the LUNs of an active pool")
+    pool_cmd("pool-destroy", "pool_destroy", "stop an active pool (its definition stays)")
+    pool_cmd("pool-undefine", "pool_undefine", "remove an inactive pool's definition")
+    pool_cmd("pool-build", "pool_build", "no-op for iscsi-direct pools (as in libvirt)")
+    pool_cmd("pool-delete", "pool_delete", "not supported for iscsi-direct pools (as in libvirt)")
+    p = pool_cmd("pool-autostart", "pool_autostart", "mark a pool to be started automatically")
+    p.add_argument("--disable", action="store_true", help="unmark it")
+    p = cmd(sub, "pool-list", me + "pool_list", "list pools")
+    p.add_argument("--all", action="store_true", help="include inactive pools")
+    p.add_argument("--inactive", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--details", action="store_true", help="sizes, persistence")
+    p.add_argument("--name", action="store_true", help="names only")
+    p.add_argument("--uuid", action="store_true", help="UUIDs only")
+    p = pool_cmd("pool-info", "pool_info", "pool state and sizes")
+    p.add_argument("--bytes", action="store_true", help="sizes in bytes")
+    p = pool_cmd("pool-dumpxml", "pool_dumpxml", "the pool XML (with live sizes when active)")
+    p.add_argument("--inactive", action="store_true", help="the definition without live sizes")
+    p = cmd(sub, "pool-name", me + "pool_name", "pool name from its UUID")
+    p.add_argument("uuid", metavar="UUID")
+    pool_cmd("pool-uuid", "pool_uuid", "pool UUID from its name")
+    p = cmd(sub, "find-storage-pool-sources-as", me + "find_sources_as",
+            "discover the targets of a portal (SendTargets)")
+    p.add_argument("type", metavar="TYPE", help="iscsi-direct")
+    p.add_argument("host", metavar="HOST", nargs="?")
+    p.add_argument("port", metavar="PORT", nargs="?")
+    p.add_argument("--initiator", metavar="IQN", help="initiator IQN (required)")
+    p.add_argument("-t", "--timeout", type=float, default=10.0, help="bound for every wait (s)")
+    p = cmd(sub, "find-storage-pool-sources", me + "find_sources",
+            "discover targets from a <source> spec file")
+    p.add_argument("type", metavar="TYPE")
+    p.add_argument("srcSpec", metavar="FILE", nargs="?")
+    p.add_argument("-t", "--timeout", type=float, default=10.0, help="bound for every wait (s)")
+
+    def vol_cmd(name: str, func: str, text: str, pool_required: bool = False) -> argparse.ArgumentParser:
+        p = cmd(sub, name, me + func, text)
+        p.add_argument("vol", metavar="VOL", help="volume name (with --pool), key or path")
+        p.add_argument("pool_pos", metavar="POOL", nargs="?", help=argparse.SUPPRESS)
+        p.add_argument("--pool", required=False, help="pool name or UUID")
+        p.add_argument("-c", "--connect", metavar="URI", help="libvirt URI for CHAP secrets")
+        return p
+
+    p = cmd(sub, "vol-list", me + "vol_list", "list the volumes (LUNs) of an active pool")
+    p.add_argument("pool_pos", metavar="POOL", nargs="?")
+    p.add_argument("--pool", help="pool name or UUID")
+    p.add_argument("--details", action="store_true", help="type and sizes")
+    p = vol_cmd("vol-info", "vol_info", "volume type and sizes")
+    p.add_argument("--bytes", action="store_true", help="sizes in bytes")
+    vol_cmd("vol-dumpxml", "vol_dumpxml", "the volume XML")
+    vol_cmd("vol-key", "vol_key", "the volume key")
+    vol_cmd("vol-path", "vol_path", "the volume path")
+    vol_cmd("vol-name", "vol_name", "the volume name from its key or path")
+    vol_cmd("vol-pool", "vol_pool", "the pool of a volume key or path")
+    p = vol_cmd("vol-wipe", "vol_wipe", "overwrite every block of a volume")
+    p.add_argument("--algorithm", default="zero",
+                   help="zero (default), trim, nnsa, dod, bsi, gutmann, schneier, pfitzner7, "
+                        "pfitzner33, random")
+    for name, func, text in (("vol-download", "vol_download", "copy a volume's data to FILE"),
+                             ("vol-upload", "vol_upload", "write FILE's data into a volume")):
+        p = cmd(sub, name, me + func, text)
+        p.add_argument("vol", metavar="VOL")
+        p.add_argument("file", metavar="FILE")
+        p.add_argument("--pool", help="pool name or UUID")
+        p.add_argument("--offset", help="byte offset in the volume")
+        p.add_argument("--length", help="number of bytes (default: to the end)")
+        p.add_argument("-c", "--connect", metavar="URI", help="libvirt URI for CHAP secrets")
+        if name == "vol-download":
+            p.add_argument("--sparse", action="store_true", help="leave holes for zero blocks")
+        p.set_defaults(pool_pos=None)
+    for name, message in (
+        ("vol-create-as", "storage pool does not support volume creation"),
+        ("vol-delete", "storage pool does not support vol deletion"),
+        ("vol-resize", "storage pool does not support changing of volume capacity"),
+        ("vol-clone", "storage pool does not support volume creation from an existing volume"),
+    ):
+        p = sub.add_parser(name, help=f"not supported for iscsi-direct pools ({message})")
+        p.add_argument("pool", metavar="POOL")
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=_unsupported(message))
+    p = cmd(sub, "secret-define", me + "secret_define", "define a CHAP secret from an XML file")
+    p.add_argument("file", metavar="FILE")
+    p = cmd(sub, "secret-set-value", me + "secret_set_value",
+            "set a secret's value (from --file, stdin, or a prompt; never from argv)")
+    p.add_argument("secret", metavar="SECRET", help="UUID or usage")
+    p.add_argument("--file", help="file holding the value (base64 unless --plain)")
+    p.add_argument("--plain", action="store_true", help="the --file content is the raw value")
+    p.add_argument("--interactive", action="store_true", help="prompt for the value")
+    cmd(sub, "secret-list", me + "secret_list", "list secrets")
+    p = cmd(sub, "secret-undefine", me + "secret_undefine", "delete a secret and its value")
+    p.add_argument("secret", metavar="SECRET")
+    p = cmd(sub, "secret-dumpxml", me + "secret_dumpxml", "the secret XML (never the value)")
+    p.add_argument("secret", metavar="SECRET")
+

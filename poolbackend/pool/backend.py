@@ -1,0 +1,223 @@
+"""libvirt's storage-backend contract for iscsi-direct pools, over the embedded initiator.
+
+check/start/refresh/stop/find-sources/wipe/upload/download, with libvirt's lifecycle rules
+implemented once here: start = first refresh; a refresh that cannot reach the target
+deactivates the pool (the definition is never touched); one failing LUN is reported and
+left out instead of failing the pool. Each operation opens its own session (like libvirt)
+but all its commands are pipelined on it, and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import BinaryIO, TypeVar
+
+from poolbackend.errors import ConfigError, NotFoundError, PoolBackendError, StateError
+from poolbackend.iscsi.aio import Session, SessionOptions
+from poolbackend.iscsi.portal import Credentials, Portal
+from poolbackend.pool import naming, scan, transfer, wipe
+from poolbackend.pool.model import PoolDef, PoolState, SourceSpec, Volume
+from poolbackend.pool.secrets import SecretStore
+from poolbackend.pool.store import PoolRecord, Store
+
+T = TypeVar("T")
+Progress = Callable[[int, int], None]
+DEFAULT_TIMEOUT = 10.0
+NOT_SUPPORTED = "this function is not supported by the connection driver: "
+
+
+def not_supported(what: str) -> PoolBackendError:
+    """libvirt's uniform message for a backend callback this pool type does not have."""
+    return PoolBackendError(NOT_SUPPORTED + what)
+
+
+@dataclass(frozen=True)
+class RefreshReport:
+    state: PoolState
+    failures: tuple[str, ...]
+
+
+def session_options(pool: PoolDef) -> SessionOptions:
+    o = pool.options
+    opts = SessionOptions(initiator_name=pool.source.initiator_iqn)
+    opts.timeout = o.timeout_seconds or DEFAULT_TIMEOUT
+    if o.header_digest:
+        opts.header_digest = o.header_digest
+    if o.data_digest:
+        opts.data_digest = o.data_digest
+    if pool.source.auth is not None:
+        opts.chap_algorithms = pool.source.auth.algorithms
+    return opts
+
+
+def portal_of(host: str, port: int | None) -> Portal:
+    h, p = naming.connect_address(host, port)
+    return Portal(h, p)
+
+
+def _run(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+class Backend:
+    """The pool driver: definitions and state in a :class:`Store`, CHAP values in secrets."""
+
+    def __init__(self, store: Store | None = None, secrets: SecretStore | None = None,
+                 libvirt_uri: str | None = None) -> None:
+        self.store = store or Store.default()
+        self.secrets = secrets or SecretStore.default()
+        self.libvirt_uri = libvirt_uri or os.environ.get("POOLBACKEND_LIBVIRT_URI")
+
+    # -- credentials -------------------------------------------------------------------
+    def _secret_value(self, uuid: str | None, usage: str | None) -> bytes:
+        try:
+            return self.secrets.get_value(uuid=uuid, usage=usage)
+        except NotFoundError:
+            if not self.libvirt_uri:
+                raise
+        from poolbackend.pool.libvirt_secrets import lookup_secret
+
+        return lookup_secret(self.libvirt_uri, uuid=uuid, usage=usage)
+
+    def credentials(self, pool: PoolDef) -> Credentials | None:
+        auth = pool.source.auth
+        if auth is None:
+            return None
+        secret = self._secret_value(auth.secret_uuid, auth.secret_usage)
+        t_secret = None
+        if auth.mutual:
+            t_secret = self._secret_value(auth.target_secret_uuid, auth.target_secret_usage)
+        return Credentials(auth.username, secret, auth.target_username, t_secret)
+
+    async def open_session(self, pool: PoolDef) -> Session:
+        src = pool.source
+        return await Session.open(portal_of(src.host, src.port), src.target_iqn,
+                                  session_options(pool), self.credentials(pool))
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def check(self, name: str) -> bool:
+        """libvirt's checkPool: the active flag, no I/O."""
+        return self.store.get_pool(name).state.active
+
+    async def scan_pool(self, pool: PoolDef) -> tuple[tuple[Volume, ...], tuple[str, ...]]:
+        session = await self.open_session(pool)
+        try:
+            result = await scan.scan(session)
+        finally:
+            await session.close()
+        volumes = tuple(
+            Volume.for_lun(
+                pool.source, info.lun, capacity=info.capacity, device_type=info.device_type,
+                device_type_name=info.device_type_name, block_size=info.block_size,
+                vendor=info.vendor, product=info.product,
+            )
+            for info in result.luns
+        )
+        return volumes, result.failures
+
+    def _refresh(self, record: PoolRecord) -> RefreshReport:
+        pool = record.pool
+        try:
+            volumes, failures = _run(self.scan_pool(pool))
+        except PoolBackendError:
+            with self.store.locked():
+                self.store.clear_state(pool.name)  # a failed refresh deactivates the pool
+            raise
+        total = sum(v.capacity for v in volumes)
+        with self.store.locked():
+            current = self.store.get_pool(pool.name)
+            state = PoolState(active=True, autostart=current.state.autostart,
+                              persistent=current.state.persistent, capacity=total,
+                              allocation=total, available=0, volumes=volumes)
+            self.store.save_state(pool.name, state)
+        return RefreshReport(state, failures)
+
+    def start(self, name: str) -> RefreshReport:
+        record = self.store.get_pool(name)
+        if record.state.active:
+            raise StateError(f"Requested operation is not valid: storage pool '{record.pool.name}' is already active")
+        return self._refresh(record)
+
+    def create(self, pool: PoolDef) -> RefreshReport:
+        """A transient pool: started without a persistent definition."""
+        with self.store.locked():
+            self.store.create_transient(pool)
+        return self._refresh(self.store.get_pool(pool.name))
+
+    def refresh(self, name: str) -> RefreshReport:
+        record = self.store.get_pool(name)
+        if not record.state.active:
+            raise StateError(f"Requested operation is not valid: storage pool '{record.pool.name}' is not active")
+        return self._refresh(record)
+
+    def destroy(self, name: str) -> None:
+        with self.store.locked():
+            record = self.store.get_pool(name)
+            if not record.state.active:
+                raise StateError(f"Requested operation is not valid: storage pool '{record.pool.name}' is not active")
+            self.store.clear_state(record.pool.name)
+
+    # -- discovery ---------------------------------------------------------------------
+    def find_sources(self, spec: SourceSpec, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
+        """SendTargets on a discovery session: the IQNs of every target of the portal."""
+        async def go() -> list[str]:
+            opts = SessionOptions(initiator_name=spec.initiator_iqn, timeout=timeout)
+            async with await Session.open(portal_of(spec.host, spec.port), None, opts) as s:
+                return [name for name, _ in await s.send_targets()]
+
+        return _run(go())
+
+    # -- volumes -----------------------------------------------------------------------
+    def find_volume(self, vol: str, pool_name: str | None) -> tuple[PoolRecord, Volume]:
+        """A volume by name (with a pool), or by key/path (searching active pools)."""
+        records = [self.store.get_pool(pool_name)] if pool_name else self.store.list_pools()
+        for record in records:
+            if pool_name and not record.state.active:
+                raise StateError(f"Requested operation is not valid: storage pool '{record.pool.name}' is not active")
+            found = record.state.find_volume(vol)
+            if found is not None:
+                return record, found
+        raise NotFoundError(f"Storage volume not found: no storage vol with matching path '{vol}'")
+
+    def _disk(self, record: PoolRecord, volume: Volume) -> None:
+        if volume.device_type != 0:
+            raise ConfigError(
+                f"volume '{volume.name}' is LUN {volume.lun}, a {volume.device_type_name} "
+                "device without blocks"
+            )
+
+    async def _with_geometry(self, record: PoolRecord, volume: Volume,
+                             fn: Callable[[Session, transfer.Geometry], Awaitable[T]]) -> T:
+        session = await self.open_session(record.pool)
+        try:
+            geo = await transfer.geometry(session, volume.lun)
+            return await fn(session, geo)
+        finally:
+            await session.close()
+
+    def wipe(self, vol: str, pool_name: str | None, algorithm: str = "zero",
+             progress: Progress | None = None) -> str:
+        wipe.algorithm_number(algorithm)
+        record, volume = self.find_volume(vol, pool_name)
+        if volume.device_type != 0:
+            return "nothing to wipe (not a disk LUN)"  # libvirt: LUN 0 wipe is a no-op success
+        return _run(self._with_geometry(record, volume,
+                                        lambda s, g: wipe.wipe(s, g, algorithm, progress)))
+
+    def download(self, vol: str, pool_name: str | None, out: BinaryIO, *, offset: int = 0,
+                 length: int | None = None, sparse: bool = False,
+                 progress: Progress | None = None) -> int:
+        record, volume = self.find_volume(vol, pool_name)
+        self._disk(record, volume)
+        return _run(self._with_geometry(record, volume, lambda s, g: transfer.download(
+            s, g, out, offset=offset, length=length, sparse=sparse, progress=progress)))
+
+    def upload(self, vol: str, pool_name: str | None, src: BinaryIO, *, offset: int = 0,
+               length: int | None = None, progress: Progress | None = None) -> int:
+        record, volume = self.find_volume(vol, pool_name)
+        self._disk(record, volume)
+        return _run(self._with_geometry(record, volume, lambda s, g: transfer.upload(
+            s, g, src, offset=offset, length=length, progress=progress)))
