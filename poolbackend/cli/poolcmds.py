@@ -207,7 +207,7 @@ def find_sources_as(args: argparse.Namespace) -> int:
         port = int(args.port)
     spec = SourceSpec(args.host, port, args.initiator)
     targets = _backend(args).find_sources(spec, args.timeout)
-    print(format_sources_xml(spec, targets), end="")
+    print(format_sources_xml(spec.host, spec.port, spec.initiator_iqn, targets), end="")
     return 0
 
 
@@ -219,7 +219,8 @@ def find_sources(args: argparse.Namespace) -> int:
     if not args.srcSpec:
         raise ConfigError("invalid argument: hostname must be specified for iscsi sources")
     spec = parse_source_xml(_read_file(args.srcSpec, "source XML file"), source_name=args.srcSpec)
-    print(format_sources_xml(spec, _backend(args).find_sources(spec, args.timeout)), end="")
+    targets = _backend(args).find_sources(spec, args.timeout)
+    print(format_sources_xml(spec.host, spec.port, spec.initiator_iqn, targets), end="")
     return 0
 
 

@@ -74,7 +74,7 @@ class Backend:
     # -- credentials -------------------------------------------------------------------
     def _secret_value(self, uuid: str | None, usage: str | None) -> bytes:
         try:
-            return self.secrets.get_value(uuid=uuid, usage=usage)
+            return self.secrets.chap_secret(uuid=uuid, usage=usage).reveal()
         except NotFoundError:
             if not self.libvirt_uri:
                 raise
