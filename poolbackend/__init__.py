@@ -1,3 +1,3 @@
-"""poolbackend: a libvirt-style iscsi-direct storage pool with an embedded userspace iSCSI initiator."""
+"""poolbackend: libvirt-style iscsi-direct storage pools with an embedded iSCSI initiator."""
 
 __version__ = "0.1.0"

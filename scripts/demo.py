@@ -22,8 +22,9 @@ MiB = 1 << 20
 
 def cli(*args: str, env: dict[str, str]) -> None:
     print(f"$ poolbackend {' '.join(args)}", flush=True)
-    r = subprocess.run([sys.executable, "-m", "poolbackend", *args], env=env, text=True,
-                       capture_output=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "poolbackend", *args], env=env, text=True, capture_output=True
+    )
     sys.stdout.write(r.stdout)
     sys.stderr.write(r.stderr)
     if r.returncode:
@@ -41,8 +42,9 @@ def main() -> None:
         xml = (ROOT / "xml-examples" / "pool.xml").read_text()
         pool_xml = Path(state) / "pool.xml"
         pool_xml.write_text(xml.replace("port='3260'", f"port='{tgt.port}'"))
-        env = dict(os.environ, POOLBACKEND_STATE_DIR=str(Path(state) / "store"),
-                   PYTHONPATH=str(ROOT))
+        env = dict(
+            os.environ, POOLBACKEND_STATE_DIR=str(Path(state) / "store"), PYTHONPATH=str(ROOT)
+        )
         cli("pool-define", str(pool_xml), env=env)
         cli("pool-start", "iscsi-pool", env=env)
         cli("pool-refresh", "iscsi-pool", env=env)

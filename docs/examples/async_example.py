@@ -24,7 +24,7 @@ async def main(url_text: str) -> None:
         luns = await s.report_luns()
         print("luns", luns)
         inquiries = await asyncio.gather(*(s.inquiry(lun) for lun in luns))
-        for lun, inq in zip(luns, inquiries):
+        for lun, inq in zip(luns, inquiries, strict=True):
             print("lun", lun, inq.vendor, inq.product, "type", inq.device_type)
         assert url.lun is not None
         blocks, block_size = await s.read_capacity(url.lun)

@@ -26,8 +26,9 @@ def _lazy(target: str) -> Handler:
     return run
 
 
-def _cmd(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, target: str,
-         help_text: str) -> argparse.ArgumentParser:
+def _cmd(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, target: str, help_text: str
+) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_text, description=help_text)
     p.set_defaults(func=_lazy(target))
     return p
@@ -35,25 +36,53 @@ def _cmd(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, ta
 
 def _add_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     url_help = "iscsi://[user[%%password]@]host[:port][/target-iqn[/lun]] or host[:port]"
-    p = _cmd(sub, "iscsi-ls", "tools:cmd_iscsi_ls",
-             "list the targets of a portal (SendTargets) and, with -s, their LUNs with exact sizes")
+    p = _cmd(
+        sub,
+        "iscsi-ls",
+        "tools:cmd_iscsi_ls",
+        "list the targets of a portal (SendTargets) and, with -s, their LUNs with exact sizes",
+    )
     p.add_argument("url", metavar="URL", help=url_help)
     p.add_argument("-s", "--show-luns", action="store_true", help="log in and list every LUN")
-    p.add_argument("-U", "--url", dest="url_output", action="store_true",
-                   help="print iscsi:// URLs instead of the table")
-    p.add_argument("--discovery-auth", action="store_true",
-                   help="authenticate the discovery session with the URL's CHAP credentials")
+    p.add_argument(
+        "-U",
+        "--url",
+        dest="url_output",
+        action="store_true",
+        help="print iscsi:// URLs instead of the table",
+    )
+    p.add_argument(
+        "--discovery-auth",
+        action="store_true",
+        help="authenticate the discovery session with the URL's CHAP credentials",
+    )
     add_initiator_options(p)
-    p = _cmd(sub, "iscsi-inq", "tools:cmd_iscsi_inq",
-             "standard INQUIRY of a LUN or, with -e 1 -c PAGE, a VPD page")
-    p.add_argument("url", metavar="URL", help="iscsi://[user[%%password]@]host[:port]/target-iqn/lun")
+    p = _cmd(
+        sub,
+        "iscsi-inq",
+        "tools:cmd_iscsi_inq",
+        "standard INQUIRY of a LUN or, with -e 1 -c PAGE, a VPD page",
+    )
+    p.add_argument(
+        "url", metavar="URL", help="iscsi://[user[%%password]@]host[:port]/target-iqn/lun"
+    )
     p.add_argument("-e", "--evpd", type=int, choices=(0, 1), default=0, help="1: read a VPD page")
-    p.add_argument("-c", "--page", metavar="PAGE",
-                   help="VPD page code, decimal or 0x hex (0x00 0x80 0x83 0xb0 0xb1 0xb2)")
+    p.add_argument(
+        "-c",
+        "--page",
+        metavar="PAGE",
+        help="VPD page code, decimal or 0x hex (0x00 0x80 0x83 0xb0 0xb1 0xb2)",
+    )
     add_initiator_options(p)
-    p = _cmd(sub, "iscsi-readcapacity", "tools:cmd_iscsi_readcapacity",
-             "READ CAPACITY(16) of a LUN (falls back to (10)); exact size in bytes")
-    p.add_argument("url", metavar="URL", help="iscsi://[user[%%password]@]host[:port]/target-iqn/lun")
+    p = _cmd(
+        sub,
+        "iscsi-readcapacity",
+        "tools:cmd_iscsi_readcapacity",
+        "READ CAPACITY(16) of a LUN (falls back to (10)); exact size in bytes",
+    )
+    p.add_argument(
+        "url", metavar="URL", help="iscsi://[user[%%password]@]host[:port]/target-iqn/lun"
+    )
     p.add_argument("-s", "--size-only", action="store_true", help="print only the size in bytes")
     add_initiator_options(p)
 

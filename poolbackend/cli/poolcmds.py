@@ -106,7 +106,9 @@ def pool_build(args: argparse.Namespace) -> int:
     b = _backend(args)
     record = b.store.get_pool(args.pool)
     if record.state.active:
-        raise PoolBackendError(f"Requested operation is not valid: storage pool '{record.pool.name}' is already active")
+        raise PoolBackendError(
+            f"Requested operation is not valid: storage pool '{record.pool.name}' is already active"
+        )
     _say(f"Pool {record.pool.name} built")
     return 0
 
@@ -138,18 +140,40 @@ def pool_list(args: argparse.Namespace) -> int:
         print("".join(f"{r.pool.uuid}\n" for r in shown))
         return 0
     if not args.details:
-        rows = [[r.pool.name, _state_word(r, False), "yes" if r.state.autostart else "no"] for r in shown]
+        rows = [
+            [r.pool.name, _state_word(r, False), "yes" if r.state.autostart else "no"]
+            for r in shown
+        ]
         print(format_table(["Name", "State", "Autostart"], rows), end="")
         return 0
     rows = []
     for r in shown:
         st = r.state
-        sizes = [pretty_capacity(st.capacity), pretty_capacity(st.allocation),
-                 pretty_capacity(st.available)] if st.active else ["-", "-", "-"]
-        rows.append([r.pool.name, _state_word(r, True), "yes" if st.autostart else "no",
-                     "yes" if st.persistent else "no", *sizes])
-    print(format_table(["Name", "State", "Autostart", "Persistent", "Capacity", "Allocation",
-                        "Available"], rows), end="")
+        sizes = (
+            [
+                pretty_capacity(st.capacity),
+                pretty_capacity(st.allocation),
+                pretty_capacity(st.available),
+            ]
+            if st.active
+            else ["-", "-", "-"]
+        )
+        rows.append(
+            [
+                r.pool.name,
+                _state_word(r, True),
+                "yes" if st.autostart else "no",
+                "yes" if st.persistent else "no",
+                *sizes,
+            ]
+        )
+    print(
+        format_table(
+            ["Name", "State", "Autostart", "Persistent", "Capacity", "Allocation", "Available"],
+            rows,
+        ),
+        end="",
+    )
     return 0
 
 
@@ -158,16 +182,23 @@ def pool_info(args: argparse.Namespace) -> int:
 
     r = _backend(args).store.get_pool(args.pool)
     st = r.state
-    pairs = [("Name:", r.pool.name), ("UUID:", r.pool.uuid),
-             ("State:", "running" if st.active else "inactive"),
-             ("Persistent:", "yes" if st.persistent else "no"),
-             ("Autostart:", "yes" if st.autostart else "no")]
+    pairs = [
+        ("Name:", r.pool.name),
+        ("UUID:", r.pool.uuid),
+        ("State:", "running" if st.active else "inactive"),
+        ("Persistent:", "yes" if st.persistent else "no"),
+        ("Autostart:", "yes" if st.autostart else "no"),
+    ]
     if st.active:
+
         def size(n: int) -> str:
             return str(n) if args.bytes else pretty_capacity(n)
 
-        pairs += [("Capacity:", size(st.capacity)), ("Allocation:", size(st.allocation)),
-                  ("Available:", size(st.available))]
+        pairs += [
+            ("Capacity:", size(st.capacity)),
+            ("Allocation:", size(st.allocation)),
+            ("Available:", size(st.available)),
+        ]
     print(format_labelled(pairs), end="")
     return 0
 
@@ -176,7 +207,9 @@ def pool_dumpxml(args: argparse.Namespace) -> int:
     from poolbackend.pool.xmlio import format_pool_xml
 
     r = _backend(args).store.get_pool(args.pool)
-    print(format_pool_xml(r.pool, r.state if r.state.active and not args.inactive else None), end="")
+    print(
+        format_pool_xml(r.pool, r.state if r.state.active and not args.inactive else None), end=""
+    )
     return 0
 
 
@@ -228,7 +261,9 @@ def find_sources(args: argparse.Namespace) -> int:
 def _active_pool(args: argparse.Namespace) -> PoolRecord:
     r = _backend(args).store.get_pool(args.pool)
     if not r.state.active:
-        raise PoolBackendError(f"Requested operation is not valid: storage pool '{r.pool.name}' is not active")
+        raise PoolBackendError(
+            f"Requested operation is not valid: storage pool '{r.pool.name}' is not active"
+        )
     return r
 
 
@@ -239,8 +274,10 @@ def vol_list(args: argparse.Namespace) -> int:
     by_name = {v.name: v for v in r.state.volumes}
     vols = [by_name[n] for n in sort_names(by_name)]
     if args.details:
-        rows = [[v.name, v.path, v.type, pretty_capacity(v.capacity), pretty_capacity(v.allocation)]
-                for v in vols]
+        rows = [
+            [v.name, v.path, v.type, pretty_capacity(v.capacity), pretty_capacity(v.allocation)]
+            for v in vols
+        ]
         print(format_table(["Name", "Path", "Type", "Capacity", "Allocation"], rows), end="")
     else:
         print(format_table(["Name", "Path"], [[v.name, v.path] for v in vols]), end="")
@@ -259,8 +296,17 @@ def vol_info(args: argparse.Namespace) -> int:
     def size(n: int) -> str:
         return f"{n} bytes" if args.bytes else pretty_capacity(n)
 
-    print(format_labelled([("Name:", v.name), ("Type:", v.type), ("Capacity:", size(v.capacity)),
-                           ("Allocation:", size(v.allocation))]), end="")
+    print(
+        format_labelled(
+            [
+                ("Name:", v.name),
+                ("Type:", v.type),
+                ("Capacity:", size(v.capacity)),
+                ("Allocation:", size(v.allocation)),
+            ]
+        ),
+        end="",
+    )
     return 0
 
 
@@ -340,8 +386,15 @@ def vol_download(args: argparse.Namespace) -> int:
     out_path = Path(args.file)
     try:
         with open(out_path, "wb") as out:
-            b.download(args.vol, args.pool, out, offset=offset, length=length, sparse=args.sparse,
-                       progress=bar)
+            b.download(
+                args.vol,
+                args.pool,
+                out,
+                offset=offset,
+                length=length,
+                sparse=args.sparse,
+                progress=bar,
+            )
     except OSError as exc:
         raise ConfigError(f"cannot write '{args.file}': {exc.strerror}") from None
     finally:
@@ -355,8 +408,9 @@ def vol_upload(args: argparse.Namespace) -> int:
     bar = _Bar("Uploading")
     try:
         with open(args.file, "rb") as src:
-            _backend(args).upload(args.vol, args.pool, src, offset=offset, length=length,
-                                  progress=bar)
+            _backend(args).upload(
+                args.vol, args.pool, src, offset=offset, length=length, progress=bar
+            )
     except OSError as exc:
         raise ConfigError(f"cannot read '{args.file}': {exc.strerror}") from None
     finally:
@@ -400,7 +454,9 @@ def secret_set_value(args: argparse.Namespace) -> int:
             try:
                 value = base64.b64decode(value.strip(), validate=True)
             except binascii.Error:
-                raise ConfigError(f"'{args.file}' is not base64 (use --plain for raw bytes)") from None
+                raise ConfigError(
+                    f"'{args.file}' is not base64 (use --plain for raw bytes)"
+                ) from None
     elif args.interactive or sys.stdin.isatty():
         value = getpass.getpass("Enter new value for secret:").encode()
     else:
@@ -440,13 +496,19 @@ def register(sub: Any, cmd: Register) -> None:
     def pool_cmd(name: str, func: str, text: str) -> argparse.ArgumentParser:
         p = cmd(sub, name, me + func, text)
         p.add_argument("pool", metavar="POOL", help="pool name or UUID")
-        p.add_argument("-c", "--connect", metavar="URI",
-                       help="libvirt URI to look up CHAP secrets not in the local store")
+        p.add_argument(
+            "-c",
+            "--connect",
+            metavar="URI",
+            help="libvirt URI to look up CHAP secrets not in the local store",
+        )
         return p
 
     p = cmd(sub, "pool-define", me + "pool_define", "define a persistent pool from an XML file")
     p.add_argument("file", metavar="FILE")
-    p = cmd(sub, "pool-create", me + "pool_create", "create and start a transient pool from an XML file")
+    p = cmd(
+        sub, "pool-create", me + "pool_create", "create and start a transient pool from an XML file"
+    )
     p.add_argument("file", metavar="FILE")
     p.add_argument("-c", "--connect", metavar="URI", help="libvirt URI for CHAP secrets")
     pool_cmd("pool-start", "pool_start", "start a pool (log in and scan its LUNs)")
@@ -470,20 +532,30 @@ def register(sub: Any, cmd: Register) -> None:
     p = cmd(sub, "pool-name", me + "pool_name", "pool name from its UUID")
     p.add_argument("uuid", metavar="UUID")
     pool_cmd("pool-uuid", "pool_uuid", "pool UUID from its name")
-    p = cmd(sub, "find-storage-pool-sources-as", me + "find_sources_as",
-            "discover the targets of a portal (SendTargets)")
+    p = cmd(
+        sub,
+        "find-storage-pool-sources-as",
+        me + "find_sources_as",
+        "discover the targets of a portal (SendTargets)",
+    )
     p.add_argument("type", metavar="TYPE", help="iscsi-direct")
     p.add_argument("host", metavar="HOST", nargs="?")
     p.add_argument("port", metavar="PORT", nargs="?")
     p.add_argument("--initiator", metavar="IQN", help="initiator IQN (required)")
     p.add_argument("-t", "--timeout", type=float, default=10.0, help="bound for every wait (s)")
-    p = cmd(sub, "find-storage-pool-sources", me + "find_sources",
-            "discover targets from a <source> spec file")
+    p = cmd(
+        sub,
+        "find-storage-pool-sources",
+        me + "find_sources",
+        "discover targets from a <source> spec file",
+    )
     p.add_argument("type", metavar="TYPE")
     p.add_argument("srcSpec", metavar="FILE", nargs="?")
     p.add_argument("-t", "--timeout", type=float, default=10.0, help="bound for every wait (s)")
 
-    def vol_cmd(name: str, func: str, text: str, pool_required: bool = False) -> argparse.ArgumentParser:
+    def vol_cmd(
+        name: str, func: str, text: str, pool_required: bool = False
+    ) -> argparse.ArgumentParser:
         p = cmd(sub, name, me + func, text)
         p.add_argument("vol", metavar="VOL", help="volume name (with --pool), key or path")
         p.add_argument("pool_pos", metavar="POOL", nargs="?", help=argparse.SUPPRESS)
@@ -503,11 +575,16 @@ def register(sub: Any, cmd: Register) -> None:
     vol_cmd("vol-name", "vol_name", "the volume name from its key or path")
     vol_cmd("vol-pool", "vol_pool", "the pool of a volume key or path")
     p = vol_cmd("vol-wipe", "vol_wipe", "overwrite every block of a volume")
-    p.add_argument("--algorithm", default="zero",
-                   help="zero (default), trim, nnsa, dod, bsi, gutmann, schneier, pfitzner7, "
-                        "pfitzner33, random")
-    for name, func, text in (("vol-download", "vol_download", "copy a volume's data to FILE"),
-                             ("vol-upload", "vol_upload", "write FILE's data into a volume")):
+    p.add_argument(
+        "--algorithm",
+        default="zero",
+        help="zero (default), trim, nnsa, dod, bsi, gutmann, schneier, pfitzner7, "
+        "pfitzner33, random",
+    )
+    for name, func, text in (
+        ("vol-download", "vol_download", "copy a volume's data to FILE"),
+        ("vol-upload", "vol_upload", "write FILE's data into a volume"),
+    ):
         p = cmd(sub, name, me + func, text)
         p.add_argument("vol", metavar="VOL")
         p.add_argument("file", metavar="FILE")
@@ -530,8 +607,12 @@ def register(sub: Any, cmd: Register) -> None:
         p.set_defaults(func=_unsupported(message))
     p = cmd(sub, "secret-define", me + "secret_define", "define a CHAP secret from an XML file")
     p.add_argument("file", metavar="FILE")
-    p = cmd(sub, "secret-set-value", me + "secret_set_value",
-            "set a secret's value (from --file, stdin, or a prompt; never from argv)")
+    p = cmd(
+        sub,
+        "secret-set-value",
+        me + "secret_set_value",
+        "set a secret's value (from --file, stdin, or a prompt; never from argv)",
+    )
     p.add_argument("secret", metavar="SECRET", help="UUID or usage")
     p.add_argument("--file", help="file holding the value (base64 unless --plain)")
     p.add_argument("--plain", action="store_true", help="the --file content is the raw value")
@@ -541,4 +622,3 @@ def register(sub: Any, cmd: Register) -> None:
     p.add_argument("secret", metavar="SECRET")
     p = cmd(sub, "secret-dumpxml", me + "secret_dumpxml", "the secret XML (never the value)")
     p.add_argument("secret", metavar="SECRET")
-

@@ -45,8 +45,14 @@ async def _list_luns(session: Session, out: TextIO) -> None:
         print(line, file=out)
 
 
-async def iscsi_ls_async(url: IscsiUrl, opts: SessionOptions, show_luns: bool, show_urls: bool,
-                         discovery_auth: bool, out: TextIO) -> int:
+async def iscsi_ls_async(
+    url: IscsiUrl,
+    opts: SessionOptions,
+    show_luns: bool,
+    show_urls: bool,
+    discovery_auth: bool,
+    out: TextIO,
+) -> int:
     disc = await Session.open(url.portal, None, opts, url.credentials if discovery_auth else None)
     try:
         targets = await disc.send_targets()
@@ -86,7 +92,9 @@ def cmd_iscsi_ls(args: argparse.Namespace) -> int:
     )
 
 
-async def _with_lun(url: IscsiUrl, opts: SessionOptions, fn: Callable[[Session, int], object]) -> None:
+async def _with_lun(
+    url: IscsiUrl, opts: SessionOptions, fn: Callable[[Session, int], object]
+) -> None:
     assert url.target is not None and url.lun is not None
     async with await Session.open(url.portal, url.target, opts, url.credentials) as s:
         result = fn(s, url.lun)
@@ -117,7 +125,8 @@ def _print_standard_inquiry(inq: INQ.StandardInquiry) -> None:
         f"Revision:{inq.revision}",
     ]
     lines += [
-        f"Version Descriptor:{d:04x} {INQ.version_descriptor_name(d)}" for d in inq.version_descriptors
+        f"Version Descriptor:{d:04x} {INQ.version_descriptor_name(d)}"
+        for d in inq.version_descriptors
     ]
     print("\n".join(lines))
 
@@ -138,13 +147,26 @@ def _print_vpd(page: int, data: bytes) -> None:
             print(f"Designator:[{d.text}]")
     elif page == 0xB0:
         bl = VPD.parse_block_limits(data)
-        for name in ("wsnz", "max_compare_write", "opt_xfer_granularity", "max_transfer_length",
-                     "opt_transfer_length", "max_prefetch", "max_unmap_lba_count",
-                     "max_unmap_descriptors", "opt_unmap_granularity", "ugavalid",
-                     "unmap_granularity_alignment", "max_write_same_length"):
+        for name in (
+            "wsnz",
+            "max_compare_write",
+            "opt_xfer_granularity",
+            "max_transfer_length",
+            "opt_transfer_length",
+            "max_prefetch",
+            "max_unmap_lba_count",
+            "max_unmap_descriptors",
+            "opt_unmap_granularity",
+            "ugavalid",
+            "unmap_granularity_alignment",
+            "max_write_same_length",
+        ):
             print(f"{name.replace('_', ' ')}:{int(getattr(bl, name))}")
     elif page == 0xB1:
-        print(f"Medium Rotation Rate:{VPD.parse_block_device_characteristics(data).medium_rotation_rate}RPM")
+        print(
+            "Medium Rotation Rate:"
+            f"{VPD.parse_block_device_characteristics(data).medium_rotation_rate}RPM"
+        )
     elif page == 0xB2:
         lbp = VPD.parse_logical_block_provisioning(data)
         for name in ("lbpu", "lbpws", "lbpws10", "lbprz", "anc_sup", "dp"):
@@ -175,7 +197,9 @@ def cmd_iscsi_inq(args: argparse.Namespace) -> int:
         except ValueError:
             from poolbackend.errors import ConfigError
 
-            raise ConfigError(f"--page must be a number (decimal or 0x hex), not {args.page!r}") from None
+            raise ConfigError(
+                f"--page must be a number (decimal or 0x hex), not {args.page!r}"
+            ) from None
 
     async def run(s: Session, lun: int) -> None:
         if page is None:
@@ -197,9 +221,12 @@ def cmd_iscsi_readcapacity(args: argparse.Namespace) -> int:
             rc = parse_read_capacity16(bytes(r.data))
         except CommandFailed:
             blocks, block_size = await s.read_capacity(lun)  # falls back to READ CAPACITY(10)
-            print(blocks * block_size if args.size_only else
-                  f"RETURNED LOGICAL BLOCK ADDRESS:{blocks - 1}\n"
-                  f"LOGICAL BLOCK LENGTH IN BYTES:{block_size}\nTotal size:{blocks * block_size}")
+            print(
+                blocks * block_size
+                if args.size_only
+                else f"RETURNED LOGICAL BLOCK ADDRESS:{blocks - 1}\n"
+                f"LOGICAL BLOCK LENGTH IN BYTES:{block_size}\nTotal size:{blocks * block_size}"
+            )
             return
         if args.size_only:
             print(rc.capacity_bytes)
@@ -207,7 +234,9 @@ def cmd_iscsi_readcapacity(args: argparse.Namespace) -> int:
         print(f"RETURNED LOGICAL BLOCK ADDRESS:{rc.last_lba}")
         print(f"LOGICAL BLOCK LENGTH IN BYTES:{rc.block_length}")
         print(f"P_TYPE:{rc.p_type} PROT_EN:{int(rc.prot_en)}")
-        print(f"P_I_EXPONENT:{rc.p_i_exponent} LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT:{rc.lbppbe}")
+        print(
+            f"P_I_EXPONENT:{rc.p_i_exponent} LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT:{rc.lbppbe}"
+        )
         print(f"LBPME:{int(rc.lbpme)} LBPRZ:{int(rc.lbprz)}")
         print(f"LOWEST ALIGNED LOGICAL BLOCK ADDRESS:{rc.lowest_aligned_lba}")
         print(f"Total size:{rc.capacity_bytes}")

@@ -156,7 +156,7 @@ class Session:
         limit = self.options.timeout if timeout is None else timeout
         try:
             return await asyncio.wait_for(aw, limit)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ISCSITimeout(f"{self.what}: no answer to {what} within {limit:g} s") from None
 
     async def _establish(self) -> None:
@@ -185,7 +185,9 @@ class Session:
                 f"portal {portal}: TCP connect did not complete within {self.options.timeout:g} s"
             ) from None
         except socket.gaierror as exc:
-            raise ConnectionFailed(f"portal {portal}: cannot resolve host {portal.host!r}: {exc.strerror}") from None
+            raise ConnectionFailed(
+                f"portal {portal}: cannot resolve host {portal.host!r}: {exc.strerror}"
+            ) from None
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
             raise ConnectionFailed(f"portal {portal}: cannot connect: {reason}") from None
@@ -201,7 +203,11 @@ class Session:
         if self.credentials is not None:
             c = self.credentials
             chap = ChapInitiator(
-                c.username, c.secret, self.options.chap_algorithms, c.target_username, c.target_secret
+                c.username,
+                c.secret,
+                self.options.chap_algorithms,
+                c.target_username,
+                c.target_secret,
             )
         o = self.options
         config = LoginConfig(
@@ -291,7 +297,11 @@ class Session:
             self.async_events.append(event)
             if event.event in (1, 2, 3, 4) and self._conn is not None:
                 # ERL 0: the target wants us gone; treat as a lost connection and reconnect.
-                self._fail_all(ConnectionFailed(f"{self.what}: target requested logout (async event {event.event})"))
+                self._fail_all(
+                    ConnectionFailed(
+                        f"{self.what}: target requested logout (async event {event.event})"
+                    )
+                )
             return
         fut = self._futures.pop(event.itt, None)
         if fut is not None and not fut.done():
@@ -331,10 +341,20 @@ class Session:
 
     async def _reconnect(self, generation: int, why: str) -> None:
         async with self._reconnect_lock:
-            if self._generation != generation and self._conn is not None and self._conn.state is State.FULL_FEATURE:
+            if (
+                self._generation != generation
+                and self._conn is not None
+                and self._conn.state is State.FULL_FEATURE
+            ):
                 return  # someone else already reconnected
-            if not self.options.reconnect or self._closed or self.reconnects >= self.options.max_reconnects:
-                raise ConnectionFailed(why if why.startswith(("portal", "target")) else f"{self.what}: {why}")
+            if (
+                not self.options.reconnect
+                or self._closed
+                or self.reconnects >= self.options.max_reconnects
+            ):
+                raise ConnectionFailed(
+                    why if why.startswith(("portal", "target")) else f"{self.what}: {why}"
+                )
             self.reconnects += 1
             await self._drop()
             await asyncio.sleep(min(self.params.default_time2wait, 2, self.options.timeout))
@@ -375,7 +395,9 @@ class Session:
         what = f"{name} on LUN {lun}"
 
         async def once(conn: Connection) -> Event:
-            itt = conn.scsi_command(lun, cdb, read_len=read_len, write_data=write_data, read_into=read_into)
+            itt = conn.scsi_command(
+                lun, cdb, read_len=read_len, write_data=write_data, read_into=read_into
+            )
             return await self._await(itt, what, timeout)
 
         for _ in range(self.options.ua_retries + 1):
@@ -399,7 +421,9 @@ class Session:
                     result.status,
                 )
             return result
-        raise CommandFailed(f"{self.what}: {what}: still UNIT ATTENTION after {self.options.ua_retries} retries")
+        raise CommandFailed(
+            f"{self.what}: {what}: still UNIT ATTENTION after {self.options.ua_retries} retries"
+        )
 
     async def test_unit_ready(self, lun: int) -> None:
         await self.execute(lun, C.tur())
@@ -435,14 +459,25 @@ class Session:
         r = await self.execute(lun, C.read_capacity10(), read_len=8)
         rc10 = parse_read_capacity10(bytes(r.data))
         if rc10.needs_16:
-            raise CommandFailed(f"{self.what}: LUN {lun} is too large for READ CAPACITY(10) and rejects (16)")
+            raise CommandFailed(
+                f"{self.what}: LUN {lun} is too large for READ CAPACITY(10) and rejects (16)"
+            )
         return rc10.last_lba + 1, rc10.block_length
 
-    async def read(self, lun: int, lba: int, blocks: int, block_size: int, into: bytearray | memoryview | None = None) -> bytes | bytearray | memoryview:
+    async def read(
+        self,
+        lun: int,
+        lba: int,
+        blocks: int,
+        block_size: int,
+        into: bytearray | memoryview | None = None,
+    ) -> bytes | bytearray | memoryview:
         n = blocks * block_size
         r = await self.execute(lun, C.read16(lba, blocks), read_len=n, read_into=into)
         if r.underflow or len(r.data) != n:
-            raise CommandFailed(f"{self.what}: READ(16) on LUN {lun} returned {len(r.data)} of {n} bytes")
+            raise CommandFailed(
+                f"{self.what}: READ(16) on LUN {lun} returned {len(r.data)} of {n} bytes"
+            )
         return r.data
 
     async def write(self, lun: int, lba: int, data: Buffer, block_size: int) -> None:
@@ -460,7 +495,9 @@ class Session:
 
     async def send_targets(self, value: str = "All") -> list[tuple[str, list[str]]]:
         """SendTargets: [(target name, [addresses])]; split replies are reassembled."""
-        event = await self._simple(lambda c: c.text_request([("SendTargets", value)]), "SendTargets")
+        event = await self._simple(
+            lambda c: c.text_request([("SendTargets", value)]), "SendTargets"
+        )
         if isinstance(event, TaskFailed):
             raise CommandFailed(f"{self.what}: SendTargets failed: {event.reason}")
         assert isinstance(event, TextReply)
@@ -478,7 +515,9 @@ class Session:
         return event.data
 
     async def task_management(self, function: int, lun: int = 0, ref_itt: int = P.NO_TAG) -> int:
-        event = await self._simple(lambda c: c.task_management(function, lun, ref_itt), "task management request")
+        event = await self._simple(
+            lambda c: c.task_management(function, lun, ref_itt), "task management request"
+        )
         assert isinstance(event, TmfReply)
         return event.response
 
@@ -515,7 +554,7 @@ class Session:
 async def run_with_timeout(coro: Awaitable[T], seconds: float, what: str) -> T:
     try:
         return await asyncio.wait_for(coro, seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise ISCSITimeout(f"{what}: did not finish within {seconds:g} s") from None
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from poolbackend.iscsi import pdu as P
@@ -132,9 +133,11 @@ class Connection:
 
     def window(self) -> int:
         """How many more non-immediate commands the target accepts right now."""
-        return max(0, ((self.max_cmd_sn - self.cmd_sn) & MASK) + 1) if sn_le(
-            self.cmd_sn, self.max_cmd_sn
-        ) else 0
+        return (
+            max(0, ((self.max_cmd_sn - self.cmd_sn) & MASK) + 1)
+            if sn_le(self.cmd_sn, self.max_cmd_sn)
+            else 0
+        )
 
     def scsi_command(
         self,
@@ -180,7 +183,9 @@ class Connection:
 
     def task_management(self, function: int, lun: int = 0, ref_itt: int = P.NO_TAG) -> int:
         self._require_ffp()
-        task = _Task(self._alloc_itt(), Kind.TMF, encode_lun(lun), ref_itt=ref_itt, function=function)
+        task = _Task(
+            self._alloc_itt(), Kind.TMF, encode_lun(lun), ref_itt=ref_itt, function=function
+        )
         self._tasks[task.itt] = task
         bhs = P.new_bhs(P.Op.TMF_REQ, 0x80 | function, immediate=True)
         bhs[8:16] = task.lun
@@ -515,7 +520,7 @@ class Connection:
         return TaskFailed(itt, f"target rejected the request: {text}")
 
 
-_HANDLERS = {
+_HANDLERS: dict[int, Callable[[Connection, P.PDU], Event | None]] = {
     P.Op.DATA_IN: Connection._on_data_in,
     P.Op.SCSI_RSP: Connection._on_scsi_response,
     P.Op.R2T: Connection._on_r2t,

@@ -31,7 +31,7 @@ def _load() -> tuple[_Extend, int, str]:
         return int(fn(data, crc))
 
     try:
-        import crcmod._crcfunext  # noqa: F401
+        import crcmod._crcfunext
 
         name = "crcmod (C extension)"
     except ImportError:  # pragma: no cover - depends on the install

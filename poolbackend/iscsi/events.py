@@ -72,7 +72,7 @@ class LogoutReply:
 
 @dataclass(frozen=True, slots=True)
 class AsyncEvent:
-    """Asynchronous Message: 1 = logout requested, 2/3 = connection(s) will drop, 4 = renegotiate."""
+    """Asynchronous Message: 1 logout requested, 2/3 connection(s) will drop, 4 renegotiate."""
 
     event: int
     parameters: tuple[int, int, int]

@@ -93,7 +93,8 @@ class LoginConfig:
         ]
         if self.discovery:
             return keys
-        return keys + [
+        return [
+            *keys,
             ("MaxConnections", "1"),
             ("InitialR2T", yn[self.initial_r2t]),
             ("ImmediateData", yn[self.immediate_data]),
@@ -295,9 +296,7 @@ class LoginMachine:
                 raise RemoteProtocolError(f"target moved to unexpected login stage {nsg}")
             self._finish_operational()
             self._done = True
-            return LoginSuccess(
-                self.params, self._tsih, stat_sn, pdu.field32(28), pdu.field32(32)
-            )
+            return LoginSuccess(self.params, self._tsih, stat_sn, pdu.field32(28), pdu.field32(32))
         return self._operational_request(first=False)
 
     def _security(self, keys: dict[str, str], transit: bool, nsg: int) -> bytes:
@@ -313,9 +312,7 @@ class LoginMachine:
                     return self._request(SECURITY, OPERATIONAL, True, [])
                 return self._enter_operational(nsg)
             if method != "CHAP":
-                raise RemoteProtocolError(
-                    f"target chose AuthMethod={method}, we offered CHAP,None"
-                )
+                raise RemoteProtocolError(f"target chose AuthMethod={method}, we offered CHAP,None")
             self._chap_step = 1
             return self._request(SECURITY, OPERATIONAL, False, chap.offer())
         if self._chap_step == 1:

@@ -24,7 +24,9 @@ T = TypeVar("T")
 class _LoopThread:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="iscsi-loop", daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="iscsi-loop", daemon=True
+        )
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], bound: float, what: str) -> T:

@@ -21,7 +21,7 @@ def encode_pairs(pairs: Iterable[tuple[str, str]]) -> bytes:
     return b"".join(f"{k}={v}".encode() + b"\0" for k, v in pairs)
 
 
-def decode_pairs(data: bytes | memoryview, what: str = "text") -> Pairs:
+def decode_pairs(data: bytes | bytearray | memoryview, what: str = "text") -> Pairs:
     """Split a NUL-separated key=value segment; a missing final NUL is tolerated."""
     out: Pairs = []
     for raw in bytes(data).split(b"\0"):
@@ -111,7 +111,9 @@ def negotiate_answer(key: str, offered: str, answer: str | None) -> str:
         return answer if answer is not None else offered
     if answer is None:
         # Only AND with No and OR with Yes may be left unanswered (result already fixed).
-        if (spec.kind is Kind.AND and offered == "No") or (spec.kind is Kind.OR and offered == "Yes"):
+        if (spec.kind is Kind.AND and offered == "No") or (
+            spec.kind is Kind.OR and offered == "Yes"
+        ):
             return offered
         return _missing(key)
     if answer in ("NotUnderstood", "Irrelevant"):

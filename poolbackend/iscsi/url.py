@@ -18,7 +18,12 @@ from poolbackend.errors import ConfigError
 from poolbackend.iscsi.chap import parse_algorithms
 from poolbackend.iscsi.portal import DEFAULT_PORT, Credentials, Portal
 
-_DIGESTS = {"none": "None", "crc32c": "CRC32C", "none-crc32c": "None,CRC32C", "crc32c-none": "CRC32C,None"}
+_DIGESTS = {
+    "none": "None",
+    "crc32c": "CRC32C",
+    "none-crc32c": "None,CRC32C",
+    "crc32c-none": "CRC32C,None",
+}
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,9 @@ def parse_url(
     creds = None
     if user is not None:
         if password is None:
-            raise bad(f"CHAP user '{user}' has no password (give user%password or LIBISCSI_CHAP_PASSWORD)")
+            raise bad(
+                f"CHAP user '{user}' has no password (give user%password or LIBISCSI_CHAP_PASSWORD)"
+            )
         if (t_user is None) != (t_pass is None):
             raise bad("mutual CHAP needs both target_user and target_password")
         creds = Credentials(
@@ -139,4 +146,6 @@ def parse_url(
             algorithms = parse_algorithms(args["auth"])
         except ValueError as exc:
             raise bad(str(exc)) from None
-    return IscsiUrl(portal, target, lun, creds, digest("header_digest"), digest("data_digest"), algorithms)
+    return IscsiUrl(
+        portal, target, lun, creds, digest("header_digest"), digest("data_digest"), algorithms
+    )

@@ -29,6 +29,10 @@ DEFAULT_TIMEOUT = 10.0
 NOT_SUPPORTED = "this function is not supported by the connection driver: "
 
 
+def _invalid(pool: str, what: str) -> str:
+    return f"Requested operation is not valid: storage pool '{pool}' {what}"
+
+
 def not_supported(what: str) -> PoolBackendError:
     """libvirt's uniform message for a backend callback this pool type does not have."""
     return PoolBackendError(NOT_SUPPORTED + what)
@@ -65,8 +69,12 @@ def _run(coro: Awaitable[T]) -> T:
 class Backend:
     """The pool driver: definitions and state in a :class:`Store`, CHAP values in secrets."""
 
-    def __init__(self, store: Store | None = None, secrets: SecretStore | None = None,
-                 libvirt_uri: str | None = None) -> None:
+    def __init__(
+        self,
+        store: Store | None = None,
+        secrets: SecretStore | None = None,
+        libvirt_uri: str | None = None,
+    ) -> None:
         self.store = store or Store.default()
         self.secrets = secrets or SecretStore.default()
         self.libvirt_uri = libvirt_uri or os.environ.get("POOLBACKEND_LIBVIRT_URI")
@@ -94,8 +102,12 @@ class Backend:
 
     async def open_session(self, pool: PoolDef) -> Session:
         src = pool.source
-        return await Session.open(portal_of(src.host, src.port), src.target_iqn,
-                                  session_options(pool), self.credentials(pool))
+        return await Session.open(
+            portal_of(src.host, src.port),
+            src.target_iqn,
+            session_options(pool),
+            self.credentials(pool),
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
     def check(self, name: str) -> bool:
@@ -110,9 +122,14 @@ class Backend:
             await session.close()
         volumes = tuple(
             Volume.for_lun(
-                pool.source, info.lun, capacity=info.capacity, device_type=info.device_type,
-                device_type_name=info.device_type_name, block_size=info.block_size,
-                vendor=info.vendor, product=info.product,
+                pool.source,
+                info.lun,
+                capacity=info.capacity,
+                device_type=info.device_type,
+                device_type_name=info.device_type_name,
+                block_size=info.block_size,
+                vendor=info.vendor,
+                product=info.product,
             )
             for info in result.luns
         )
@@ -129,16 +146,22 @@ class Backend:
         total = sum(v.capacity for v in volumes)
         with self.store.locked():
             current = self.store.get_pool(pool.name)
-            state = PoolState(active=True, autostart=current.state.autostart,
-                              persistent=current.state.persistent, capacity=total,
-                              allocation=total, available=0, volumes=volumes)
+            state = PoolState(
+                active=True,
+                autostart=current.state.autostart,
+                persistent=current.state.persistent,
+                capacity=total,
+                allocation=total,
+                available=0,
+                volumes=volumes,
+            )
             self.store.save_state(pool.name, state)
         return RefreshReport(state, failures)
 
     def start(self, name: str) -> RefreshReport:
         record = self.store.get_pool(name)
         if record.state.active:
-            raise StateError(f"Requested operation is not valid: storage pool '{record.pool.name}' is already active")
+            raise StateError(_invalid(record.pool.name, "is already active"))
         return self._refresh(record)
 
     def create(self, pool: PoolDef) -> RefreshReport:
@@ -150,19 +173,20 @@ class Backend:
     def refresh(self, name: str) -> RefreshReport:
         record = self.store.get_pool(name)
         if not record.state.active:
-            raise StateError(f"Requested operation is not valid: storage pool '{record.pool.name}' is not active")
+            raise StateError(_invalid(record.pool.name, "is not active"))
         return self._refresh(record)
 
     def destroy(self, name: str) -> None:
         with self.store.locked():
             record = self.store.get_pool(name)
             if not record.state.active:
-                raise StateError(f"Requested operation is not valid: storage pool '{record.pool.name}' is not active")
+                raise StateError(_invalid(record.pool.name, "is not active"))
             self.store.clear_state(record.pool.name)
 
     # -- discovery ---------------------------------------------------------------------
     def find_sources(self, spec: SourceSpec, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
         """SendTargets on a discovery session: the IQNs of every target of the portal."""
+
         async def go() -> list[str]:
             opts = SessionOptions(initiator_name=spec.initiator_iqn, timeout=timeout)
             async with await Session.open(portal_of(spec.host, spec.port), None, opts) as s:
@@ -176,7 +200,7 @@ class Backend:
         records = [self.store.get_pool(pool_name)] if pool_name else self.store.list_pools()
         for record in records:
             if pool_name and not record.state.active:
-                raise StateError(f"Requested operation is not valid: storage pool '{record.pool.name}' is not active")
+                raise StateError(_invalid(record.pool.name, "is not active"))
             found = record.state.find_volume(vol)
             if found is not None:
                 return record, found
@@ -189,8 +213,12 @@ class Backend:
                 "device without blocks"
             )
 
-    async def _with_geometry(self, record: PoolRecord, volume: Volume,
-                             fn: Callable[[Session, transfer.Geometry], Awaitable[T]]) -> T:
+    async def _with_geometry(
+        self,
+        record: PoolRecord,
+        volume: Volume,
+        fn: Callable[[Session, transfer.Geometry], Awaitable[T]],
+    ) -> T:
         session = await self.open_session(record.pool)
         try:
             geo = await transfer.geometry(session, volume.lun)
@@ -198,26 +226,62 @@ class Backend:
         finally:
             await session.close()
 
-    def wipe(self, vol: str, pool_name: str | None, algorithm: str = "zero",
-             progress: Progress | None = None) -> str:
+    def wipe(
+        self,
+        vol: str,
+        pool_name: str | None,
+        algorithm: str = "zero",
+        progress: Progress | None = None,
+    ) -> str:
         wipe.algorithm_number(algorithm)
         record, volume = self.find_volume(vol, pool_name)
         if volume.device_type != 0:
             return "nothing to wipe (not a disk LUN)"  # libvirt: LUN 0 wipe is a no-op success
-        return _run(self._with_geometry(record, volume,
-                                        lambda s, g: wipe.wipe(s, g, algorithm, progress)))
+        return _run(
+            self._with_geometry(record, volume, lambda s, g: wipe.wipe(s, g, algorithm, progress))
+        )
 
-    def download(self, vol: str, pool_name: str | None, out: BinaryIO, *, offset: int = 0,
-                 length: int | None = None, sparse: bool = False,
-                 progress: Progress | None = None) -> int:
+    def download(
+        self,
+        vol: str,
+        pool_name: str | None,
+        out: BinaryIO,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        sparse: bool = False,
+        progress: Progress | None = None,
+    ) -> int:
         record, volume = self.find_volume(vol, pool_name)
         self._disk(record, volume)
-        return _run(self._with_geometry(record, volume, lambda s, g: transfer.download(
-            s, g, out, offset=offset, length=length, sparse=sparse, progress=progress)))
+        return _run(
+            self._with_geometry(
+                record,
+                volume,
+                lambda s, g: transfer.download(
+                    s, g, out, offset=offset, length=length, sparse=sparse, progress=progress
+                ),
+            )
+        )
 
-    def upload(self, vol: str, pool_name: str | None, src: BinaryIO, *, offset: int = 0,
-               length: int | None = None, progress: Progress | None = None) -> int:
+    def upload(
+        self,
+        vol: str,
+        pool_name: str | None,
+        src: BinaryIO,
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        progress: Progress | None = None,
+    ) -> int:
         record, volume = self.find_volume(vol, pool_name)
         self._disk(record, volume)
-        return _run(self._with_geometry(record, volume, lambda s, g: transfer.upload(
-            s, g, src, offset=offset, length=length, progress=progress)))
+        return _run(
+            self._with_geometry(
+                record,
+                volume,
+                lambda s, g: transfer.upload(
+                    s, g, src, offset=offset, length=length, progress=progress
+                ),
+            )
+        )

@@ -23,7 +23,9 @@ def lookup_secret(uri: str, *, uuid: str | None, usage: str | None) -> bytes:
     try:
         conn = libvirt.open(uri)
     except libvirt.libvirtError as exc:
-        raise PoolBackendError(f"cannot connect to libvirt at {uri}: {exc.get_error_message()}") from None
+        raise PoolBackendError(
+            f"cannot connect to libvirt at {uri}: {exc.get_error_message()}"
+        ) from None
     try:
         try:
             if uuid:
@@ -36,7 +38,9 @@ def lookup_secret(uri: str, *, uuid: str | None, usage: str | None) -> bytes:
                 secret = conn.secretLookupByUsage(VIR_SECRET_USAGE_TYPE_ISCSI, usage)
         except libvirt.libvirtError:
             what = f"uuid '{uuid}'" if uuid else f"usage '{usage}'"
-            raise NotFoundError(f"Secret not found: no secret with matching {what} (also not in libvirt at {uri})") from None
+            raise NotFoundError(
+                f"Secret not found: no secret with matching {what} (also not in libvirt at {uri})"
+            ) from None
         try:
             return bytes(secret.value())
         except libvirt.libvirtError as exc:

@@ -45,14 +45,23 @@ async def probe_lun(session: Session, lun: int) -> LunInfo:
     info = LunInfo(lun, inq.device_type, device_type_name(inq.device_type), inq.vendor, inq.product)
     if inq.peripheral_qualifier == 0 and inq.device_type == DISK:
         blocks, block_size = await session.read_capacity(lun)
-        info = LunInfo(info.lun, info.device_type, info.device_type_name, info.vendor,
-                       info.product, block_size, blocks)
+        info = LunInfo(
+            info.lun,
+            info.device_type,
+            info.device_type_name,
+            info.vendor,
+            info.product,
+            block_size,
+            blocks,
+        )
     return info
 
 
 async def scan(session: Session) -> ScanResult:
     luns = await session.report_luns()
-    results = await asyncio.gather(*(probe_lun(session, lun) for lun in luns), return_exceptions=True)
+    results = await asyncio.gather(
+        *(probe_lun(session, lun) for lun in luns), return_exceptions=True
+    )
     found: list[LunInfo] = []
     failures: list[str] = []
     for lun, res in zip(luns, results, strict=True):

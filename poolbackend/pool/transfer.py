@@ -81,14 +81,18 @@ async def geometry(session: Session, lun: int) -> Geometry:
         max_unmap, max_desc = bl.max_unmap_lba_count, bl.max_unmap_descriptors
     if 0xB2 in pages:
         lbpws = parse_logical_block_provisioning(await session.vpd(lun, 0xB2)).lbpws
-    return Geometry(lun, block_size, blocks, max_xfer, max_ws, thin, lbprz, lbpws, max_unmap, max_desc)
+    return Geometry(
+        lun, block_size, blocks, max_xfer, max_ws, thin, lbprz, lbpws, max_unmap, max_desc
+    )
 
 
 def _range(geo: Geometry, offset: int, length: int | None) -> tuple[int, int]:
     if offset < 0 or (length is not None and length < 0):
         raise ConfigError("--offset and --length must not be negative")
     if offset > geo.capacity:
-        raise ConfigError(f"offset {offset} is beyond the end of LUN {geo.lun} ({geo.capacity} bytes)")
+        raise ConfigError(
+            f"offset {offset} is beyond the end of LUN {geo.lun} ({geo.capacity} bytes)"
+        )
     end = geo.capacity if length is None or length == 0 else offset + length
     if end > geo.capacity:
         raise ConfigError(
@@ -97,9 +101,16 @@ def _range(geo: Geometry, offset: int, length: int | None) -> tuple[int, int]:
     return offset, end
 
 
-async def download(session: Session, geo: Geometry, out: BinaryIO, *, offset: int = 0,
-                   length: int | None = None, sparse: bool = False,
-                   progress: Progress | None = None) -> int:
+async def download(
+    session: Session,
+    geo: Geometry,
+    out: BinaryIO,
+    *,
+    offset: int = 0,
+    length: int | None = None,
+    sparse: bool = False,
+    progress: Progress | None = None,
+) -> int:
     """Copy [offset, offset+length) of the LUN to ``out``; returns bytes written."""
     start, end = _range(geo, offset, length)
     bs = geo.block_size
@@ -126,9 +137,13 @@ async def download(session: Session, geo: Geometry, out: BinaryIO, *, offset: in
             pending.append(asyncio.create_task(fetch(*job)))
             if len(pending) < DEPTH:
                 continue
-            pos, done = await _drain_one(pending, jobs, start, end, bs, out, sparse, zero, free, pos, done, progress, total)
+            pos, done = await _drain_one(
+                pending, jobs, start, end, bs, out, sparse, zero, free, pos, done, progress, total
+            )
         while pending:
-            pos, done = await _drain_one(pending, jobs, start, end, bs, out, sparse, zero, free, pos, done, progress, total)
+            pos, done = await _drain_one(
+                pending, jobs, start, end, bs, out, sparse, zero, free, pos, done, progress, total
+            )
     finally:
         for t in pending:
             t.cancel()
@@ -137,10 +152,21 @@ async def download(session: Session, geo: Geometry, out: BinaryIO, *, offset: in
     return done
 
 
-async def _drain_one(pending: list[asyncio.Task[tuple[bytearray, int]]], jobs: list[tuple[int, int]],
-                     start: int, end: int, bs: int, out: BinaryIO, sparse: bool, zero: bytes,
-                     free: asyncio.Queue[bytearray], pos: int, done: int,
-                     progress: Progress | None, total: int) -> tuple[int, int]:
+async def _drain_one(
+    pending: list[asyncio.Task[tuple[bytearray, int]]],
+    jobs: list[tuple[int, int]],
+    start: int,
+    end: int,
+    bs: int,
+    out: BinaryIO,
+    sparse: bool,
+    zero: bytes,
+    free: asyncio.Queue[bytearray],
+    pos: int,
+    done: int,
+    progress: Progress | None,
+    total: int,
+) -> tuple[int, int]:
     task = pending.pop(0)
     buf, blocks = await task
     # Absolute byte range this buffer covers, clipped to [start, end).
@@ -161,12 +187,21 @@ async def _drain_one(pending: list[asyncio.Task[tuple[bytearray, int]]], jobs: l
     return pos, done
 
 
-async def upload(session: Session, geo: Geometry, src: BinaryIO, *, offset: int = 0,
-                 length: int | None = None, progress: Progress | None = None) -> int:
+async def upload(
+    session: Session,
+    geo: Geometry,
+    src: BinaryIO,
+    *,
+    offset: int = 0,
+    length: int | None = None,
+    progress: Progress | None = None,
+) -> int:
     """Write ``src`` to the LUN at ``offset`` (a block multiple); a partial last block is merged."""
     bs = geo.block_size
     if offset % bs:
-        raise ConfigError(f"--offset {offset} is not a multiple of LUN {geo.lun}'s {bs}-byte blocks")
+        raise ConfigError(
+            f"--offset {offset} is not a multiple of LUN {geo.lun}'s {bs}-byte blocks"
+        )
     try:
         size = os.fstat(src.fileno()).st_size - src.tell()
     except (OSError, ValueError):
@@ -201,7 +236,9 @@ async def upload(session: Session, geo: Geometry, src: BinaryIO, *, offset: int 
         if not data:
             break
         if lba * bs + len(data) > geo.capacity:
-            raise ConfigError(f"the source is larger than LUN {geo.lun} ({geo.capacity} bytes) allows")
+            raise ConfigError(
+                f"the source is larger than LUN {geo.lun} ({geo.capacity} bytes) allows"
+            )
         await sem.acquire()
         t = asyncio.create_task(put(lba, data))
         tasks.add(t)

@@ -18,17 +18,37 @@ from poolbackend.pool.transfer import DEPTH, Geometry, Progress
 from poolbackend.scsi import cdb as C
 
 # libvirt's virStorageVolWipeAlgorithm numbering and names.
-ALGORITHMS = ("zero", "nnsa", "dod", "bsi", "gutmann", "schneier", "pfitzner7", "pfitzner33",
-              "random", "trim")
+ALGORITHMS = (
+    "zero",
+    "nnsa",
+    "dod",
+    "bsi",
+    "gutmann",
+    "schneier",
+    "pfitzner7",
+    "pfitzner33",
+    "random",
+    "trim",
+)
 RANDOM = b""  # marker: a pass of random data
 VERIFY = b"verify"  # marker: read back and compare the previous pass
 
-_GUTMANN_FIXED = [bytes([b]) for b in (0x55, 0xAA)] + [
-    bytes(p) for p in ((0x92, 0x49, 0x24), (0x49, 0x24, 0x92), (0x24, 0x92, 0x49))
-] + [bytes([n * 0x11]) for n in range(16)] + [
-    bytes(p) for p in ((0x92, 0x49, 0x24), (0x49, 0x24, 0x92), (0x24, 0x92, 0x49),
-                       (0x6D, 0xB6, 0xDB), (0xB6, 0xDB, 0x6D), (0xDB, 0x6D, 0xB6))
-]
+_GUTMANN_FIXED = (
+    [bytes([b]) for b in (0x55, 0xAA)]
+    + [bytes(p) for p in ((0x92, 0x49, 0x24), (0x49, 0x24, 0x92), (0x24, 0x92, 0x49))]
+    + [bytes([n * 0x11]) for n in range(16)]
+    + [
+        bytes(p)
+        for p in (
+            (0x92, 0x49, 0x24),
+            (0x49, 0x24, 0x92),
+            (0x24, 0x92, 0x49),
+            (0x6D, 0xB6, 0xDB),
+            (0xB6, 0xDB, 0x6D),
+            (0xDB, 0x6D, 0xB6),
+        )
+    ]
+)
 PASSES: dict[str, list[bytes]] = {
     "nnsa": [RANDOM, RANDOM, b"\x00", VERIFY],
     "dod": [RANDOM, b"\x00", b"\xff", VERIFY],
@@ -55,8 +75,13 @@ def _chunks(geo: Geometry, blocks_per: int) -> Iterator[tuple[int, int]]:
         yield lba, min(blocks_per, geo.block_count - lba)
 
 
-async def _pipelined(jobs: Iterator[tuple[int, int]], run: Callable[[int, int], object],
-                     geo: Geometry, progress: Progress | None, depth: int = DEPTH) -> None:
+async def _pipelined(
+    jobs: Iterator[tuple[int, int]],
+    run: Callable[[int, int], object],
+    geo: Geometry,
+    progress: Progress | None,
+    depth: int = DEPTH,
+) -> None:
     total = geo.capacity
     done = 0
     sem = asyncio.Semaphore(depth)
@@ -88,15 +113,18 @@ async def _pipelined(jobs: Iterator[tuple[int, int]], run: Callable[[int, int], 
         raise errors[0]
 
 
-async def _write_pattern(session: Session, geo: Geometry, pattern: bytes,
-                         progress: Progress | None) -> bytes:
+async def _write_pattern(
+    session: Session, geo: Geometry, pattern: bytes, progress: Progress | None
+) -> bytes:
     """One full pass; returns the fixed buffer written (b'' for random passes)."""
     chunk = geo.chunk_blocks()
     size = chunk * geo.block_size
     fixed = b"" if pattern == RANDOM else (pattern * (size // len(pattern) + 1))[:size]
 
     async def run(lba: int, blocks: int) -> None:
-        data = os.urandom(blocks * geo.block_size) if not fixed else fixed[: blocks * geo.block_size]
+        data = (
+            os.urandom(blocks * geo.block_size) if not fixed else fixed[: blocks * geo.block_size]
+        )
         await session.write(geo.lun, lba, data, geo.block_size)
 
     await _pipelined(_chunks(geo, chunk), run, geo, progress)
@@ -130,7 +158,9 @@ async def _zero(session: Session, geo: Geometry, progress: Progress | None) -> s
         return "WRITE(16)"
 
     async def run(lba: int, blocks: int) -> None:
-        await session.execute(geo.lun, C.write_same16(lba, blocks, unmap=unmap), write_data=zero_block)
+        await session.execute(
+            geo.lun, C.write_same16(lba, blocks, unmap=unmap), write_data=zero_block
+        )
 
     if progress is not None:
         progress(first * geo.block_size, geo.capacity)
@@ -154,8 +184,9 @@ async def _trim(session: Session, geo: Geometry, progress: Progress | None) -> s
     return "UNMAP"
 
 
-async def wipe(session: Session, geo: Geometry, algorithm: str = "zero",
-               progress: Progress | None = None) -> str:
+async def wipe(
+    session: Session, geo: Geometry, algorithm: str = "zero", progress: Progress | None = None
+) -> str:
     """Wipe the whole LUN; returns how it was done (for the user's information)."""
     algorithm_number(algorithm)
     if algorithm == "zero":

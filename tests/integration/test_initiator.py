@@ -81,7 +81,9 @@ def test_chap_md5_and_mutual(tgt: Tgtd) -> None:
 
 def test_wrong_password_is_a_clear_authentication_error(tgt: Tgtd) -> None:
     async def go() -> None:
-        await Session.open(portal(tgt), CHAP_IQN, credentials=Credentials("inuser", b"nope-nope-nope"))
+        await Session.open(
+            portal(tgt), CHAP_IQN, credentials=Credentials("inuser", b"nope-nope-nope")
+        )
 
     with pytest.raises(AuthenticationFailed) as info:
         run(go())
@@ -112,8 +114,12 @@ def test_digests_r2t_and_many_data_in_pdus() -> None:
                 assert bytes(back) == payload
                 # Several commands in flight at once, checked individually.
                 chunks = [os.urandom(64 * 1024) for _ in range(16)]
-                await asyncio.gather(*(s.write(1, 10000 + i * 128, c, 512) for i, c in enumerate(chunks)))
-                got = await asyncio.gather(*(s.read(1, 10000 + i * 128, 128, 512) for i in range(16)))
+                await asyncio.gather(
+                    *(s.write(1, 10000 + i * 128, c, 512) for i, c in enumerate(chunks))
+                )
+                got = await asyncio.gather(
+                    *(s.read(1, 10000 + i * 128, 128, 512) for i in range(16))
+                )
                 assert [bytes(g) for g in got] == chunks
 
         run(go())
@@ -140,7 +146,7 @@ def test_discovery_of_many_targets_split_over_pdus() -> None:
 def test_luns_above_255() -> None:
     with Tgtd.start() as t:
         t.new_target(1, IQN)
-        luns = list(range(1, 301)) + [1000, 16383]
+        luns = [*range(1, 301), 1000, 16383]
         t.add_luns(1, luns, 1 * MiB)
 
         async def go() -> None:
@@ -218,7 +224,9 @@ def test_silent_target_times_out_with_clear_error() -> None:
     accepted: list[socket.socket] = []
     threading.Thread(target=lambda: accepted.append(srv.accept()[0]), daemon=True).start()
     start = time.monotonic()
-    with pytest.raises(ISCSITimeout, match=rf"portal 127.0.0.1:{port}: no answer to login within 1 s"):
+    with pytest.raises(
+        ISCSITimeout, match=rf"portal 127.0.0.1:{port}: no answer to login within 1 s"
+    ):
         run(Session.open(Portal("127.0.0.1", port), IQN, SessionOptions(timeout=1)))
     assert time.monotonic() - start < 3
     srv.close()
@@ -238,7 +246,11 @@ def test_library_examples_run(tgt: Tgtd, example: str) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     out = subprocess.run(
         [sys.executable, str(ROOT / "docs" / "examples" / example), url],
-        capture_output=True, text=True, timeout=60, env=env, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=True,
     ).stdout
     assert "read back equal: True" in out
     assert "67108864" in out

@@ -21,11 +21,18 @@ CHAP_IQN = "iqn.2026-11.example:chap"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def tool(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def tool(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     full_env = dict(os.environ, PYTHONPATH=str(ROOT))
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "poolbackend", *args], capture_output=True,
-                          text=True, timeout=timeout, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-m", "poolbackend", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +50,12 @@ def tgt() -> Iterator[Tgtd]:
 
 
 def test_iscsi_ls_lists_targets_and_luns_with_exact_sizes(tgt: Tgtd) -> None:
-    r = tool("iscsi-ls", "-s", f"iscsi://{tgt.portal}", env={
-        "LIBISCSI_CHAP_USERNAME": "inuser", "LIBISCSI_CHAP_PASSWORD": "insecret12345"})
+    r = tool(
+        "iscsi-ls",
+        "-s",
+        f"iscsi://{tgt.portal}",
+        env={"LIBISCSI_CHAP_USERNAME": "inuser", "LIBISCSI_CHAP_PASSWORD": "insecret12345"},
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
         f"Target:{IQN} Portal:{tgt.portal},1",
@@ -59,10 +70,18 @@ def test_iscsi_ls_lists_targets_and_luns_with_exact_sizes(tgt: Tgtd) -> None:
 
 
 def test_iscsi_ls_without_credentials_reports_chap_target_error(tgt: Tgtd) -> None:
-    r = tool("iscsi-ls", "-s", tgt.portal, env={"LIBISCSI_CHAP_USERNAME": "", "LIBISCSI_CHAP_PASSWORD": ""})
+    r = tool(
+        "iscsi-ls",
+        "-s",
+        tgt.portal,
+        env={"LIBISCSI_CHAP_USERNAME": "", "LIBISCSI_CHAP_PASSWORD": ""},
+    )
     assert r.returncode == 1
     assert "Lun:1    Type:DIRECT_ACCESS (Size:64M)" in r.stdout
-    assert f"error: portal {tgt.portal} target {CHAP_IQN}: login failed: authentication failed" in r.stderr
+    assert (
+        f"error: portal {tgt.portal} target {CHAP_IQN}: login failed: authentication failed"
+        in r.stderr
+    )
     assert "Traceback" not in r.stderr
 
 

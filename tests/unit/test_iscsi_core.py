@@ -31,9 +31,23 @@ from poolbackend.iscsi.login import LoginConfig
 from poolbackend.iscsi.textkeys import decode_pairs, encode_pairs
 
 
-def target_pdu(op: int, flags: int = 0x80, data: bytes = b"", *, itt: int = 0, ttt: int = P.NO_TAG,
-               statsn: int = 0, expcmdsn: int = 1, maxcmdsn: int = 1, f36: int = 0, f40: int = 0,
-               f44: int = 0, b2: int = 0, b3: int = 0, lun: bytes = bytes(8)) -> bytes:
+def target_pdu(
+    op: int,
+    flags: int = 0x80,
+    data: bytes = b"",
+    *,
+    itt: int = 0,
+    ttt: int = P.NO_TAG,
+    statsn: int = 0,
+    expcmdsn: int = 1,
+    maxcmdsn: int = 1,
+    f36: int = 0,
+    f40: int = 0,
+    f44: int = 0,
+    b2: int = 0,
+    b3: int = 0,
+    lun: bytes = bytes(8),
+) -> bytes:
     bhs = bytearray(48)
     bhs[0], bhs[1], bhs[2], bhs[3] = op, flags, b2, b3
     bhs[5:8] = len(data).to_bytes(3, "big")
@@ -42,10 +56,21 @@ def target_pdu(op: int, flags: int = 0x80, data: bytes = b"", *, itt: int = 0, t
     return bytes(bhs[:48]) + data + b"\0" * (-len(data) & 3)
 
 
-def login_rsp(flags: int, pairs: list[tuple[str, str]], *, status: int = 0, statsn: int = 0,
-              tsih: int = 0, expcmdsn: int = 1, maxcmdsn: int = 2) -> bytes:
-    raw = bytearray(target_pdu(0x23, flags, encode_pairs(pairs), statsn=statsn,
-                               expcmdsn=expcmdsn, maxcmdsn=maxcmdsn))
+def login_rsp(
+    flags: int,
+    pairs: list[tuple[str, str]],
+    *,
+    status: int = 0,
+    statsn: int = 0,
+    tsih: int = 0,
+    expcmdsn: int = 1,
+    maxcmdsn: int = 2,
+) -> bytes:
+    raw = bytearray(
+        target_pdu(
+            0x23, flags, encode_pairs(pairs), statsn=statsn, expcmdsn=expcmdsn, maxcmdsn=maxcmdsn
+        )
+    )
     raw[14:16] = tsih.to_bytes(2, "big")
     raw[36], raw[37] = status >> 8, status & 0xFF
     return bytes(raw)
@@ -67,17 +92,31 @@ def sent_pdus(conn: Connection, digests: bool = False) -> list[P.PDU]:
     return out
 
 
-def logged_in(cfg: LoginConfig | None = None, extra: list[tuple[str, str]] | None = None) -> Connection:
+def logged_in(
+    cfg: LoginConfig | None = None, extra: list[tuple[str, str]] | None = None
+) -> Connection:
     conn = Connection(cfg or LoginConfig("iqn.2026-11.example:i", "iqn.2026-11.example:t"), 10)
     conn.start_login()
     conn.data_to_send()
-    pairs = [("HeaderDigest", "None"), ("DataDigest", "None"), ("MaxConnections", "1"),
-             ("InitialR2T", "Yes"), ("ImmediateData", "Yes"), ("MaxBurstLength", "262144"),
-             ("FirstBurstLength", "65536"), ("DefaultTime2Wait", "2"), ("DefaultTime2Retain", "0"),
-             ("MaxOutstandingR2T", "1"), ("DataPDUInOrder", "Yes"), ("DataSequenceInOrder", "Yes"),
-             ("ErrorRecoveryLevel", "0")]
+    pairs = [
+        ("HeaderDigest", "None"),
+        ("DataDigest", "None"),
+        ("MaxConnections", "1"),
+        ("InitialR2T", "Yes"),
+        ("ImmediateData", "Yes"),
+        ("MaxBurstLength", "262144"),
+        ("FirstBurstLength", "65536"),
+        ("DefaultTime2Wait", "2"),
+        ("DefaultTime2Retain", "0"),
+        ("MaxOutstandingR2T", "1"),
+        ("DataPDUInOrder", "Yes"),
+        ("DataSequenceInOrder", "Yes"),
+        ("ErrorRecoveryLevel", "0"),
+    ]
     pairs = list({**dict(pairs), **dict(extra or [])}.items())
-    events = conn.receive_data(login_rsp(0x87, pairs, statsn=5, tsih=0x3200, expcmdsn=10, maxcmdsn=11))
+    events = conn.receive_data(
+        login_rsp(0x87, pairs, statsn=5, tsih=0x3200, expcmdsn=10, maxcmdsn=11)
+    )
     assert isinstance(events[0], LoginComplete)
     return conn
 
@@ -103,16 +142,28 @@ def test_tgt_operational_login_with_t0_round_trip() -> None:
     keys = dict(decode_pairs(first.data))
     assert keys["SessionType"] == "Normal" and keys["HeaderDigest"] == "None,CRC32C"
     assert "IFMarker" not in keys
-    ev = conn.receive_data(login_rsp(0x05, [("TargetPortalGroupTag", "1"), ("HeaderDigest", "None"),
-                                            ("DataDigest", "None"), ("MaxRecvDataSegmentLength", "65536"),
-                                            ("InitialR2T", "Yes"), ("FirstBurstLength", "65536")]))
+    ev = conn.receive_data(
+        login_rsp(
+            0x05,
+            [
+                ("TargetPortalGroupTag", "1"),
+                ("HeaderDigest", "None"),
+                ("DataDigest", "None"),
+                ("MaxRecvDataSegmentLength", "65536"),
+                ("InitialR2T", "Yes"),
+                ("FirstBurstLength", "65536"),
+            ],
+        )
+    )
     assert ev == []
     again = sent_pdus(conn)[0]
     assert again.bhs[1] == 0x87 and bytes(again.data) == b""  # empty request, no re-offer
     ev = conn.receive_data(login_rsp(0x87, [], statsn=7, tsih=0x3200, expcmdsn=1, maxcmdsn=2))
     assert isinstance(ev[0], LoginComplete)
     p = ev[0].params
-    assert p.max_xmit_data_segment_length == 65536 and p.initial_r2t and p.first_burst_length == 65536
+    assert (
+        p.max_xmit_data_segment_length == 65536 and p.initial_r2t and p.first_burst_length == 65536
+    )
     assert p.target_portal_group_tag == 1 and conn.tsih == 0x3200 and conn.exp_stat_sn == 8
 
 
@@ -121,17 +172,22 @@ def test_chap_mutual_login_and_reflection_guard() -> None:
     conn = Connection(LoginConfig("iqn.i", "iqn.t", chap=chap), 1)
     conn.start_login()
     assert dict(decode_pairs(sent_pdus(conn)[0].data))["AuthMethod"] == "CHAP,None"
-    conn.receive_data(login_rsp(0x00 | 0 << 2, [("TargetPortalGroupTag", "1"), ("AuthMethod", "CHAP")]))
+    conn.receive_data(
+        login_rsp(0x00 | 0 << 2, [("TargetPortalGroupTag", "1"), ("AuthMethod", "CHAP")])
+    )
     assert dict(decode_pairs(sent_pdus(conn)[0].data)) == {"CHAP_A": "5"}
     challenge = bytes(range(50))
-    conn.receive_data(login_rsp(0x00, [("CHAP_A", "5"), ("CHAP_I", "7"), ("CHAP_C", "0x" + challenge.hex())]))
+    conn.receive_data(
+        login_rsp(0x00, [("CHAP_A", "5"), ("CHAP_I", "7"), ("CHAP_C", "0x" + challenge.hex())])
+    )
     answer = dict(decode_pairs(sent_pdus(conn)[0].data))
     assert answer["CHAP_R"] == "0x" + hashlib.md5(b"\x07insecret12345" + challenge).hexdigest()
     my_chal = bytes.fromhex(answer["CHAP_C"][2:])
     assert my_chal != challenge and len(my_chal) >= 16
     good = hashlib.md5(bytes([int(answer["CHAP_I"])]) + b"outsecret12345" + my_chal).hexdigest()
     bad_conn_events = conn.receive_data(
-        login_rsp(0x81, [("CHAP_N", "outuser"), ("CHAP_R", "0x" + good)]))
+        login_rsp(0x81, [("CHAP_N", "outuser"), ("CHAP_R", "0x" + good)])
+    )
     assert bad_conn_events == []  # moved on to the operational stage
     assert sent_pdus(conn)[0].bhs[1] == 0x87
 
@@ -142,18 +198,23 @@ def test_mutual_chap_wrong_target_answer_fails() -> None:
     conn.start_login()
     conn.receive_data(login_rsp(0x00, [("AuthMethod", "CHAP")]))
     conn.data_to_send()
-    conn.receive_data(login_rsp(0x00, [("CHAP_A", "5"), ("CHAP_I", "1"), ("CHAP_C", "0b" + "AAECAwQFBgcICQ==")]))
+    conn.receive_data(
+        login_rsp(0x00, [("CHAP_A", "5"), ("CHAP_I", "1"), ("CHAP_C", "0b" + "AAECAwQFBgcICQ==")])
+    )
     answer = dict(decode_pairs(sent_pdus(conn)[0].data))
     assert answer["CHAP_R"].startswith("0b")  # answered in the target's encoding
     with pytest.raises(AuthenticationFailed, match="does not match"):
         conn.receive_data(login_rsp(0x81, [("CHAP_N", "outuser"), ("CHAP_R", "0x" + "00" * 16)]))
 
 
-@pytest.mark.parametrize(("status", "exc", "text"), [
-    (0x0201, AuthenticationFailed, "authentication failed (status 0x0201)"),
-    (0x0203, LoginFailed, "target not found (status 0x0203)"),
-    (0x0300, LoginFailed, "target error (status 0x0300)"),
-])
+@pytest.mark.parametrize(
+    ("status", "exc", "text"),
+    [
+        (0x0201, AuthenticationFailed, "authentication failed (status 0x0201)"),
+        (0x0203, LoginFailed, "target not found (status 0x0203)"),
+        (0x0300, LoginFailed, "target error (status 0x0300)"),
+    ],
+)
 def test_login_status_errors(status: int, exc: type[Exception], text: str) -> None:
     conn = Connection(LoginConfig("iqn.i", "iqn.t"), 1)
     conn.start_login()
@@ -190,11 +251,15 @@ def test_read_reassembles_data_in_with_status_in_last_pdu() -> None:
     conn = logged_in()
     itt = conn.scsi_command(1, b"\x28" + bytes(9), read_len=12)
     conn.data_to_send()
-    ev = conn.receive_data(target_pdu(0x25, 0x00, b"abcd", itt=itt, f36=0, f40=0)
-                           + target_pdu(0x25, 0x00, b"efgh", itt=itt, f36=1, f40=4)[:30])
+    ev = conn.receive_data(
+        target_pdu(0x25, 0x00, b"abcd", itt=itt, f36=0, f40=0)
+        + target_pdu(0x25, 0x00, b"efgh", itt=itt, f36=1, f40=4)[:30]
+    )
     assert ev == []
-    ev = conn.receive_data(target_pdu(0x25, 0x00, b"efgh", itt=itt, f36=1, f40=4)[30:]
-                           + target_pdu(0x25, 0x81, b"ijkl", itt=itt, f36=2, f40=8, statsn=5))
+    ev = conn.receive_data(
+        target_pdu(0x25, 0x00, b"efgh", itt=itt, f36=1, f40=4)[30:]
+        + target_pdu(0x25, 0x81, b"ijkl", itt=itt, f36=2, f40=8, statsn=5)
+    )
     assert bytes(ev[0].result.data) == b"abcdefghijkl"  # type: ignore[union-attr]
 
 
@@ -202,7 +267,9 @@ def test_check_condition_sense_is_returned() -> None:
     conn = logged_in()
     itt = conn.scsi_command(1, b"\0" * 6)
     sense = bytes([0x70, 0, 6, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x29, 0, 0, 0, 0, 0])
-    ev = conn.receive_data(target_pdu(0x21, 0x80, len(sense).to_bytes(2, "big") + sense, itt=itt, b3=2, statsn=5))
+    ev = conn.receive_data(
+        target_pdu(0x21, 0x80, len(sense).to_bytes(2, "big") + sense, itt=itt, b3=2, statsn=5)
+    )
     assert ev[0].result.status == 2 and ev[0].result.sense == sense  # type: ignore[union-attr]
 
 
@@ -211,7 +278,9 @@ def test_write_sends_immediate_data_then_answers_r2t_in_mrdsl_chunks() -> None:
     data = bytes(range(256)) * 256  # 64 KiB
     itt = conn.scsi_command(1, b"\x8a" + bytes(15), write_data=data)
     cmd = sent_pdus(conn)
-    assert len(cmd) == 1 and bytes(cmd[0].data) == data[:8192]  # immediate data only (InitialR2T=Yes)
+    assert (
+        len(cmd) == 1 and bytes(cmd[0].data) == data[:8192]
+    )  # immediate data only (InitialR2T=Yes)
     assert cmd[0].bhs[1] & 0x80  # F: no unsolicited Data-Out follows
     conn.receive_data(target_pdu(0x31, 0x80, itt=itt, ttt=0xA080A80A, f36=0, f40=8192, f44=57344))
     outs = sent_pdus(conn)
@@ -243,7 +312,9 @@ def test_own_ping_reply() -> None:
     conn = logged_in()
     itt = conn.nop_ping(b"hi")
     conn.data_to_send()
-    assert conn.receive_data(target_pdu(0x20, 0x80, b"hi", itt=itt, statsn=5)) == [NopReply(itt, b"hi")]
+    assert conn.receive_data(target_pdu(0x20, 0x80, b"hi", itt=itt, statsn=5)) == [
+        NopReply(itt, b"hi")
+    ]
 
 
 def test_split_sendtargets_reply_is_reassembled() -> None:
@@ -251,14 +322,22 @@ def test_split_sendtargets_reply_is_reassembled() -> None:
     conn = logged_in(LoginConfig("iqn.i", None))
     itt = conn.text_request([("SendTargets", "All")])
     assert dict(decode_pairs(sent_pdus(conn)[0].data)) == {"SendTargets": "All"}
-    whole = encode_pairs([("TargetName", "iqn.2026-11.example:a"), ("TargetAddress", "127.0.0.1:3260,1"),
-                          ("TargetName", "iqn.2026-11.example:b"), ("TargetAddress", "127.0.0.1:3260,1")])
+    whole = encode_pairs(
+        [
+            ("TargetName", "iqn.2026-11.example:a"),
+            ("TargetAddress", "127.0.0.1:3260,1"),
+            ("TargetName", "iqn.2026-11.example:b"),
+            ("TargetAddress", "127.0.0.1:3260,1"),
+        ]
+    )
     assert conn.receive_data(target_pdu(0x24, 0x00, whole[:30], itt=itt, ttt=1, statsn=5)) == []
     cont = sent_pdus(conn)[0]
     assert P.u32(cont.bhs, 20) == 1 and bytes(cont.data) == b""
     ev = conn.receive_data(target_pdu(0x24, 0x80, whole[30:], itt=itt, statsn=6))
     assert isinstance(ev[0], TextReply) and [v for k, v in ev[0].pairs if k == "TargetName"] == [
-        "iqn.2026-11.example:a", "iqn.2026-11.example:b"]
+        "iqn.2026-11.example:a",
+        "iqn.2026-11.example:b",
+    ]
 
 
 def test_hostile_data_segment_length_is_refused_before_buffering() -> None:
