@@ -225,7 +225,7 @@ def test_silent_target_times_out_with_clear_error() -> None:
     threading.Thread(target=lambda: accepted.append(srv.accept()[0]), daemon=True).start()
     start = time.monotonic()
     with pytest.raises(
-        ISCSITimeout, match=rf"portal 127.0.0.1:{port}: no answer to login within 1 s"
+        ISCSITimeout, match=rf"portal 127.0.0.1:{port} target {IQN}: no answer to login within 1 s"
     ):
         run(Session.open(Portal("127.0.0.1", port), IQN, SessionOptions(timeout=1)))
     assert time.monotonic() - start < 3

@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.harness.tgtd import Tgtd
+from tests.integration.clirun import run_cli as tool
 
 MiB = 1 << 20
 IQN = "iqn.2026-11.example:target1"
 CHAP_IQN = "iqn.2026-11.example:chap"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def tool(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    full_env = dict(os.environ, PYTHONPATH=str(ROOT))
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "poolbackend", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-    )
 
 
 @pytest.fixture(scope="module")
