@@ -148,7 +148,8 @@ def test_mutual_chap_pool(pb: Pb, tgt: Tgtd, tmp_path: Path) -> None:
     assert len(usages) == 2
     for usage, value in zip(usages, ["chapsecret12345", "outsecret12345"], strict=True):
         (tmp_path / f"{usage}.xml").write_text(
-            f"<secret ephemeral='no' private='no'><usage type='iscsi'><target>{usage}</target></usage></secret>"
+            "<secret ephemeral='no' private='no'><usage type='iscsi'>"
+            f"<target>{usage}</target></usage></secret>"
         )
         pb("secret-define", str(tmp_path / f"{usage}.xml"))
         pb("secret-set-value", usage, input=value)

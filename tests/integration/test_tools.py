@@ -45,7 +45,7 @@ def test_iscsi_ls_lists_targets_and_luns_with_exact_sizes(tgt: Tgtd) -> None:
         "Lun:1    Type:DIRECT_ACCESS (Size:64M)",
         "Lun:2    Type:DIRECT_ACCESS (Size:128M)",
         "Lun:300  Type:DIRECT_ACCESS (Size:8M)",
-        f"Target:{CHAP_IQN} Portal:{tgt.portal},2",
+        f"Target:{CHAP_IQN} Portal:{tgt.portal},1",
         "Lun:0    Type:STORAGE_ARRAY_CONTROLLER",
         "Lun:1    Type:DIRECT_ACCESS (Size:32M)",
     ]
