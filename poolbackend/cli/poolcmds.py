@@ -13,7 +13,8 @@ from poolbackend.errors import ConfigError, PoolBackendError
 
 if TYPE_CHECKING:
     from poolbackend.pool.backend import Backend, RefreshReport
-    from poolbackend.pool.store import PoolRecord
+    from poolbackend.pool.model import Volume
+    from poolbackend.pool.store import PoolRecord, Store
 
 Register = Callable[[Any, str, str, str], argparse.ArgumentParser]
 
@@ -22,6 +23,12 @@ def _backend(args: argparse.Namespace) -> Backend:
     from poolbackend.pool.backend import Backend
 
     return Backend(libvirt_uri=getattr(args, "connect", None))
+
+
+def _store() -> Store:
+    from poolbackend.pool.store import Store
+
+    return Store.default()
 
 
 def _read_file(path: str, what: str) -> bytes:
@@ -46,9 +53,9 @@ def pool_define(args: argparse.Namespace) -> int:
     from poolbackend.pool.xmlio import parse_pool_xml
 
     pool = parse_pool_xml(_read_file(args.file, "pool XML file"), source_name=args.file)
-    b = _backend(args)
-    with b.store.locked():
-        b.store.define(pool)
+    store = _store()
+    with store.locked():
+        store.define(pool)
     _say(f"Pool {pool.name} defined from {args.file}")
     return 0
 
@@ -85,26 +92,26 @@ def pool_destroy(args: argparse.Namespace) -> int:
 
 
 def pool_undefine(args: argparse.Namespace) -> int:
-    b = _backend(args)
-    with b.store.locked():
-        record = b.store.get_pool(args.pool)
-        b.store.undefine(record.pool.name)
+    store = _store()
+    with store.locked():
+        record = store.get_pool(args.pool)
+        store.undefine(record.pool.name)
     _say(f"Pool {record.pool.name} has been undefined")
     return 0
 
 
 def pool_autostart(args: argparse.Namespace) -> int:
-    b = _backend(args)
-    with b.store.locked():
-        name = b.store.get_pool(args.pool).pool.name
-        b.store.set_autostart(name, not args.disable)
+    store = _store()
+    with store.locked():
+        name = store.get_pool(args.pool).pool.name
+        store.set_autostart(name, not args.disable)
     _say(f"Pool {name} {'unmarked' if args.disable else 'marked'} as autostarted")
     return 0
 
 
 def pool_build(args: argparse.Namespace) -> int:
-    b = _backend(args)
-    record = b.store.get_pool(args.pool)
+    store = _store()
+    record = store.get_pool(args.pool)
     if record.state.active:
         raise PoolBackendError(
             f"Requested operation is not valid: storage pool '{record.pool.name}' is already active"
@@ -116,7 +123,7 @@ def pool_build(args: argparse.Namespace) -> int:
 def pool_delete(args: argparse.Namespace) -> int:
     from poolbackend.pool.backend import not_supported
 
-    _backend(args).store.get_pool(args.pool)
+    _store().get_pool(args.pool)
     raise not_supported("pool does not support pool deletion")
 
 
@@ -131,7 +138,7 @@ def pool_list(args: argparse.Namespace) -> int:
 
     if args.details and args.uuid:
         raise ConfigError("Options --details and --uuid are mutually exclusive")
-    records = {r.pool.name: r for r in _backend(args).store.list_pools()}
+    records = {r.pool.name: r for r in _store().list_pools()}
     shown = [records[n] for n in sort_names(records) if args.all or records[n].state.active]
     if args.name:
         print("".join(f"{r.pool.name:<20}\n" for r in shown))
@@ -180,7 +187,7 @@ def pool_list(args: argparse.Namespace) -> int:
 def pool_info(args: argparse.Namespace) -> int:
     from poolbackend.cli.table import format_labelled, pretty_capacity
 
-    r = _backend(args).store.get_pool(args.pool)
+    r = _store().get_pool(args.pool)
     st = r.state
     pairs = [
         ("Name:", r.pool.name),
@@ -206,7 +213,7 @@ def pool_info(args: argparse.Namespace) -> int:
 def pool_dumpxml(args: argparse.Namespace) -> int:
     from poolbackend.pool.xmlio import format_pool_xml
 
-    r = _backend(args).store.get_pool(args.pool)
+    r = _store().get_pool(args.pool)
     print(
         format_pool_xml(r.pool, r.state if r.state.active and not args.inactive else None), end=""
     )
@@ -214,12 +221,12 @@ def pool_dumpxml(args: argparse.Namespace) -> int:
 
 
 def pool_name(args: argparse.Namespace) -> int:
-    print(_backend(args).store.get_pool(args.uuid).pool.name + "\n")
+    print(_store().get_pool(args.uuid).pool.name + "\n")
     return 0
 
 
 def pool_uuid(args: argparse.Namespace) -> int:
-    print(_backend(args).store.get_pool(args.pool).pool.uuid + "\n")
+    print(_store().get_pool(args.pool).pool.uuid + "\n")
     return 0
 
 
@@ -259,12 +266,9 @@ def find_sources(args: argparse.Namespace) -> int:
 
 # -- volumes -----------------------------------------------------------------------------
 def _active_pool(args: argparse.Namespace) -> PoolRecord:
-    r = _backend(args).store.get_pool(args.pool)
-    if not r.state.active:
-        raise PoolBackendError(
-            f"Requested operation is not valid: storage pool '{r.pool.name}' is not active"
-        )
-    return r
+    from poolbackend.pool.lookup import active_pool
+
+    return active_pool(_store(), args.pool)
 
 
 def vol_list(args: argparse.Namespace) -> int:
@@ -284,8 +288,10 @@ def vol_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _volume(args: argparse.Namespace) -> Any:
-    return _backend(args).find_volume(args.vol, args.pool)[1]
+def _volume(args: argparse.Namespace) -> Volume:
+    from poolbackend.pool.lookup import find_volume
+
+    return find_volume(_store(), args.vol, args.pool)[1]
 
 
 def vol_info(args: argparse.Namespace) -> int:
@@ -328,12 +334,16 @@ def vol_path(args: argparse.Namespace) -> int:
 
 
 def vol_name(args: argparse.Namespace) -> int:
-    print(_backend(args).find_volume(args.vol, None)[1].name + "\n")
+    from poolbackend.pool.lookup import find_volume
+
+    print(find_volume(_store(), args.vol, None)[1].name + "\n")
     return 0
 
 
 def vol_pool(args: argparse.Namespace) -> int:
-    print(_backend(args).find_volume(args.vol, None)[0].pool.name + "\n")
+    from poolbackend.pool.lookup import find_volume
+
+    print(find_volume(_store(), args.vol, None)[0].pool.name + "\n")
     return 0
 
 

@@ -18,7 +18,7 @@ from typing import BinaryIO, TypeVar
 from poolbackend.errors import ConfigError, NotFoundError, PoolBackendError, StateError
 from poolbackend.iscsi.aio import Session, SessionOptions
 from poolbackend.iscsi.portal import Credentials, Portal
-from poolbackend.pool import naming, scan, transfer, wipe
+from poolbackend.pool import lookup, naming, scan, transfer, wipe
 from poolbackend.pool.model import PoolDef, PoolState, SourceSpec, Volume
 from poolbackend.pool.secrets import SecretStore
 from poolbackend.pool.store import PoolRecord, Store
@@ -27,10 +27,6 @@ T = TypeVar("T")
 Progress = Callable[[int, int], None]
 DEFAULT_TIMEOUT = 10.0
 NOT_SUPPORTED = "this function is not supported by the connection driver: "
-
-
-def _invalid(pool: str, what: str) -> str:
-    return f"Requested operation is not valid: storage pool '{pool}' {what}"
 
 
 def not_supported(what: str) -> PoolBackendError:
@@ -161,7 +157,7 @@ class Backend:
     def start(self, name: str) -> RefreshReport:
         record = self.store.get_pool(name)
         if record.state.active:
-            raise StateError(_invalid(record.pool.name, "is already active"))
+            raise StateError(lookup.invalid(record.pool.name, "is already active"))
         return self._refresh(record)
 
     def create(self, pool: PoolDef) -> RefreshReport:
@@ -173,14 +169,14 @@ class Backend:
     def refresh(self, name: str) -> RefreshReport:
         record = self.store.get_pool(name)
         if not record.state.active:
-            raise StateError(_invalid(record.pool.name, "is not active"))
+            raise StateError(lookup.invalid(record.pool.name, "is not active"))
         return self._refresh(record)
 
     def destroy(self, name: str) -> None:
         with self.store.locked():
             record = self.store.get_pool(name)
             if not record.state.active:
-                raise StateError(_invalid(record.pool.name, "is not active"))
+                raise StateError(lookup.invalid(record.pool.name, "is not active"))
             self.store.clear_state(record.pool.name)
 
     # -- discovery ---------------------------------------------------------------------
@@ -196,15 +192,7 @@ class Backend:
 
     # -- volumes -----------------------------------------------------------------------
     def find_volume(self, vol: str, pool_name: str | None) -> tuple[PoolRecord, Volume]:
-        """A volume by name (with a pool), or by key/path (searching active pools)."""
-        records = [self.store.get_pool(pool_name)] if pool_name else self.store.list_pools()
-        for record in records:
-            if pool_name and not record.state.active:
-                raise StateError(_invalid(record.pool.name, "is not active"))
-            found = record.state.find_volume(vol)
-            if found is not None:
-                return record, found
-        raise NotFoundError(f"Storage volume not found: no storage vol with matching path '{vol}'")
+        return lookup.find_volume(self.store, vol, pool_name)
 
     def _disk(self, record: PoolRecord, volume: Volume) -> None:
         if volume.device_type != 0:
