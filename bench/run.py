@@ -70,8 +70,9 @@ def timed(fn: Callable[[], object], runs: int) -> list[float]:
 
 
 def cli(*args: str, env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "-m", "poolbackend", *args], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "poolbackend", *args], env=env, check=True, capture_output=True
+    )
 
 
 def pool_xml(path: Path, name: str, tgt: Tgtd) -> Path:
@@ -94,44 +95,53 @@ def libvirtd() -> object | None:
         return None
     try:
         return Libvirtd.start()
-    except Exception as exc:  # noqa: BLE001 - a missing reference is reported, not fatal
+    except Exception as exc:  # a missing reference is reported, not fatal
         print(f"(libvirt reference unavailable: {exc})", file=sys.stderr)
         return None
 
 
-def bench_refresh(sizes: list[int], runs: int, work: Path, rows: list[Row], virsh: object | None) -> None:
+def bench_refresh(
+    sizes: list[int], runs: int, work: Path, rows: list[Row], virsh: object | None
+) -> None:
     for n in sizes:
-        with Tgtd.start() as tgt:
-            tgt.new_target(1, IQN)
-            tgt.add_luns(1, range(1, n + 1), 1 * MiB)
-            portal = Portal(tgt.host, tgt.port)
+        bench_refresh_one(n, runs, work, rows, virsh)
 
-            async def refresh() -> None:
-                s = await Session.open(portal, IQN)
-                try:
-                    result = await scan.scan(s)
-                finally:
-                    await s.close()
-                assert len(result.luns) == n + 1
 
-            ours = timed(lambda: asyncio.run(refresh()), runs)
-            ls = timed(lambda: subprocess.run(["iscsi-ls", "-s", f"iscsi://{tgt.portal}"],
-                                              check=True, capture_output=True), runs)
-            rows.append(Row(f"refresh {n} LUNs (in-process)", ours, "iscsi-ls -s", ls, "s"))
-            env = dict(os.environ, POOLBACKEND_STATE_DIR=str(work / f"state-{n}"),
-                       PYTHONPATH=str(ROOT))
-            cli("pool-create", str(pool_xml(work / f"p{n}.xml", f"bench{n}", tgt)), env=env)
-            whole = timed(lambda: cli("pool-refresh", f"bench{n}", env=env), runs)
-            ref: list[float] = []
-            ref_name = "virsh pool-refresh (libvirt)"
-            if virsh is not None:
-                v = virsh.virsh  # type: ignore[attr-defined]
-                v("pool-create", str(work / f"p{n}.xml"))
-                ref = timed(lambda: v("pool-refresh", f"bench{n}"), runs)
-                v("pool-destroy", f"bench{n}")
-            else:
-                ref_name += " [unavailable]"
-            rows.append(Row(f"refresh {n} LUNs (poolbackend pool-refresh)", whole, ref_name, ref, "s"))
+def bench_refresh_one(n: int, runs: int, work: Path, rows: list[Row], virsh: object | None) -> None:
+    with Tgtd.start() as tgt:
+        tgt.new_target(1, IQN)
+        tgt.add_luns(1, range(1, n + 1), 1 * MiB)
+        portal = Portal(tgt.host, tgt.port)
+
+        async def refresh() -> None:
+            s = await Session.open(portal, IQN)
+            try:
+                result = await scan.scan(s)
+            finally:
+                await s.close()
+            assert len(result.luns) == n + 1
+
+        ours = timed(lambda: asyncio.run(refresh()), runs)
+        ls = timed(
+            lambda: subprocess.run(
+                ["iscsi-ls", "-s", f"iscsi://{tgt.portal}"], check=True, capture_output=True
+            ),
+            runs,
+        )
+        rows.append(Row(f"refresh {n} LUNs (in-process)", ours, "iscsi-ls -s", ls, "s"))
+        env = dict(os.environ, POOLBACKEND_STATE_DIR=str(work / f"state-{n}"), PYTHONPATH=str(ROOT))
+        cli("pool-create", str(pool_xml(work / f"p{n}.xml", f"bench{n}", tgt)), env=env)
+        whole = timed(lambda: cli("pool-refresh", f"bench{n}", env=env), runs)
+        ref: list[float] = []
+        ref_name = "virsh pool-refresh (libvirt)"
+        if virsh is not None:
+            v = virsh.virsh  # type: ignore[attr-defined]
+            v("pool-create", str(work / f"p{n}.xml"))
+            ref = timed(lambda: v("pool-refresh", f"bench{n}"), runs)
+            v("pool-destroy", f"bench{n}")
+        else:
+            ref_name += " [unavailable]"
+        rows.append(Row(f"refresh {n} LUNs (poolbackend pool-refresh)", whole, ref_name, ref, "s"))
 
 
 def bench_read(size: int, runs: int, work: Path, rows: list[Row]) -> None:
@@ -154,27 +164,71 @@ def bench_read(size: int, runs: int, work: Path, rows: list[Row]) -> None:
         ours = [size / MiB / t for t in timed(download, runs)]
         perf: list[float] = []
         for _ in range(runs):
-            out = subprocess.run(["iscsi-perf", "-b", "2048", "-m", "16", "-t", "5",
-                                  f"iscsi://{tgt.portal}/{IQN}/1"], capture_output=True, text=True)
+            out = subprocess.run(
+                [
+                    "iscsi-perf",
+                    "-b",
+                    "2048",
+                    "-m",
+                    "16",
+                    "-t",
+                    "5",
+                    f"iscsi://{tgt.portal}/{IQN}/1",
+                ],
+                capture_output=True,
+                text=True,
+            )
             found = re.findall(r"iops average \d+ \((\d+) MB/s\)", out.stdout)
             if found:
                 perf.append(float(found[-1]))
-        rows.append(Row(f"sequential read {size // MiB} MiB (vol-download)", ours,
-                        "iscsi-perf -b 2048 -m 16", perf, "MiB/s"))
-        dd = [size / MiB / t for t in timed(lambda: subprocess.run(
-            ["dd", f"if={backing}", "of=/dev/null", "bs=4M"], check=True, capture_output=True), runs)]
-        rows.append(Row(f"sequential read {size // MiB} MiB (vol-download)", ours,
-                        "dd of the backing file (ceiling)", dd, "MiB/s"))
+        rows.append(
+            Row(
+                f"sequential read {size // MiB} MiB (vol-download)",
+                ours,
+                "iscsi-perf -b 2048 -m 16",
+                perf,
+                "MiB/s",
+            )
+        )
+        dd = [
+            size / MiB / t
+            for t in timed(
+                lambda: subprocess.run(
+                    ["dd", f"if={backing}", "of=/dev/null", "bs=4M"],
+                    check=True,
+                    capture_output=True,
+                ),
+                runs,
+            )
+        ]
+        rows.append(
+            Row(
+                f"sequential read {size // MiB} MiB (vol-download)",
+                ours,
+                "dd of the backing file (ceiling)",
+                dd,
+                "MiB/s",
+            )
+        )
         print(f"peak RSS of vol-download: {max(rss) / 1024:.0f} MiB", file=sys.stderr)
-        rows.append(Row("peak RSS of vol-download (MiB, lower is better)",
-                        [max(rss) / 1024 / 1000], "-", [], "s"))
+        rows.append(
+            Row(
+                "peak RSS of vol-download (MiB, lower is better)",
+                [max(rss) / 1024 / 1000],
+                "-",
+                [],
+                "s",
+            )
+        )
 
 
 def bench_startup(runs: int, work: Path, rows: list[Row], virsh: object | None) -> None:
     with Tgtd.start() as tgt:
         tgt.new_target(1, IQN)
         tgt.add_lun(1, 1, 1 * MiB)
-        env = dict(os.environ, POOLBACKEND_STATE_DIR=str(work / "state-start"), PYTHONPATH=str(ROOT))
+        env = dict(
+            os.environ, POOLBACKEND_STATE_DIR=str(work / "state-start"), PYTHONPATH=str(ROOT)
+        )
         cli("pool-create", str(pool_xml(work / "ps.xml", "benchstart", tgt)), env=env)
         ours = timed(lambda: cli("vol-list", "benchstart", env=env), runs)
         ref: list[float] = []
@@ -209,8 +263,10 @@ def main() -> None:
     finally:
         if virsh is not None:
             virsh.stop()  # type: ignore[attr-defined]
-    print(f"Machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}; {args.runs} runs per case (min / median).\n")
+    print(
+        f"Machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}; {args.runs} runs per case (min / median).\n"
+    )
     print("| case | poolbackend | reference | reference result | ratio |")
     print("| --- | --- | --- | --- | --- |")
     for row in rows:

@@ -1,28 +1,73 @@
 #!/usr/bin/env bash
-# Install everything the demo, the tests and the benchmarks need on a Debian 12 machine (as root).
-# Idempotent: apt runs only when a package is missing; pip installs the package in editable mode.
+# Install what the build and the test suite need, on Debian 12, as root.
+# Idempotent: apt is skipped when every package is already installed.
+#
+#   tgt                      private tgtd/tgtadm (the test target)
+#   libiscsi-bin             iscsi-ls, iscsi-inq, ... (reference initiator)
+#   libvirt-daemon + libvirt-daemon-driver-storage-iscsi-direct + libvirt-clients
+#                            a private libvirtd/virsh for compatibility tests
+#   libvirt-dev pkg-config gcc python3-dev
+#                            to build libvirt-python (pip, [test] extra)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(tgt libiscsi-bin libvirt-dev pkg-config gcc python3-dev
-              libvirt-daemon libvirt-daemon-driver-storage-iscsi-direct libvirt-clients)
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "error: missing Debian packages (${missing[*]}); run this script as root" >&2
-    exit 1
-  fi
-  echo "installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+PKGS=(
+  tgt
+  libiscsi-bin
+  libvirt-dev
+  pkg-config
+  gcc
+  python3-dev
+  libvirt-daemon
+  libvirt-daemon-driver-storage-iscsi-direct
+  libvirt-clients
+)
+
+PYTHON=${PYTHON:-python3}
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+  PKGS+=(python3)
+elif ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
+  PKGS+=(python3-pip)
 fi
 
-PY=${PYTHON:-python3}
-if ! "$PY" -c 'import poolbackend, libvirt, pytest, hypothesis, lxml, crcmod' 2>/dev/null \
-   || [ "$("$PY" -c 'import poolbackend, os; print(os.path.dirname(os.path.dirname(poolbackend.__file__)))')" != "$PWD" ]; then
-  "$PY" -m pip install -q --disable-pip-version-check -e '.[test]'
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=()
+  if [ "$(id -u)" -ne 0 ]; then
+    SUDO=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=600 update
+  "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${PKGS[@]}"
+else
+  echo "install-deps: Debian packages already installed"
 fi
+
+# The test-suite user for the private libvirtd (see tests/harness/libvirtd.py).
+getent passwd nobody >/dev/null || { echo "install-deps: user 'nobody' missing" >&2; exit 1; }
+
+# Python package + test tools. Debian's own python3 is "externally managed"
+# (PEP 668); this is a disposable test machine, so install into it anyway.
+PIP_ARGS=(--disable-pip-version-check --quiet --root-user-action=ignore)
+if "$PYTHON" - <<'PY'
+import os, sys, sysconfig
+sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["stdlib"], "EXTERNALLY-MANAGED")) else 1)
+PY
+then
+  PIP_ARGS+=(--break-system-packages)
+fi
+# Skipped when everything imports and poolbackend is this checkout's (editable) copy.
+if "$PYTHON" -c 'import poolbackend, libvirt, pytest, hypothesis, lxml, crcmod, mypy, ruff' 2>/dev/null \
+   && [ "$(cd / && "$PYTHON" -c 'import os, poolbackend; print(os.path.dirname(os.path.dirname(poolbackend.__file__)))')" = "$PWD" ]; then
+  echo "install-deps: Python packages already installed"
+else
+  "$PYTHON" -m pip install "${PIP_ARGS[@]}" -e '.[test]'
+fi
+echo "install-deps: done"

@@ -22,12 +22,14 @@ tgt 1.0.85 quirks handled here (see shared/docs/tgt-and-libiscsi.md §3-§6):
 
 * **The control port is not a TCP port.** ``-C N`` only selects the IPC socket
   ``$TGT_IPC_SOCKET.N``; we set ``TGT_IPC_SOCKET`` to a private path, so no
-  ``/var/run/tgtd`` directory is needed and ``N`` cannot clash.
+  ``/var/run/tgtd`` directory is needed and ``N`` cannot clash. tgtd rejects
+  ``-C`` values above 32767 ("out of range"), so N is derived from the portal
+  port as ``1024 + port % 31744``.
 * **A failed portal bind does not stop tgtd.** If the port was taken between
   picking it and tgtd binding it, tgtd logs ``failed to create/bind to
   portal`` and keeps running without a portal. :meth:`Tgtd.start` checks the
   log and a TCP connect and retries with a new port (bounded).
-* **SIGTERM does not stop tgtd while targets exist**, and ``--op delete --mode
+* **SIGTERM does not stop tgtd** (observed even with no targets), and ``--op delete --mode
   system`` answers "invalid request" until every target is gone. :meth:`stop`
   deletes every target with ``--force`` (also with live sessions), then the
   system, then waits for the exit; SIGTERM/SIGKILL by PID are only fallbacks.
@@ -85,9 +87,8 @@ class TgtadmError(HarnessError):
         self.returncode = returncode
         self.stdout = stdout
         self.stderr = stderr
-        super().__init__(
-            f"{' '.join(cmd)} failed with exit code {returncode}: {stderr.strip() or stdout.strip()}"
-        )
+        detail = stderr.strip() or stdout.strip()
+        super().__init__(f"{' '.join(cmd)} failed with exit code {returncode}: {detail}")
 
 
 @dataclass
@@ -205,6 +206,8 @@ class Tgtd:
             raise HarnessError(f"tgtd may only listen on loopback, not {host!r}")
         if keep_workdir is None:
             keep_workdir = os.environ.get("POOLBACKEND_KEEP_TGTD") == "1"
+        require_tool("tgtd", "tgt")
+        require_tool("tgtadm", "tgt")
         last_error: Exception | None = None
         for _ in range(attempts):
             port = free_port(host)
@@ -212,7 +215,7 @@ class Tgtd:
             inst = cls(
                 host=host,
                 port=port,
-                control_port=port,
+                control_port=1024 + port % 31744,  # tgtd accepts -C 0..32767 only
                 workdir=workdir,
                 iothreads=iothreads,
                 keep_workdir=keep_workdir,
@@ -302,7 +305,9 @@ class Tgtd:
         """IQN of a target created through :meth:`new_target`."""
         return self._iqns[tid]
 
-    def url(self, tid: int, lun: int = 0, *, user: str | None = None, password: str | None = None) -> str:
+    def url(
+        self, tid: int, lun: int = 0, *, user: str | None = None, password: str | None = None
+    ) -> str:
         """libiscsi URL ``iscsi://[user%pw@]portal/iqn/lun`` for the tools of libiscsi-bin."""
         cred = ""
         if user is not None:
@@ -365,7 +370,9 @@ class Tgtd:
 
     def bind_address(self, tid: int, address: str) -> None:
         """ACL by initiator address (``ALL``, an IP or a netmask)."""
-        self.tgtadm("--mode", "target", "--op", "bind", "--tid", str(tid), "--initiator-address", address)
+        self.tgtadm(
+            "--mode", "target", "--op", "bind", "--tid", str(tid), "--initiator-address", address
+        )
 
     def unbind_address(self, tid: int, address: str) -> None:
         self.tgtadm(
@@ -377,7 +384,9 @@ class Tgtd:
         self.tgtadm("--mode", "target", "--op", "bind", "--tid", str(tid), "--initiator-name", iqn)
 
     def unbind_initiator(self, tid: int, iqn: str) -> None:
-        self.tgtadm("--mode", "target", "--op", "unbind", "--tid", str(tid), "--initiator-name", iqn)
+        self.tgtadm(
+            "--mode", "target", "--op", "unbind", "--tid", str(tid), "--initiator-name", iqn
+        )
 
     def set_param(self, tid: int, name: str, value: str | int) -> None:
         """Target parameter, e.g. ``HeaderDigest CRC32C``, ``nop_interval 1``."""
@@ -544,19 +553,23 @@ class Tgtd:
                 _rmtree(self.workdir)
 
     def _clean_shutdown(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        # `delete --force` fails with "this logical unit is still active" while a
+        # session has I/O in flight, so targets are deleted in a bounded retry loop.
         deadline = time.monotonic() + timeout
-        with contextlib.suppress(HarnessError):
-            for tid in sorted(parse_show(self.show())):
-                self._run_tgtadm(
-                    ["--lld", "iscsi", "--mode", "target", "--op", "delete", "--force",
-                     "--tid", str(tid)],
-                    check=False,
-                )  # fmt: skip
         while time.monotonic() < deadline:
+            tids: list[int] = [-1]  # unknown until show() answers
             with contextlib.suppress(HarnessError):
-                self._run_tgtadm(["--mode", "system", "--op", "delete"], check=False, timeout=5)
+                tids = sorted(parse_show(self.show()))
+                for tid in tids:
+                    self._run_tgtadm(
+                        ["--lld", "iscsi", "--mode", "target", "--op", "delete", "--force",
+                         "--tid", str(tid)],
+                        check=False, timeout=10,
+                    )  # fmt: skip
+                if not tids:
+                    self._run_tgtadm(["--mode", "system", "--op", "delete"], check=False, timeout=5)
             try:
-                proc.wait(timeout=0.5)
+                proc.wait(timeout=0.1 if tids else 0.5)
                 return
             except subprocess.TimeoutExpired:
                 continue

@@ -1,0 +1,260 @@
+"""Shared fixtures: private tgtd, the basic target, a state dir, the CLI runner.
+
+Fixtures
+--------
+``tgtd``            function scope: a fresh private :class:`~tests.harness.tgtd.Tgtd`
+                    on 127.0.0.1 (no targets).
+``tgtd_ipv6``       function scope: the same on ``[::1]``.
+``tgt_basic``       module scope: :class:`BasicTarget` -- target 1
+                    ``iqn.2026-11.example:target1`` with LUN1 64 MiB, LUN2 128 MiB,
+                    LUN3 8 MiB (4096-byte blocks), ACL ALL. Do not modify it.
+``libvirtd``        function scope: a private session-mode libvirtd
+                    (:class:`~tests.harness.libvirtd.Libvirtd`).
+``state_dir``       a temp dir exported as ``POOLBACKEND_STATE_DIR`` (monkeypatch).
+``run_cli``         ``run_cli(*args, input=None, env=None, timeout=60)`` ->
+                    ``(returncode, stdout, stderr)`` of ``python -m poolbackend``.
+
+Missing system tools (tgtd, libvirtd, virsh) make the tests that need them
+FAIL with an explanation -- they are never skipped silently. Every test phase
+(setup, call, teardown) has a wall-clock limit (``POOLBACKEND_TEST_TIMEOUT``,
+default 300 s; per test ``@pytest.mark.timeout(seconds)``), so a hung peer
+cannot stall CI.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import pytest
+
+from tests.harness import HarnessError, find_tool
+from tests.harness.libvirtd import Libvirtd
+from tests.harness.tgtd import MiB, Tgtd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+DEFAULT_TEST_TIMEOUT = float(os.environ.get("POOLBACKEND_TEST_TIMEOUT", "300"))
+
+BASIC_IQN = "iqn.2026-11.example:target1"
+
+
+# ------------------------------------------------------------------ config
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: a test that takes more than a few seconds")
+    config.addinivalue_line(
+        "markers",
+        "timeout(seconds): wall-clock limit for this test "
+        "(default $POOLBACKEND_TEST_TIMEOUT or 300 s)",
+    )
+
+
+class TestTimeout(Exception):
+    """Raised inside a test that ran past its wall-clock limit."""
+
+    __test__ = False
+
+
+def _limit_for(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("timeout")
+    if marker is not None and marker.args:
+        return float(marker.args[0])
+    return DEFAULT_TEST_TIMEOUT
+
+
+@contextmanager
+def _alarm(item: pytest.Item, phase: str) -> Iterator[None]:
+    limit = _limit_for(item)
+    usable = (
+        limit > 0
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
+        raise TestTimeout(f"{item.nodeid}: {phase} exceeded the {limit:.0f}s wall-clock limit")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    """Wall-clock limit per phase (setup, call, teardown) via SIGALRM."""
+    with _alarm(item, "setup"):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    with _alarm(item, "call"):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    with _alarm(item, "teardown"):
+        yield
+
+
+def _need(tool: str, package: str) -> None:
+    if find_tool(tool) is None:
+        pytest.fail(
+            f"{tool!r} is not installed (Debian package {package!r}). "
+            "Integration tests need it: run `bash scripts/install-deps.sh` as root "
+            "(scripts/test.sh and .ci/run do this).",
+            pytrace=False,
+        )
+
+
+# ------------------------------------------------------------------- tgtd
+
+
+@pytest.fixture
+def tgtd() -> Iterator[Tgtd]:
+    """A fresh private tgtd on 127.0.0.1 with no targets."""
+    _need("tgtd", "tgt")
+    _need("tgtadm", "tgt")
+    with Tgtd.start() as t:
+        yield t
+
+
+@pytest.fixture
+def tgtd_ipv6() -> Iterator[Tgtd]:
+    """A fresh private tgtd on [::1] with no targets."""
+    _need("tgtd", "tgt")
+    try:
+        t = Tgtd.start(host="::1")
+    except (HarnessError, OSError) as exc:
+        pytest.fail(f"cannot start tgtd on [::1] (is IPv6 loopback available?): {exc}")
+    with t:
+        yield t
+
+
+@dataclass
+class BasicTarget:
+    """The module-scoped standard target (see ``tgt_basic``)."""
+
+    tgtd: Tgtd
+    tid: int = 1
+    iqn: str = BASIC_IQN
+    #: LUN -> (size in bytes, block size)
+    luns: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def portal(self) -> str:
+        return self.tgtd.portal
+
+    @property
+    def host(self) -> str:
+        return self.tgtd.host
+
+    @property
+    def port(self) -> int:
+        return self.tgtd.port
+
+    def url(self, lun: int) -> str:
+        """libiscsi URL of *lun*."""
+        return self.tgtd.url(self.tid, lun)
+
+
+@pytest.fixture(scope="module")
+def tgt_basic() -> Iterator[BasicTarget]:
+    """target1 with LUN1 64 MiB, LUN2 128 MiB, LUN3 8 MiB/4096-byte blocks, ACL ALL."""
+    _need("tgtd", "tgt")
+    _need("tgtadm", "tgt")
+    with Tgtd.start() as t:
+        basic = BasicTarget(t)
+        t.new_target(basic.tid, basic.iqn)
+        for lun, size, bs in ((1, 64 * MiB, 512), (2, 128 * MiB, 512), (3, 8 * MiB, 4096)):
+            t.add_lun(basic.tid, lun, size, blocksize=bs)
+            basic.luns[lun] = (size, bs)
+        yield basic
+
+
+# --------------------------------------------------------------- libvirtd
+
+
+@pytest.fixture
+def libvirtd() -> Iterator[Libvirtd]:
+    """A private session-mode libvirtd (own config/state/socket in a temp dir)."""
+    _need("libvirtd", "libvirt-daemon")
+    _need("virsh", "libvirt-clients")
+    with Libvirtd.start() as lv:
+        yield lv
+
+
+# ------------------------------------------------------------ CLI + state
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty state directory, exported as ``POOLBACKEND_STATE_DIR``."""
+    d = tmp_path / "state"
+    d.mkdir()
+    monkeypatch.setenv("POOLBACKEND_STATE_DIR", str(d))
+    return d
+
+
+CliResult = tuple[int, str, str]
+RunCli = Callable[..., CliResult]
+
+
+@pytest.fixture
+def run_cli(state_dir: Path) -> RunCli:
+    """``run_cli(*args, input=None, env=None, timeout=60) -> (rc, stdout, stderr)``.
+
+    Runs ``[sys.executable, "-m", "poolbackend", *args]`` with this test's
+    ``POOLBACKEND_STATE_DIR`` and the repository root on ``PYTHONPATH``; *env*
+    entries are added on top (a value of ``None`` removes the variable). A
+    command that runs past *timeout* is killed and fails the test.
+    """
+
+    def run(
+        *args: str,
+        input: str | None = None,
+        env: dict[str, str | None] | None = None,
+        timeout: float = 60,
+    ) -> CliResult:
+        full_env = dict(os.environ)
+        full_env["POOLBACKEND_STATE_DIR"] = str(state_dir)
+        pp = full_env.get("PYTHONPATH")
+        full_env["PYTHONPATH"] = str(ROOT) + (os.pathsep + pp if pp else "")
+        for k, v in (env or {}).items():
+            if v is None:
+                full_env.pop(k, None)
+            else:
+                full_env[k] = v
+        try:
+            r = subprocess.run(
+                [sys.executable, "-m", "poolbackend", *args],
+                input=input,
+                capture_output=True,
+                text=True,
+                env=full_env,
+                timeout=timeout,
+                stdin=None if input is not None else subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired as exc:
+            pytest.fail(f"poolbackend {' '.join(args)} did not finish within {timeout}s: {exc}")
+        return r.returncode, r.stdout, r.stderr
+
+    return run

@@ -1,0 +1,681 @@
+"""A scripted fake iSCSI target for fault injection (what tgt cannot do).
+
+Use tgt (:mod:`tests.harness.tgtd`) for everything a real target does; use
+this only for misbehaving peers::
+
+    with FakeTarget("silent") as fake:
+        ...connect to fake.host, fake.port; expect a timeout...
+        assert fake.connections == 1
+
+Modes (``FakeTarget(mode, **kw)``):
+
+``refuse``
+    Nothing listens: a free port is picked and never bound (connection refused).
+``silent``
+    Accepts, reads and discards everything, never answers.
+``garbage``
+    Answers every received PDU with random bytes (``seed=`` for reproducibility).
+``close_mid_pdu``
+    Reads the first Login Request, sends the first 24 bytes of a valid Login
+    Response BHS, then closes.
+``slow``
+    Answers every Login Request after ``delay`` seconds (only the first one of
+    each connection is delayed) with a minimal *valid* login negotiation:
+    AuthMethod=None, operational keys answered per RFC 7143 result functions,
+    TSIH=1 on the final response. After the login only NOP-Out (answered with
+    NOP-In) and Logout (answered, then close) are understood; any other PDU
+    closes the connection. ``slow`` with ``delay=0`` is a login-only target.
+``login_status``
+    Answers the first Login Request of every connection with
+    ``status_class``/``status_detail``; for redirects (class 1, e.g. 0x0101
+    or 0x0102) the data segment carries ``TargetAddress=<target_address>``
+    (``host:port,1`` -- ``,1`` is appended when no tag is given), so an
+    initiator can follow the redirect to e.g. a real tgtd. Then closes.
+``hostile_length``
+    Answers the first Login Request with a Login Response whose
+    DataSegmentLength is 0xFFFFFF, followed by 4 KiB of filler, and then keeps
+    the connection open without sending more (the initiator must bound what
+    it is willing to read).
+
+Every fake target is bounded: it stops accepting and closes all connections
+after ``lifetime`` seconds (default 60) and each connection read times out
+after ``io_timeout`` seconds (default 30). Only loopback addresses are allowed.
+
+Attributes: ``host``, ``port``, ``portal``, ``connections`` (accepted TCP
+connections), ``login_requests`` (every Login Request received, parsed, see
+:class:`Pdu`), ``logins_completed`` (final login responses sent in ``slow``).
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+from tests.harness import HarnessError, format_portal, free_port
+
+BHS_LEN = 48
+
+OP_NOP_OUT = 0x00
+OP_SCSI_CMD = 0x01
+OP_LOGIN_REQ = 0x03
+OP_TEXT_REQ = 0x04
+OP_LOGOUT_REQ = 0x06
+OP_NOP_IN = 0x20
+OP_LOGIN_RSP = 0x23
+OP_LOGOUT_RSP = 0x26
+
+FLAG_T = 0x80  # login: transit
+FLAG_C = 0x40  # login: continue
+FLAG_F = 0x80  # final
+
+MAX_ACCEPTED_DSL = 1 << 20  # the fake target never reads larger data segments
+
+MODES = (
+    "refuse",
+    "silent",
+    "garbage",
+    "close_mid_pdu",
+    "slow",
+    "login_status",
+    "hostile_length",
+)
+
+
+# ----------------------------------------------------------------- PDU codec
+
+
+def pad4(data: bytes) -> bytes:
+    """Pad *data* with NULs to a multiple of 4 bytes."""
+    return data + b"\0" * (-len(data) % 4)
+
+
+def encode_keys(pairs: dict[str, str] | list[tuple[str, str]]) -> bytes:
+    """``key=value\\0`` for every pair (unpadded)."""
+    items = pairs.items() if isinstance(pairs, dict) else pairs
+    return b"".join(f"{k}={v}".encode() + b"\0" for k, v in items)
+
+
+def decode_keys(data: bytes) -> dict[str, str]:
+    """Parse NUL-separated ``key=value`` pairs (padding and junk ignored)."""
+    out: dict[str, str] = {}
+    for item in data.split(b"\0"):
+        if b"=" in item:
+            k, _, v = item.partition(b"=")
+            out[k.decode(errors="replace")] = v.decode(errors="replace")
+    return out
+
+
+def pack_bhs(
+    opcode: int,
+    flags: int = 0,
+    *,
+    byte2: int = 0,
+    byte3: int = 0,
+    dsl: int = 0,
+    isid: bytes = b"\0" * 6,
+    tsih: int = 0,
+    itt: int = 0,
+    word20: int = 0,
+    stat_sn: int = 0,
+    exp_cmd_sn: int = 0,
+    max_cmd_sn: int = 0,
+    status_class: int = 0,
+    status_detail: int = 0,
+) -> bytes:
+    """Build a 48-byte BHS in the Login Response layout.
+
+    Byte 0 opcode, 1 flags, 2-3 version max/active, 4 TotalAHSLength (0),
+    5-7 DataSegmentLength, 8-13 ISID, 14-15 TSIH, 16-19 ITT, 20-23 (TTT for
+    NOP-In), 24 StatSN, 28 ExpCmdSN, 32 MaxCmdSN, 36 status class, 37 detail.
+    """
+    if not 0 <= dsl <= 0xFFFFFF:
+        raise ValueError("DataSegmentLength must fit in 24 bits")
+    bhs = bytearray(BHS_LEN)
+    bhs[0] = opcode & 0x7F  # 0x40 = immediate bit (requests only)
+    bhs[1] = flags & 0xFF
+    bhs[2] = byte2 & 0xFF
+    bhs[3] = byte3 & 0xFF
+    bhs[4] = 0
+    bhs[5:8] = dsl.to_bytes(3, "big")
+    bhs[8:14] = isid[:6].ljust(6, b"\0")
+    struct.pack_into(">H", bhs, 14, tsih & 0xFFFF)
+    struct.pack_into(">IIIII", bhs, 16, itt, word20, stat_sn, exp_cmd_sn, max_cmd_sn)
+    bhs[36] = status_class & 0xFF
+    bhs[37] = status_detail & 0xFF
+    return bytes(bhs)
+
+
+def login_response(
+    req: Pdu,
+    *,
+    keys: dict[str, str] | None = None,
+    transit: bool = False,
+    csg: int = 0,
+    nsg: int = 0,
+    tsih: int = 0,
+    stat_sn: int = 0,
+    status_class: int = 0,
+    status_detail: int = 0,
+) -> bytes:
+    """A complete Login Response PDU (BHS + padded data) answering *req*."""
+    data = encode_keys(keys or {})
+    flags = (FLAG_T if transit else 0) | ((csg & 3) << 2) | (nsg & 3 if transit else 0)
+    bhs = pack_bhs(
+        OP_LOGIN_RSP,
+        flags,
+        dsl=len(data),
+        isid=req.isid,
+        tsih=tsih,
+        itt=req.itt,
+        stat_sn=stat_sn,
+        exp_cmd_sn=req.cmd_sn,
+        max_cmd_sn=(req.cmd_sn + 31) & 0xFFFFFFFF,
+        status_class=status_class,
+        status_detail=status_detail,
+    )
+    return bhs + pad4(data)
+
+
+def login_request(
+    keys: dict[str, str],
+    *,
+    itt: int = 1,
+    csg: int = 0,
+    nsg: int = 1,
+    transit: bool = True,
+    cmd_sn: int = 0,
+    exp_stat_sn: int = 0,
+    isid: bytes = b"\x80\x00\x00\x00\x00\x01",
+    tsih: int = 0,
+    cid: int = 0,
+) -> bytes:
+    """Client side, for harness self-tests: a Login Request PDU (opcode 0x43)."""
+    data = encode_keys(keys)
+    flags = (FLAG_T if transit else 0) | ((csg & 3) << 2) | (nsg & 3 if transit else 0)
+    bhs = pack_bhs(
+        0x40 | OP_LOGIN_REQ,
+        flags,
+        dsl=len(data),
+        isid=isid,
+        tsih=tsih,
+        itt=itt,
+        word20=(cid & 0xFFFF) << 16,
+        stat_sn=cmd_sn,  # bytes 24-27 are CmdSN in a request
+        exp_cmd_sn=exp_stat_sn,  # bytes 28-31 are ExpStatSN in a request
+    )
+    return bhs + pad4(data)
+
+
+@dataclass
+class Pdu:
+    """A received PDU: raw BHS and (unpadded) data segment."""
+
+    bhs: bytes
+    data: bytes
+
+    @property
+    def opcode(self) -> int:
+        return self.bhs[0] & 0x3F
+
+    @property
+    def immediate(self) -> bool:
+        return bool(self.bhs[0] & 0x40)
+
+    @property
+    def flags(self) -> int:
+        return self.bhs[1]
+
+    @property
+    def transit(self) -> bool:
+        return bool(self.flags & FLAG_T)
+
+    @property
+    def cont(self) -> bool:
+        return bool(self.flags & FLAG_C)
+
+    @property
+    def csg(self) -> int:
+        return (self.flags >> 2) & 3
+
+    @property
+    def nsg(self) -> int:
+        return self.flags & 3
+
+    @property
+    def dsl(self) -> int:
+        return int.from_bytes(self.bhs[5:8], "big")
+
+    @property
+    def isid(self) -> bytes:
+        return self.bhs[8:14]
+
+    @property
+    def tsih(self) -> int:
+        return int(struct.unpack_from(">H", self.bhs, 14)[0])
+
+    @property
+    def itt(self) -> int:
+        return int(struct.unpack_from(">I", self.bhs, 16)[0])
+
+    @property
+    def cid(self) -> int:
+        return int(struct.unpack_from(">H", self.bhs, 20)[0])
+
+    @property
+    def cmd_sn(self) -> int:
+        return int(struct.unpack_from(">I", self.bhs, 24)[0])
+
+    @property
+    def exp_stat_sn(self) -> int:
+        return int(struct.unpack_from(">I", self.bhs, 28)[0])
+
+    @property
+    def keys(self) -> dict[str, str]:
+        return decode_keys(self.data)
+
+
+class _Closed(Exception):
+    pass
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(min(n - len(buf), 65536))
+        if not chunk:
+            raise _Closed
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_pdu(sock: socket.socket) -> Pdu:
+    """Read one PDU (BHS, AHS, padded data; no digests). Raises on EOF/timeout."""
+    bhs = _recv_exact(sock, BHS_LEN)
+    ahs_len = bhs[4] * 4
+    dsl = int.from_bytes(bhs[5:8], "big")
+    if dsl > MAX_ACCEPTED_DSL:
+        raise _Closed
+    if ahs_len:
+        _recv_exact(sock, ahs_len)
+    data = _recv_exact(sock, dsl + (-dsl % 4))[:dsl] if dsl else b""
+    return Pdu(bhs, data)
+
+
+# ------------------------------------------------------- login negotiation
+
+_TARGET_MRDSL = 8192
+
+
+def _negotiate(keys: dict[str, str]) -> dict[str, str]:
+    """Answer operational keys with RFC 7143 result functions (minimal target)."""
+    out: dict[str, str] = {}
+    declarative = {
+        "InitiatorName", "InitiatorAlias", "TargetName", "SessionType", "TargetAlias",
+        "MaxRecvDataSegmentLength", "AuthMethod",
+    }  # fmt: skip
+    for k, v in keys.items():
+        if k in declarative or k.startswith("CHAP_"):
+            continue
+        try:
+            if k in ("HeaderDigest", "DataDigest"):
+                out[k] = "None"
+            elif k == "MaxConnections":
+                out[k] = "1"
+            elif k == "InitialR2T":
+                out[k] = "Yes"
+            elif k == "ImmediateData":
+                out[k] = "Yes" if v == "Yes" else "No"
+            elif k == "MaxBurstLength":
+                out[k] = str(min(int(v), 262144))
+            elif k == "FirstBurstLength":
+                out[k] = str(min(int(v), 65536))
+            elif k == "DefaultTime2Wait":
+                out[k] = str(max(int(v), 2))
+            elif k == "DefaultTime2Retain":
+                out[k] = "0"
+            elif k == "MaxOutstandingR2T":
+                out[k] = "1"
+            elif k in ("DataPDUInOrder", "DataSequenceInOrder"):
+                out[k] = "Yes"
+            elif k == "ErrorRecoveryLevel":
+                out[k] = "0"
+            elif k in ("IFMarker", "OFMarker"):
+                out[k] = "No"
+            else:
+                out[k] = "NotUnderstood"
+        except ValueError:
+            out[k] = "Reject"
+    return out
+
+
+# ----------------------------------------------------------------- the target
+
+
+class FakeTarget:
+    """Scripted misbehaving iSCSI target on a loopback port (background threads)."""
+
+    def __init__(
+        self,
+        mode: str,
+        *,
+        host: str = "127.0.0.1",
+        delay: float = 0.0,
+        status_class: int = 0,
+        status_detail: int = 0,
+        target_address: str | None = None,
+        seed: int = 0,
+        lifetime: float = 60.0,
+        io_timeout: float = 30.0,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
+        if host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("127."):
+            raise HarnessError(f"FakeTarget may only listen on loopback, not {host!r}")
+        if mode == "login_status" and status_class == 1 and target_address is None:
+            raise ValueError("a redirect (status class 1) needs target_address='host:port'")
+        self.mode = mode
+        self.host = host
+        self.delay = delay
+        self.status_class = status_class
+        self.status_detail = status_detail
+        self.target_address = target_address
+        self.lifetime = lifetime
+        self.io_timeout = io_timeout
+        self.port = 0
+        self.login_requests: list[Pdu] = []
+        self.logins_completed = 0
+        self._connections = 0
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._listener: socket.socket | None = None
+        self._accept_thread: threading.Thread | None = None
+        self._conn_threads: list[threading.Thread] = []
+        self._conn_socks: list[socket.socket] = []
+        self._deadline = 0.0
+        self.errors: list[BaseException] = []
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def portal(self) -> str:
+        return format_portal(self.host, self.port)
+
+    @property
+    def connections(self) -> int:
+        """Number of TCP connections accepted so far."""
+        with self._lock:
+            return self._connections
+
+    def start(self) -> FakeTarget:
+        self._deadline = time.monotonic() + self.lifetime
+        if self.mode == "refuse":
+            self.port = free_port(self.host)
+            return self
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        lst = socket.socket(family, socket.SOCK_STREAM)
+        lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lst.bind((self.host, 0))
+        lst.listen(16)
+        lst.settimeout(0.1)
+        self._listener = lst
+        self.port = lst.getsockname()[1]
+        self._accept_thread = threading.Thread(
+            target=self._accept_loop, name=f"faketarget-{self.mode}-{self.port}", daemon=True
+        )
+        self._accept_thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting, close every connection, join the threads (bounded)."""
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.close()
+        with self._lock:
+            socks = list(self._conn_socks)
+            threads = list(self._conn_threads)
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        deadline = time.monotonic() + timeout
+        for t in [self._accept_thread, *threads]:
+            if t is not None:
+                t.join(max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> FakeTarget:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<FakeTarget {self.mode} {self.portal} connections={self.connections}>"
+
+    # ----------------------------------------------------------- internals
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            conn.settimeout(self.io_timeout)
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            with self._lock:
+                self._connections += 1
+                self._conn_socks.append(conn)
+                self._conn_threads.append(t)
+            t.start()
+        if not self._stop.is_set():  # lifetime over: close everything
+            self._stop.set()
+            with self._lock:
+                socks = list(self._conn_socks)
+            for s in socks:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            handler = getattr(self, f"_mode_{self.mode}")
+            handler(conn)
+        except (_Closed, OSError):
+            pass
+        except BaseException as exc:  # recorded for the test to inspect
+            self.errors.append(exc)
+        finally:
+            conn.close()
+
+    def _recv_login(self, conn: socket.socket) -> Pdu:
+        pdu = recv_pdu(conn)
+        if pdu.opcode == OP_LOGIN_REQ:
+            with self._lock:
+                self.login_requests.append(pdu)
+        return pdu
+
+    def _drain_until_closed(self, conn: socket.socket, limit: float = 5.0) -> None:
+        """Read until the peer closes (bounded), so our close sends FIN, not RST."""
+        end = min(time.monotonic() + limit, self._deadline)
+        conn.settimeout(0.1)
+        while not self._stop.is_set() and time.monotonic() < end:
+            try:
+                if not conn.recv(65536):
+                    return
+            except TimeoutError:
+                continue
+
+    def _mode_silent(self, conn: socket.socket) -> None:
+        conn.settimeout(0.2)
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            try:
+                if not conn.recv(65536):
+                    return
+            except TimeoutError:
+                continue
+
+    def _mode_garbage(self, conn: socket.socket) -> None:
+        while not self._stop.is_set():
+            pdu = recv_pdu(conn)
+            if pdu.opcode == OP_LOGIN_REQ:
+                with self._lock:
+                    self.login_requests.append(pdu)
+            with self._lock:
+                junk = self._rng.randbytes(BHS_LEN + self._rng.randrange(0, 208))
+            conn.sendall(junk)
+
+    def _mode_close_mid_pdu(self, conn: socket.socket) -> None:
+        req = self._recv_login(conn)
+        rsp = login_response(req, keys={"AuthMethod": "None"}, transit=True, csg=0, nsg=1)
+        conn.sendall(rsp[: BHS_LEN // 2])
+        conn.shutdown(socket.SHUT_WR)
+
+    def _mode_hostile_length(self, conn: socket.socket) -> None:
+        req = self._recv_login(conn)
+        bhs = pack_bhs(
+            OP_LOGIN_RSP,
+            FLAG_T | (req.csg << 2) | 1,
+            dsl=0xFFFFFF,
+            isid=req.isid,
+            itt=req.itt,
+            exp_cmd_sn=req.cmd_sn,
+            max_cmd_sn=req.cmd_sn,
+        )
+        conn.sendall(bhs + b"A" * 4096)
+        self._mode_silent(conn)
+
+    def _mode_login_status(self, conn: socket.socket) -> None:
+        req = self._recv_login(conn)
+        keys: dict[str, str] = {}
+        if self.status_class == 1 and self.target_address is not None:
+            addr = self.target_address
+            if "," not in addr.rsplit("]", 1)[-1]:
+                addr += ",1"
+            keys["TargetAddress"] = addr
+        rsp = login_response(
+            req,
+            keys=keys,
+            csg=req.csg,
+            status_class=self.status_class,
+            status_detail=self.status_detail,
+        )
+        conn.sendall(rsp)
+        conn.shutdown(socket.SHUT_WR)
+        self._drain_until_closed(conn)
+
+    def _mode_slow(self, conn: socket.socket) -> None:
+        stat_sn = 0x100
+        first = True
+        logged_in = False
+        while not self._stop.is_set():
+            pdu = self._recv_login(conn) if not logged_in else recv_pdu(conn)
+            if not logged_in:
+                if pdu.opcode != OP_LOGIN_REQ:
+                    return
+                if first and self.delay > 0 and self._stop.wait(self.delay):
+                    return
+                keys_out: dict[str, str] = {}
+                if first:
+                    keys_out["TargetPortalGroupTag"] = "1"
+                first = False
+                if pdu.cont:  # partial key set: acknowledge, wait for the rest
+                    conn.sendall(login_response(pdu, csg=pdu.csg, stat_sn=stat_sn))
+                    stat_sn += 1
+                    continue
+                keys = pdu.keys
+                if pdu.csg == 0:
+                    methods = keys.get("AuthMethod", "None").split(",")
+                    if "None" not in methods:
+                        conn.sendall(
+                            login_response(
+                                pdu, csg=0, stat_sn=stat_sn, status_class=2, status_detail=1
+                            )
+                        )
+                        conn.shutdown(socket.SHUT_WR)
+                        self._drain_until_closed(conn)
+                        return
+                    if "AuthMethod" in keys:
+                        keys_out["AuthMethod"] = "None"
+                keys_out.update(_negotiate(keys))
+                if pdu.csg == 1 or (pdu.transit and pdu.nsg == 3):
+                    keys_out.setdefault("MaxRecvDataSegmentLength", str(_TARGET_MRDSL))
+                final = pdu.transit and pdu.nsg == 3
+                conn.sendall(
+                    login_response(
+                        pdu,
+                        keys=keys_out,
+                        transit=pdu.transit,
+                        csg=pdu.csg,
+                        nsg=pdu.nsg,
+                        tsih=1 if final else 0,
+                        stat_sn=stat_sn,
+                    )
+                )
+                stat_sn += 1
+                if final:
+                    logged_in = True
+                    with self._lock:
+                        self.logins_completed += 1
+                continue
+            # full feature phase: NOP and Logout only
+            if pdu.opcode == OP_NOP_OUT:
+                if pdu.itt != 0xFFFFFFFF:
+                    conn.sendall(
+                        pack_bhs(
+                            OP_NOP_IN,
+                            FLAG_F,
+                            itt=pdu.itt,
+                            word20=0xFFFFFFFF,
+                            stat_sn=stat_sn,
+                            exp_cmd_sn=pdu.cmd_sn + (0 if pdu.immediate else 1),
+                            max_cmd_sn=pdu.cmd_sn + 32,
+                        )
+                    )
+                    stat_sn += 1
+                continue
+            if pdu.opcode == OP_LOGOUT_REQ:
+                conn.sendall(
+                    pack_bhs(
+                        OP_LOGOUT_RSP,
+                        FLAG_F,
+                        itt=pdu.itt,
+                        stat_sn=stat_sn,
+                        exp_cmd_sn=pdu.cmd_sn + (0 if pdu.immediate else 1),
+                        max_cmd_sn=pdu.cmd_sn + 32,
+                    )
+                )
+                conn.shutdown(socket.SHUT_WR)
+                self._drain_until_closed(conn)
+                return
+            return  # anything else: not supported, close
+
+
+__all__ = [
+    "BHS_LEN",
+    "MODES",
+    "FakeTarget",
+    "Pdu",
+    "decode_keys",
+    "encode_keys",
+    "login_request",
+    "login_response",
+    "pack_bhs",
+    "pad4",
+    "recv_pdu",
+]
