@@ -90,7 +90,7 @@ def pool_xml(path: Path, name: str, tgt: Tgtd) -> Path:
 
 def libvirtd() -> object | None:
     try:
-        from tests.harness.libvirtd import Libvirtd  # type: ignore[import-not-found]
+        from tests.harness.libvirtd import Libvirtd
     except ImportError:
         return None
     try:

@@ -215,7 +215,7 @@ def pool_dumpxml(args: argparse.Namespace) -> int:
 
     r = _store().get_pool(args.pool)
     print(
-        format_pool_xml(r.pool, r.state if r.state.active and not args.inactive else None), end=""
+        format_pool_xml(r.pool, r.state if r.state.active and not args.inactive else None)
     )
     return 0
 
@@ -247,7 +247,7 @@ def find_sources_as(args: argparse.Namespace) -> int:
         port = int(args.port)
     spec = SourceSpec(args.host, port, args.initiator)
     targets = _backend(args).find_sources(spec, args.timeout)
-    print(format_sources_xml(spec.host, spec.port, spec.initiator_iqn, targets), end="")
+    print(format_sources_xml(spec.host, spec.port, spec.initiator_iqn, targets))
     return 0
 
 
@@ -260,7 +260,7 @@ def find_sources(args: argparse.Namespace) -> int:
         raise ConfigError("invalid argument: hostname must be specified for iscsi sources")
     spec = parse_source_xml(_read_file(args.srcSpec, "source XML file"), source_name=args.srcSpec)
     targets = _backend(args).find_sources(spec, args.timeout)
-    print(format_sources_xml(spec.host, spec.port, spec.initiator_iqn, targets), end="")
+    print(format_sources_xml(spec.host, spec.port, spec.initiator_iqn, targets))
     return 0
 
 
@@ -319,7 +319,7 @@ def vol_info(args: argparse.Namespace) -> int:
 def vol_dumpxml(args: argparse.Namespace) -> int:
     from poolbackend.pool.xmlio import format_volume_xml
 
-    print(format_volume_xml(_volume(args)), end="")
+    print(format_volume_xml(_volume(args)))  # virsh ends dumps with a blank line
     return 0
 
 
@@ -495,7 +495,7 @@ def secret_undefine(args: argparse.Namespace) -> int:
 def secret_dumpxml(args: argparse.Namespace) -> int:
     from poolbackend.pool.xmlio import format_secret_xml
 
-    print(format_secret_xml(_secrets().get(args.secret)), end="")
+    print(format_secret_xml(_secrets().get(args.secret)))
     return 0
 
 
