@@ -13,7 +13,7 @@ from poolbackend.errors import ConfigError, PoolBackendError
 
 if TYPE_CHECKING:
     from poolbackend.pool.backend import Backend, RefreshReport
-    from poolbackend.pool.model import Volume
+    from poolbackend.pool.model import SourceSpec, Volume
     from poolbackend.pool.store import PoolRecord, Store
 
 Register = Callable[[Any, str, str, str], argparse.ArgumentParser]
@@ -214,9 +214,7 @@ def pool_dumpxml(args: argparse.Namespace) -> int:
     from poolbackend.pool.xmlio import format_pool_xml
 
     r = _store().get_pool(args.pool)
-    print(
-        format_pool_xml(r.pool, r.state if r.state.active and not args.inactive else None)
-    )
+    print(format_pool_xml(r.pool, r.state if r.state.active and not args.inactive else None))
     return 0
 
 
@@ -230,12 +228,23 @@ def pool_uuid(args: argparse.Namespace) -> int:
     return 0
 
 
-def find_sources_as(args: argparse.Namespace) -> int:
-    from poolbackend.pool.model import SourceSpec
+def _discover(args: argparse.Namespace, spec: SourceSpec) -> int:
     from poolbackend.pool.xmlio import format_sources_xml
 
+    targets = _backend(args).find_sources(spec, args.timeout)
+    print(format_sources_xml(spec.host, spec.port, spec.initiator_iqn, targets))
+    return 0
+
+
+def _check_type(args: argparse.Namespace) -> None:
     if args.type != "iscsi-direct":
         raise ConfigError(f"unsupported pool type '{args.type}' (only iscsi-direct)")
+
+
+def find_sources_as(args: argparse.Namespace) -> int:
+    from poolbackend.pool.model import SourceSpec
+
+    _check_type(args)
     if not args.host:
         raise ConfigError("invalid argument: hostname must be specified for iscsi sources")
     if not args.initiator:
@@ -245,23 +254,19 @@ def find_sources_as(args: argparse.Namespace) -> int:
         if not args.port.isdigit() or not 0 < int(args.port) < 65536:
             raise ConfigError(f"invalid port '{args.port}' (expected 1-65535)")
         port = int(args.port)
-    spec = SourceSpec(args.host, port, args.initiator)
-    targets = _backend(args).find_sources(spec, args.timeout)
-    print(format_sources_xml(spec.host, spec.port, spec.initiator_iqn, targets))
-    return 0
+    return _discover(args, SourceSpec(args.host, port, args.initiator))
 
 
 def find_sources(args: argparse.Namespace) -> int:
-    from poolbackend.pool.xmlio import format_sources_xml, parse_source_xml
+    from poolbackend.pool.xmlio import parse_source_xml
 
-    if args.type != "iscsi-direct":
-        raise ConfigError(f"unsupported pool type '{args.type}' (only iscsi-direct)")
+    _check_type(args)
     if not args.srcSpec:
         raise ConfigError("invalid argument: hostname must be specified for iscsi sources")
-    spec = parse_source_xml(_read_file(args.srcSpec, "source XML file"), source_name=args.srcSpec)
-    targets = _backend(args).find_sources(spec, args.timeout)
-    print(format_sources_xml(spec.host, spec.port, spec.initiator_iqn, targets))
-    return 0
+    return _discover(
+        args,
+        parse_source_xml(_read_file(args.srcSpec, "source XML file"), source_name=args.srcSpec),
+    )
 
 
 # -- volumes -----------------------------------------------------------------------------

@@ -229,6 +229,16 @@ class Backend:
             self._with_geometry(record, volume, lambda s, g: wipe.wipe(s, g, algorithm, progress))
         )
 
+    def _on_disk_lun(
+        self,
+        vol: str,
+        pool_name: str | None,
+        fn: Callable[[Session, transfer.Geometry], Awaitable[T]],
+    ) -> T:
+        record, volume = self.find_volume(vol, pool_name)
+        self._disk(record, volume)
+        return _run(self._with_geometry(record, volume, fn))
+
     def download(
         self,
         vol: str,
@@ -240,16 +250,12 @@ class Backend:
         sparse: bool = False,
         progress: Progress | None = None,
     ) -> int:
-        record, volume = self.find_volume(vol, pool_name)
-        self._disk(record, volume)
-        return _run(
-            self._with_geometry(
-                record,
-                volume,
-                lambda s, g: transfer.download(
-                    s, g, out, offset=offset, length=length, sparse=sparse, progress=progress
-                ),
-            )
+        return self._on_disk_lun(
+            vol,
+            pool_name,
+            lambda s, g: transfer.download(
+                s, g, out, offset=offset, length=length, sparse=sparse, progress=progress
+            ),
         )
 
     def upload(
@@ -262,14 +268,10 @@ class Backend:
         length: int | None = None,
         progress: Progress | None = None,
     ) -> int:
-        record, volume = self.find_volume(vol, pool_name)
-        self._disk(record, volume)
-        return _run(
-            self._with_geometry(
-                record,
-                volume,
-                lambda s, g: transfer.upload(
-                    s, g, src, offset=offset, length=length, progress=progress
-                ),
-            )
+        return self._on_disk_lun(
+            vol,
+            pool_name,
+            lambda s, g: transfer.upload(
+                s, g, src, offset=offset, length=length, progress=progress
+            ),
         )

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import RunCli
 from tests.harness.tgtd import Tgtd
-from tests.integration.clirun import run_cli
 
 MiB = 1 << 20
 IQN = "iqn.2026-11.example:target1"
@@ -39,25 +39,27 @@ def tgt() -> Iterator[Tgtd]:
 
 
 class Pb:
-    def __init__(self, state: Path) -> None:
-        self.env = {"POOLBACKEND_STATE_DIR": str(state)}
+    """The CLI with a private state directory; checks exit status and error format."""
+
+    def __init__(self, run_cli: RunCli, state: Path) -> None:
+        self.run = run_cli
         self.state = state
 
     def __call__(self, *args: str, ok: bool = True, input: str | None = None) -> str:
-        r = run_cli(*args, env=self.env, input=input)
+        rc, out, err = self.run(*args, input=input, timeout=120)
         if ok:
-            assert r.returncode == 0, f"{args}: {r.stderr}"
-            return r.stdout
-        assert r.returncode != 0, f"{args} unexpectedly succeeded: {r.stdout}"
-        assert "Traceback" not in r.stderr
-        lines = r.stderr.strip().splitlines()
-        assert lines and all(line.startswith(("error: ", "warning: ")) for line in lines), r.stderr
-        return r.stderr
+            assert rc == 0, f"{args}: {err}"
+            return str(out)
+        assert rc != 0, f"{args} unexpectedly succeeded: {out}"
+        assert "Traceback" not in err
+        lines = err.strip().splitlines()
+        assert lines and all(line.startswith(("error: ", "warning: ")) for line in lines), err
+        return str(err)
 
 
 @pytest.fixture
-def pb(tmp_path: Path) -> Pb:
-    return Pb(tmp_path / "state")
+def pb(run_cli: RunCli, state_dir: Path) -> Pb:
+    return Pb(run_cli, state_dir)
 
 
 def pool_xml(
@@ -192,9 +194,9 @@ def test_failing_lun_is_left_out_and_unreachable_target_deactivates(pb: Pb, tmp_
         t.add_lun(1, 2, 1 * MiB)
         pb("pool-define", pool_xml(tmp_path, t))
         t.lun_params(1, 2, online=0)
-        r = run_cli("pool-start", "iscsi-pool", env=pb.env)
-        assert r.returncode == 0
-        assert "warning: LUN 2 left out:" in r.stderr and "NOT READY" in r.stderr
+        rc, _, err = pb.run("pool-start", "iscsi-pool")
+        assert rc == 0
+        assert "warning: LUN 2 left out:" in err and "NOT READY" in err
         assert "unit:0:0:2" not in pb("vol-list", "iscsi-pool")
         t.kill()
         err = pb("pool-refresh", "iscsi-pool", ok=False)

@@ -5,16 +5,35 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 
+from tests.conftest import RunCli
 from tests.harness.tgtd import Tgtd
-from tests.integration.clirun import run_cli as tool
 
 MiB = 1 << 20
 IQN = "iqn.2026-11.example:target1"
 CHAP_IQN = "iqn.2026-11.example:chap"
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+Tool = Callable[..., Result]
+
+
+@pytest.fixture
+def tool(run_cli: RunCli) -> Tool:
+    def run(*args: str, env: dict[str, str | None] | None = None) -> Result:
+        return Result(*run_cli(*args, env=env))
+
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +50,7 @@ def tgt() -> Iterator[Tgtd]:
         yield t
 
 
-def test_iscsi_ls_lists_targets_and_luns_with_exact_sizes(tgt: Tgtd) -> None:
+def test_iscsi_ls_lists_targets_and_luns_with_exact_sizes(tgt: Tgtd, tool: Tool) -> None:
     r = tool(
         "iscsi-ls",
         "-s",
@@ -51,7 +70,7 @@ def test_iscsi_ls_lists_targets_and_luns_with_exact_sizes(tgt: Tgtd) -> None:
     ]
 
 
-def test_iscsi_ls_without_credentials_reports_chap_target_error(tgt: Tgtd) -> None:
+def test_iscsi_ls_without_credentials_reports_chap_target_error(tgt: Tgtd, tool: Tool) -> None:
     r = tool(
         "iscsi-ls",
         "-s",
@@ -67,7 +86,7 @@ def test_iscsi_ls_without_credentials_reports_chap_target_error(tgt: Tgtd) -> No
     assert "Traceback" not in r.stderr
 
 
-def test_iscsi_readcapacity_prints_exact_size(tgt: Tgtd) -> None:
+def test_iscsi_readcapacity_prints_exact_size(tgt: Tgtd, tool: Tool) -> None:
     r = tool("iscsi-readcapacity", f"iscsi://{tgt.portal}/{IQN}/1")
     assert r.returncode == 0, r.stderr
     assert "RETURNED LOGICAL BLOCK ADDRESS:131071" in r.stdout
@@ -76,7 +95,7 @@ def test_iscsi_readcapacity_prints_exact_size(tgt: Tgtd) -> None:
     assert r.stdout.strip() == str(8 * MiB)
 
 
-def test_iscsi_inq_standard_and_vpd(tgt: Tgtd) -> None:
+def test_iscsi_inq_standard_and_vpd(tgt: Tgtd, tool: Tool) -> None:
     r = tool("iscsi-inq", f"iscsi://{tgt.portal}/{IQN}/1")
     assert r.returncode == 0, r.stderr
     assert "Peripheral Device Type:DIRECT_ACCESS" in r.stdout
@@ -88,14 +107,14 @@ def test_iscsi_inq_standard_and_vpd(tgt: Tgtd) -> None:
     assert "Page:0x83 DEVICE_IDENTIFICATION" in r.stdout
 
 
-def test_wrong_password_in_url_is_never_echoed(tgt: Tgtd) -> None:
+def test_wrong_password_in_url_is_never_echoed(tgt: Tgtd, tool: Tool) -> None:
     r = tool("iscsi-inq", f"iscsi://inuser%wrongSecret987@{tgt.portal}/{CHAP_IQN}/1")
     assert r.returncode == 1
     assert "authentication failed" in r.stderr
     assert "wrongSecret987" not in r.stderr + r.stdout
 
 
-def test_iser_and_bad_urls_are_one_line_errors() -> None:
+def test_iser_and_bad_urls_are_one_line_errors(tool: Tool) -> None:
     for url, msg in [
         ("iser://127.0.0.1/iqn.2026-11.example:t/1", "iSER (RDMA) transport is not supported"),
         ("iscsi://u%pw123@127.0.0.1/iqn.x/abc", "LUN 'abc' is not a number"),
@@ -110,7 +129,7 @@ def test_iser_and_bad_urls_are_one_line_errors() -> None:
 
 
 @pytest.mark.parametrize("cmd", [["iscsi-ls", "-s"], ["iscsi-inq"], ["iscsi-readcapacity"]])
-def test_silent_listener_gives_error_within_timeout(cmd: list[str]) -> None:
+def test_silent_listener_gives_error_within_timeout(cmd: list[str], tool: Tool) -> None:
     srv = socket.create_server(("127.0.0.1", 0))
     port = srv.getsockname()[1]
     conns: list[socket.socket] = []
