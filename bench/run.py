@@ -43,12 +43,14 @@ class Row:
     ours: list[float]
     ref_name: str
     ref: list[float]
-    unit: str  # "s" (lower is better) or "MiB/s" (higher is better)
+    unit: str  # "s" or "MiB" (lower is better) or "MiB/s" (higher is better)
 
     def cells(self) -> list[str]:
         def fmt(values: list[float]) -> str:
             if not values:
                 return "n/a"
+            if self.unit == "MiB":
+                return f"{min(values):.0f} MiB"
             if self.unit == "s":
                 return f"{min(values) * 1000:.1f} / {statistics.median(values) * 1000:.1f} ms"
             return f"{max(values):.0f} / {statistics.median(values):.0f} MiB/s"
@@ -211,15 +213,7 @@ def bench_read(size: int, runs: int, work: Path, rows: list[Row]) -> None:
             )
         )
         print(f"peak RSS of vol-download: {max(rss) / 1024:.0f} MiB", file=sys.stderr)
-        rows.append(
-            Row(
-                "peak RSS of vol-download (MiB, lower is better)",
-                [max(rss) / 1024 / 1000],
-                "-",
-                [],
-                "s",
-            )
-        )
+        rows.append(Row("peak RSS of vol-download", [max(rss) / 1024], "-", [], "MiB"))
 
 
 def bench_startup(runs: int, work: Path, rows: list[Row], virsh: object | None) -> None:

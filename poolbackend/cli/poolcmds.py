@@ -307,17 +307,21 @@ def vol_info(args: argparse.Namespace) -> int:
     def size(n: int) -> str:
         return f"{n} bytes" if args.bytes else pretty_capacity(n)
 
-    print(
-        format_labelled(
-            [
-                ("Name:", v.name),
-                ("Type:", v.type),
-                ("Capacity:", size(v.capacity)),
-                ("Allocation:", size(v.allocation)),
-            ]
-        ),
-        end="",
-    )
+    pairs = [
+        ("Name:", v.name),
+        ("Type:", v.type),
+        ("Capacity:", size(v.capacity)),
+        ("Allocation:", size(v.allocation)),
+    ]
+    if args.scsi:  # what libvirt cannot show: the LUN behind the volume
+        pairs += [
+            ("LUN:", str(v.lun)),
+            ("Device type:", f"{v.device_type_name} ({v.device_type})"),
+            ("Block size:", str(v.block_size)),
+            ("Vendor:", v.vendor or "-"),
+            ("Product:", v.product or "-"),
+        ]
+    print(format_labelled(pairs), end="")
     return 0
 
 
@@ -584,6 +588,7 @@ def register(sub: Any, cmd: Register) -> None:
     p.add_argument("--details", action="store_true", help="type and sizes")
     p = vol_cmd("vol-info", "vol_info", "volume type and sizes")
     p.add_argument("--bytes", action="store_true", help="sizes in bytes")
+    p.add_argument("--scsi", action="store_true", help="also the LUN, device type, block size")
     vol_cmd("vol-dumpxml", "vol_dumpxml", "the volume XML")
     vol_cmd("vol-key", "vol_key", "the volume key")
     vol_cmd("vol-path", "vol_path", "the volume path")

@@ -278,3 +278,21 @@ def test_bad_pool_xml_changes_nothing(pb: Pb, tmp_path: Path) -> None:
     )
     assert "missing initiator IQN" in pb("pool-define", str(bad), ok=False)
     assert pb("pool-list", "--all").count("\n") == 3  # header, rule, blank: no pool
+
+
+def test_thin_lun_trim_and_zero_with_unmap(pb: Pb, tmp_path: Path) -> None:
+    with Tgtd.start() as t:
+        t.new_target(1, IQN)
+        backing = t.add_lun(1, 1, 4 * MiB, thin=True, fill=b"\xab")
+        t.add_lun(1, 2, 1 * MiB, fill=b"\xcd")  # thick
+        pb("pool-create", pool_xml(tmp_path, t))
+        info = pb("vol-info", "--scsi", "--pool", "iscsi-pool", "unit:0:0:0")
+        assert "Device type:    STORAGE_ARRAY_CONTROLLER (12)" in info
+        pb("vol-wipe", "--pool", "iscsi-pool", "unit:0:0:1", "--algorithm", "trim")
+        assert backing.read_bytes() == bytes(4 * MiB)
+        assert backing.stat().st_blocks * 512 < 4 * MiB  # holes were punched
+        err = pb("vol-wipe", "--pool", "iscsi-pool", "unit:0:0:2", "--algorithm", "trim", ok=False)
+        assert "not thin-provisioned" in err
+        backing.write_bytes(b"\xee" * (4 * MiB))
+        pb("vol-wipe", "--pool", "iscsi-pool", "unit:0:0:1")  # zero: WRITE SAME(16) with UNMAP
+        assert backing.read_bytes() == bytes(4 * MiB)

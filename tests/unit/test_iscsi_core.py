@@ -388,3 +388,40 @@ def test_mutated_tgt_replies_only_raise_protocol_errors(mutations: list[tuple[in
         conn.receive_data(bytes(raw))
     except ISCSIError:
         pass
+
+
+def test_unsolicited_data_out_when_initial_r2t_is_no() -> None:
+    conn = logged_in(
+        extra=[
+            ("InitialR2T", "No"),
+            ("MaxRecvDataSegmentLength", "8192"),
+            ("FirstBurstLength", "32768"),
+        ]
+    )
+    data = bytes(range(256)) * 256  # 64 KiB
+    conn.scsi_command(1, b"\x8a" + bytes(15), write_data=data)
+    pdus = sent_pdus(conn)
+    assert pdus[0].bhs[1] & 0x80 == 0  # F=0: unsolicited Data-Out follows
+    assert bytes(pdus[0].data) == data[:8192]
+    outs = pdus[1:]
+    assert len(outs) == 3 and all(P.u32(o.bhs, 20) == P.NO_TAG for o in outs)
+    assert [P.u32(o.bhs, 40) for o in outs] == [8192, 16384, 24576]
+    assert outs[-1].bhs[1] == 0x80  # end of the first burst (FirstBurstLength 32768)
+
+
+def test_reject_fails_the_referenced_task() -> None:
+    conn = logged_in()
+    itt = conn.scsi_command(1, b"\0" * 6)
+    rejected = sent_pdus(conn)[0].bhs
+    events = conn.receive_data(target_pdu(0x3F, 0x80, rejected, itt=P.NO_TAG, b2=0x09, statsn=5))
+    assert len(events) == 1 and events[0].itt == itt  # type: ignore[union-attr]
+    assert "invalid PDU field" in events[0].reason  # type: ignore[union-attr]
+    assert conn.outstanding == 0
+
+
+def test_async_logout_request_event() -> None:
+    conn = logged_in()
+    raw = bytearray(target_pdu(0x32, 0x80, itt=P.NO_TAG, statsn=5, f36=0))
+    raw[36], raw[42:44] = 1, (5).to_bytes(2, "big")  # event 1, Parameter3 = 5 s
+    (event,) = conn.receive_data(bytes(raw))
+    assert event.event == 1 and event.parameters == (0, 0, 5)  # type: ignore[union-attr]
