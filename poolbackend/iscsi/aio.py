@@ -551,13 +551,6 @@ class Session:
         await self.logout()
 
 
-async def run_with_timeout(coro: Awaitable[T], seconds: float, what: str) -> T:
-    try:
-        return await asyncio.wait_for(coro, seconds)
-    except TimeoutError:
-        raise ISCSITimeout(f"{what}: did not finish within {seconds:g} s") from None
-
-
 __all__ = [
     "CheckCondition",
     "Credentials",
@@ -565,5 +558,4 @@ __all__ = [
     "Session",
     "SessionOptions",
     "default_initiator_name",
-    "run_with_timeout",
 ]

@@ -131,14 +131,6 @@ class Connection:
     def queued(self) -> int:
         return len(self._waiting)
 
-    def window(self) -> int:
-        """How many more non-immediate commands the target accepts right now."""
-        return (
-            max(0, ((self.max_cmd_sn - self.cmd_sn) & MASK) + 1)
-            if sn_le(self.cmd_sn, self.max_cmd_sn)
-            else 0
-        )
-
     def scsi_command(
         self,
         lun: int,
@@ -205,12 +197,6 @@ class Connection:
         P.put16(bhs, 20, self.login_config.cid)
         self._emit_immediate(bhs)
         return task.itt
-
-    def pending_commands(self) -> list[tuple[int, bytes, int, memoryview | None]]:
-        """SCSI commands without completion: (itt, cdb, read_len, write) for re-drive."""
-        return [
-            (t.itt, t.cdb, t.read_len, t.write) for t in self._tasks.values() if t.kind is Kind.SCSI
-        ]
 
     def receive_data(self, data: Buffer) -> list[Event]:
         if self.state in (State.FAILED, State.LOGGED_OUT):
