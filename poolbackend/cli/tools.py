@@ -14,12 +14,10 @@ from typing import TextIO
 
 from poolbackend.cli.initiator_opts import session_options
 from poolbackend.iscsi.aio import Session, SessionOptions
-from poolbackend.iscsi.errors import CommandFailed, ISCSIError
+from poolbackend.iscsi.errors import ISCSIError
 from poolbackend.iscsi.url import IscsiUrl, parse_url
 from poolbackend.scsi import inquiry as INQ
 from poolbackend.scsi import vpd as VPD
-from poolbackend.scsi.capacity import parse_read_capacity16
-from poolbackend.scsi.cdb import read_capacity16
 
 
 def exact_size(n: int) -> str:
@@ -216,11 +214,9 @@ def cmd_iscsi_readcapacity(args: argparse.Namespace) -> int:
     opts = session_options(args, url)
 
     async def run(s: Session, lun: int) -> None:
-        try:
-            r = await s.execute(lun, read_capacity16(), read_len=32)
-            rc = parse_read_capacity16(bytes(r.data))
-        except CommandFailed:
-            blocks, block_size = await s.read_capacity(lun)  # falls back to READ CAPACITY(10)
+        rc = await s.read_capacity16(lun)
+        if rc is None:  # the LUN rejects (16): report what READ CAPACITY(10) says
+            blocks, block_size = await s.read_capacity10(lun)
             print(
                 blocks * block_size
                 if args.size_only

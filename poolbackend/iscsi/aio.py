@@ -45,13 +45,18 @@ from poolbackend.iscsi.events import (
 from poolbackend.iscsi.login import LoginConfig, SessionParams
 from poolbackend.iscsi.portal import Credentials, Portal
 from poolbackend.scsi import cdb as C
-from poolbackend.scsi.capacity import parse_read_capacity10, parse_read_capacity16
+from poolbackend.scsi.capacity import (
+    ReadCapacity16,
+    parse_read_capacity10,
+    parse_read_capacity16,
+)
 from poolbackend.scsi.inquiry import StandardInquiry, parse_standard_inquiry
 from poolbackend.scsi.reportluns import parse_report_luns
 from poolbackend.scsi.sense import SenseData, parse_sense
 from poolbackend.scsi.status import ScsiStatus, status_name
 
 T = TypeVar("T")
+What = str | Callable[[], str]  # what we wait for, for messages; callables are built lazily
 MAX_REDIRECTS = 5
 READ_CHUNK = 1 << 20
 
@@ -152,12 +157,13 @@ class Session:
     def what(self) -> str:
         return f"portal {self.portal}" + (f" target {self.target}" if self.target else "")
 
-    async def _bounded(self, aw: Awaitable[T], what: str, timeout: float | None = None) -> T:
+    async def _bounded(self, aw: Awaitable[T], what: What, timeout: float | None = None) -> T:
         limit = self.options.timeout if timeout is None else timeout
         try:
             return await asyncio.wait_for(aw, limit)
         except TimeoutError:
-            raise ISCSITimeout(f"{self.what}: no answer to {what} within {limit:g} s") from None
+            text = what if isinstance(what, str) else what()
+            raise ISCSITimeout(f"{self.what}: no answer to {text} within {limit:g} s") from None
 
     async def _establish(self) -> None:
         portal = self.portal
@@ -266,8 +272,6 @@ class Session:
                 for event in conn.receive_data(data):
                     self._deliver(event)
                 self._write_out()
-        except asyncio.CancelledError:
-            raise
         except ISCSIError as exc:
             exc.args = (f"{self.what}: {exc}",)  # name the portal, keep the error class
             error = exc
@@ -320,7 +324,7 @@ class Session:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
-    async def _await(self, itt: int, what: str, timeout: float | None) -> Event:
+    async def _await(self, itt: int, what: What, timeout: float | None) -> Event:
         fut: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         self._futures[itt] = fut
         self._write_out()
@@ -391,8 +395,9 @@ class Session:
         check: bool = True,
     ) -> ScsiResult:
         """Run one SCSI command; unit attentions are retried, CHECK CONDITION raises."""
-        name = C.cdb_name(cdb)
-        what = f"{name} on LUN {lun}"
+
+        def what() -> str:  # built only for messages: this is the per-command hot path
+            return f"{C.cdb_name(cdb)} on LUN {lun}"
 
         async def once(conn: Connection) -> Event:
             itt = conn.scsi_command(
@@ -403,7 +408,7 @@ class Session:
         for _ in range(self.options.ua_retries + 1):
             event = await self._with_reconnect(once)
             if isinstance(event, TaskFailed):
-                raise CommandFailed(f"{self.what}: {what} failed: {event.reason}")
+                raise CommandFailed(f"{self.what}: {what()} failed: {event.reason}")
             assert isinstance(event, TaskCompleted)
             result = event.result
             if result.status == ScsiStatus.CHECK_CONDITION:
@@ -413,16 +418,16 @@ class Session:
                 if not check:
                     return result
                 raise CheckCondition(
-                    f"{self.what}: {what} failed: {_sense_describe(sense)}", sense, result.sense
+                    f"{self.what}: {what()} failed: {_sense_describe(sense)}", sense, result.sense
                 )
             if result.status not in (ScsiStatus.GOOD, ScsiStatus.CONDITION_MET) and check:
                 raise CommandFailed(
-                    f"{self.what}: {what} failed with SCSI status {status_name(result.status)}",
+                    f"{self.what}: {what()} failed with SCSI status {status_name(result.status)}",
                     result.status,
                 )
             return result
         raise CommandFailed(
-            f"{self.what}: {what}: still UNIT ATTENTION after {self.options.ua_retries} retries"
+            f"{self.what}: {what()}: still UNIT ATTENTION after {self.options.ua_retries} retries"
         )
 
     async def test_unit_ready(self, lun: int) -> None:
@@ -447,22 +452,32 @@ class Session:
             alloc = parsed.full_length
         raise RemoteProtocolError(f"{self.what}: REPORT LUNS list keeps growing")
 
-    async def read_capacity(self, lun: int) -> tuple[int, int]:
-        """(block count, block length): READ CAPACITY(16), falling back to (10) if unsupported."""
+    async def read_capacity16(self, lun: int) -> ReadCapacity16 | None:
+        """READ CAPACITY(16), or None when the LUN rejects it as ILLEGAL REQUEST."""
         try:
             r = await self.execute(lun, C.read_capacity16(), read_len=32)
-            rc16 = parse_read_capacity16(bytes(r.data))
-            return rc16.last_lba + 1, rc16.block_length
         except CheckCondition as exc:
             if exc.sense_data is None or exc.sense_data.key != 5:
                 raise
+            return None
+        return parse_read_capacity16(bytes(r.data))
+
+    async def read_capacity10(self, lun: int) -> tuple[int, int]:
+        """(block count, block length) from READ CAPACITY(10)."""
         r = await self.execute(lun, C.read_capacity10(), read_len=8)
         rc10 = parse_read_capacity10(bytes(r.data))
         if rc10.needs_16:
             raise CommandFailed(
                 f"{self.what}: LUN {lun} is too large for READ CAPACITY(10) and rejects (16)"
             )
-        return rc10.last_lba + 1, rc10.block_length
+        return rc10.block_count, rc10.block_length
+
+    async def read_capacity(self, lun: int) -> tuple[int, int]:
+        """(block count, block length): READ CAPACITY(16), falling back to (10) if unsupported."""
+        rc16 = await self.read_capacity16(lun)
+        if rc16 is None:
+            return await self.read_capacity10(lun)
+        return rc16.block_count, rc16.block_length
 
     async def read(
         self,

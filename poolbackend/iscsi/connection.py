@@ -266,8 +266,6 @@ class Connection:
                 sent = min(first_burst, p.max_xmit_data_segment_length)
                 immediate = task.write[:sent]
             unsolicited_end = first_burst if not p.initial_r2t else sent
-            if unsolicited_end <= sent:
-                unsolicited_end = sent
         if unsolicited_end <= len(immediate):
             flags |= P.F_FINAL
         bhs = P.new_bhs(P.Op.SCSI_CMD, flags)

@@ -8,7 +8,7 @@ libvirt). A LUN that fails is reported and left out; it does not fail the whole 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from poolbackend.iscsi.aio import Session
 from poolbackend.iscsi.errors import CommandFailed, ConnectionFailed, ISCSITimeout
@@ -45,15 +45,7 @@ async def probe_lun(session: Session, lun: int) -> LunInfo:
     info = LunInfo(lun, inq.device_type, device_type_name(inq.device_type), inq.vendor, inq.product)
     if inq.peripheral_qualifier == 0 and inq.device_type == DISK:
         blocks, block_size = await session.read_capacity(lun)
-        info = LunInfo(
-            info.lun,
-            info.device_type,
-            info.device_type_name,
-            info.vendor,
-            info.product,
-            block_size,
-            blocks,
-        )
+        info = replace(info, block_size=block_size, block_count=blocks)
     return info
 
 

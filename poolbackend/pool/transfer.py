@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from poolbackend.errors import ConfigError
 from poolbackend.iscsi.aio import Session
 from poolbackend.iscsi.errors import CommandFailed
 from poolbackend.scsi.vpd import parse_block_limits, parse_supported_pages
 
+T = TypeVar("T")
 Progress = Callable[[int, int], None]
 DEFAULT_CHUNK = 1 << 20
 DEPTH = 8
@@ -49,8 +51,6 @@ class Geometry:
 
 async def geometry(session: Session, lun: int) -> Geometry:
     """Size, block limits and provisioning of a disk LUN; non-disk LUNs are refused."""
-    from poolbackend.scsi import cdb as C
-    from poolbackend.scsi.capacity import parse_read_capacity16
     from poolbackend.scsi.vpd import parse_logical_block_provisioning
 
     await session.test_unit_ready(lun)
@@ -63,12 +63,11 @@ async def geometry(session: Session, lun: int) -> Geometry:
             "it has no blocks to read or write"
         )
     thin = lbprz = False
-    try:
-        r = await session.execute(lun, C.read_capacity16(), read_len=32)
-        rc = parse_read_capacity16(bytes(r.data))
-        blocks, block_size, thin, lbprz = rc.last_lba + 1, rc.block_length, rc.lbpme, rc.lbprz
-    except CommandFailed:
-        blocks, block_size = await session.read_capacity(lun)
+    rc = await session.read_capacity16(lun)
+    if rc is None:
+        blocks, block_size = await session.read_capacity10(lun)
+    else:
+        blocks, block_size, thin, lbprz = rc.block_count, rc.block_length, rc.lbpme, rc.lbprz
     max_xfer = max_ws = max_unmap = max_desc = 0
     lbpws = False
     try:
@@ -101,6 +100,40 @@ def _range(geo: Geometry, offset: int, length: int | None) -> tuple[int, int]:
     return offset, end
 
 
+async def pipelined(
+    items: Iterable[T], run: Callable[[T], Awaitable[None]], depth: int = DEPTH
+) -> None:
+    """Run ``run(item)`` for every item with at most ``depth`` in flight; the first error wins.
+
+    Items are taken lazily, so a generator reading a file stays ``depth`` chunks ahead at most.
+    """
+    sem = asyncio.Semaphore(depth)
+    errors: list[BaseException] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(item: T) -> None:
+        try:
+            await run(item)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            sem.release()
+
+    try:
+        for item in items:
+            if errors:
+                break
+            await sem.acquire()
+            task = asyncio.create_task(one(item))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+    finally:
+        if tasks:
+            await asyncio.gather(*tasks)
+    if errors:
+        raise errors[0]
+
+
 async def download(
     session: Session,
     geo: Geometry,
@@ -111,80 +144,47 @@ async def download(
     sparse: bool = False,
     progress: Progress | None = None,
 ) -> int:
-    """Copy [offset, offset+length) of the LUN to ``out``; returns bytes written."""
+    """Copy [offset, offset+length) of the LUN to ``out`` in order; returns bytes written."""
     start, end = _range(geo, offset, length)
     bs = geo.block_size
-    first_lba, last_lba = start // bs, -(-end // bs)
     chunk = geo.chunk_blocks()
-    total = end - start
-    jobs = [(lba, min(chunk, last_lba - lba)) for lba in range(first_lba, last_lba, chunk)]
-    free: asyncio.Queue[bytearray] = asyncio.Queue()
-    for _ in range(min(DEPTH, len(jobs)) or 1):
-        free.put_nowait(bytearray(chunk * bs))
-    zero = bytes(chunk * bs) if sparse else b""
+    last_lba = -(-end // bs)
+    jobs = [(lba, min(chunk, last_lba - lba)) for lba in range(start // bs, last_lba, chunk)]
+    # Job i reads into buffers[i % n]; it is started only after job i - n was written out.
+    buffers = [bytearray(chunk * bs) for _ in range(min(DEPTH, len(jobs)) or 1)]
+    zero = memoryview(bytes(chunk * bs)) if sparse else None
     done = 0
-    pos = start
 
-    async def fetch(lba: int, blocks: int) -> tuple[bytearray, int]:
-        buf = await free.get()
-        await session.read(geo.lun, lba, blocks, bs, into=memoryview(buf)[: blocks * bs])
-        return buf, blocks
+    async def fetch(i: int) -> memoryview:
+        lba, blocks = jobs[i]
+        view = memoryview(buffers[i % len(buffers)])
+        await session.read(geo.lun, lba, blocks, bs, into=view[: blocks * bs])
+        return view[max(start - lba * bs, 0) : min(blocks * bs, end - lba * bs)]
 
-    pending: list[asyncio.Task[tuple[bytearray, int]]] = []
-    it = iter(jobs)
+    def write(view: memoryview) -> None:
+        nonlocal done
+        if zero is not None and view == zero[: len(view)]:
+            out.seek(len(view), os.SEEK_CUR)
+        else:
+            out.write(view)
+        done += len(view)
+        if progress is not None:
+            progress(done, end - start)
+
+    pending: deque[asyncio.Task[memoryview]] = deque()
     try:
-        for job in it:
-            pending.append(asyncio.create_task(fetch(*job)))
-            if len(pending) < DEPTH:
-                continue
-            pos, done = await _drain_one(
-                pending, jobs, start, end, bs, out, sparse, zero, free, pos, done, progress, total
-            )
+        for i in range(len(jobs)):
+            pending.append(asyncio.create_task(fetch(i)))
+            if len(pending) == len(buffers):
+                write(await pending.popleft())
         while pending:
-            pos, done = await _drain_one(
-                pending, jobs, start, end, bs, out, sparse, zero, free, pos, done, progress, total
-            )
+            write(await pending.popleft())
     finally:
-        for t in pending:
-            t.cancel()
+        for task in pending:
+            task.cancel()
     if sparse:
         out.truncate(out.tell())
     return done
-
-
-async def _drain_one(
-    pending: list[asyncio.Task[tuple[bytearray, int]]],
-    jobs: list[tuple[int, int]],
-    start: int,
-    end: int,
-    bs: int,
-    out: BinaryIO,
-    sparse: bool,
-    zero: bytes,
-    free: asyncio.Queue[bytearray],
-    pos: int,
-    done: int,
-    progress: Progress | None,
-    total: int,
-) -> tuple[int, int]:
-    task = pending.pop(0)
-    buf, blocks = await task
-    # Absolute byte range this buffer covers, clipped to [start, end).
-    lba_start = pos // bs
-    lo = pos - lba_start * bs
-    hi = min(blocks * bs, end - lba_start * bs)
-    view = memoryview(buf)[lo:hi]
-    if sparse and view == memoryview(zero)[: len(view)]:
-        out.seek(len(view), os.SEEK_CUR)
-    else:
-        out.write(view)
-    view.release()
-    pos += hi - lo
-    done += hi - lo
-    free.put_nowait(buf)
-    if progress is not None:
-        progress(done, total)
-    return pos, done
 
 
 async def upload(
@@ -210,45 +210,33 @@ async def upload(
     if want is not None:
         _range(geo, offset, want)
     chunk = geo.chunk_blocks() * bs
-    sem = asyncio.Semaphore(DEPTH)
-    tasks: set[asyncio.Task[None]] = set()
-    failure: list[BaseException] = []
-    lba = offset // bs
-    done = 0
+    read = written = 0
 
-    async def put(lba: int, data: bytes) -> None:
-        try:
-            if len(data) % bs:  # merge a partial final block with what is on the LUN
-                tail_lba = lba + len(data) // bs
-                old = await session.read(geo.lun, tail_lba, 1, bs)
-                data = data + bytes(old[len(data) % bs :])
-            await session.write(geo.lun, lba, data, bs)
-        except BaseException as exc:
-            failure.append(exc)
-        finally:
-            sem.release()
+    def chunks() -> Iterator[tuple[int, bytes]]:
+        nonlocal read
+        lba = offset // bs
+        while want is None or read < want:
+            data = src.read(chunk if want is None else min(chunk, want - read))
+            if not data:
+                return
+            if lba * bs + len(data) > geo.capacity:
+                raise ConfigError(
+                    f"the source is larger than LUN {geo.lun} ({geo.capacity} bytes) allows"
+                )
+            yield lba, data
+            lba += -(-len(data) // bs)
+            read += len(data)
 
-    while not failure:
-        limit = chunk if want is None else min(chunk, want - done)
-        if limit <= 0:
-            break
-        data = src.read(limit)
-        if not data:
-            break
-        if lba * bs + len(data) > geo.capacity:
-            raise ConfigError(
-                f"the source is larger than LUN {geo.lun} ({geo.capacity} bytes) allows"
-            )
-        await sem.acquire()
-        t = asyncio.create_task(put(lba, data))
-        tasks.add(t)
-        t.add_done_callback(tasks.discard)
-        lba += -(-len(data) // bs)
-        done += len(data)
+    async def put(job: tuple[int, bytes]) -> None:
+        nonlocal written
+        lba, data = job
+        if len(data) % bs:  # merge a partial final block with what is on the LUN
+            old = await session.read(geo.lun, lba + len(data) // bs, 1, bs)
+            data += bytes(old[len(data) % bs :])
+        await session.write(geo.lun, lba, data, bs)
+        written += len(job[1])
         if progress is not None:
-            progress(done, want or done)
-    if tasks:
-        await asyncio.gather(*tasks)
-    if failure:
-        raise failure[0]
-    return done
+            progress(written, want or read)
+
+    await pipelined(chunks(), put)
+    return read

@@ -8,13 +8,12 @@ pipelined WRITE(16) and, where the scheme asks for it, verified by reading back.
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 from poolbackend.errors import ConfigError
 from poolbackend.iscsi.aio import CheckCondition, Session
-from poolbackend.pool.transfer import DEPTH, Geometry, Progress
+from poolbackend.pool.transfer import Geometry, Progress, pipelined
 from poolbackend.scsi import cdb as C
 
 # libvirt's virStorageVolWipeAlgorithm numbering and names.
@@ -75,42 +74,23 @@ def _chunks(geo: Geometry, blocks_per: int) -> Iterator[tuple[int, int]]:
         yield lba, min(blocks_per, geo.block_count - lba)
 
 
-async def _pipelined(
-    jobs: Iterator[tuple[int, int]],
-    run: Callable[[int, int], object],
+async def _each_chunk(
     geo: Geometry,
+    jobs: Iterator[tuple[int, int]],
+    run: Callable[[int, int], Awaitable[None]],
     progress: Progress | None,
-    depth: int = DEPTH,
+    done: int = 0,
 ) -> None:
-    total = geo.capacity
-    done = 0
-    sem = asyncio.Semaphore(depth)
-    errors: list[BaseException] = []
-    tasks: set[asyncio.Task[None]] = set()
+    """Run ``run(lba, blocks)`` over ``jobs``, pipelined, reporting progress in bytes."""
 
-    async def one(lba: int, blocks: int) -> None:
+    async def step(job: tuple[int, int]) -> None:
         nonlocal done
-        try:
-            await run(lba, blocks)  # type: ignore[misc]
-            done += blocks * geo.block_size
-            if progress is not None:
-                progress(done, total)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            sem.release()
+        await run(*job)
+        done += job[1] * geo.block_size
+        if progress is not None:
+            progress(done, geo.capacity)
 
-    for lba, blocks in jobs:
-        if errors:
-            break
-        await sem.acquire()
-        t = asyncio.create_task(one(lba, blocks))
-        tasks.add(t)
-        t.add_done_callback(tasks.discard)
-    if tasks:
-        await asyncio.gather(*tasks)
-    if errors:
-        raise errors[0]
+    await pipelined(jobs, step)
 
 
 async def _write_pattern(
@@ -127,7 +107,7 @@ async def _write_pattern(
         )
         await session.write(geo.lun, lba, data, geo.block_size)
 
-    await _pipelined(_chunks(geo, chunk), run, geo, progress)
+    await _each_chunk(geo, _chunks(geo, chunk), run, progress)
     return fixed
 
 
@@ -139,7 +119,7 @@ async def _verify(session: Session, geo: Geometry, fixed: bytes) -> None:
         if data != fixed[: blocks * geo.block_size]:
             raise ConfigError(f"wipe verification failed on LUN {geo.lun} near LBA {lba}")
 
-    await _pipelined(_chunks(geo, chunk), run, geo, None)
+    await _each_chunk(geo, _chunks(geo, chunk), run, None)
 
 
 async def _zero(session: Session, geo: Geometry, progress: Progress | None) -> str:
@@ -162,10 +142,8 @@ async def _zero(session: Session, geo: Geometry, progress: Progress | None) -> s
             geo.lun, C.write_same16(lba, blocks, unmap=unmap), write_data=zero_block
         )
 
-    if progress is not None:
-        progress(first * geo.block_size, geo.capacity)
     rest = ((lba, n) for lba, n in _chunks(geo, per) if lba >= first)
-    await _pipelined(rest, run, geo, progress)
+    await _each_chunk(geo, rest, run, progress, done=first * geo.block_size)
     return "WRITE SAME(16) with UNMAP" if unmap else "WRITE SAME(16)"
 
 
@@ -180,7 +158,7 @@ async def _trim(session: Session, geo: Geometry, progress: Progress | None) -> s
         params = C.unmap_parameter_list([(lba, blocks)])
         await session.execute(geo.lun, C.unmap(len(params)), write_data=params)
 
-    await _pipelined(_chunks(geo, per), run, geo, progress)
+    await _each_chunk(geo, _chunks(geo, per), run, progress)
     return "UNMAP"
 
 

@@ -20,14 +20,11 @@ def _need(data: bytes, length: int, what: str) -> None:
 
 
 @dataclass(frozen=True)
-class ReadCapacity10:
+class _Capacity:
+    """Both READ CAPACITY forms report the *last* LBA; the size needs one block more."""
+
     last_lba: int
     block_length: int
-
-    @property
-    def needs_16(self) -> bool:
-        """The LUN has 2**32 blocks or more: ask READ CAPACITY(16)."""
-        return self.last_lba == 0xFFFFFFFF
 
     @property
     def block_count(self) -> int:
@@ -36,6 +33,14 @@ class ReadCapacity10:
     @property
     def capacity_bytes(self) -> int:
         return self.block_count * self.block_length
+
+
+@dataclass(frozen=True)
+class ReadCapacity10(_Capacity):
+    @property
+    def needs_16(self) -> bool:
+        """The LUN has 2**32 blocks or more: ask READ CAPACITY(16)."""
+        return self.last_lba == 0xFFFFFFFF
 
 
 def parse_read_capacity10(data: bytes) -> ReadCapacity10:
@@ -47,9 +52,7 @@ def parse_read_capacity10(data: bytes) -> ReadCapacity10:
 
 
 @dataclass(frozen=True)
-class ReadCapacity16:
-    last_lba: int
-    block_length: int
+class ReadCapacity16(_Capacity):
     p_type: int
     prot_en: bool
     p_i_exponent: int
@@ -57,14 +60,6 @@ class ReadCapacity16:
     lbpme: bool  # thin provisioned (UNMAP / WRITE SAME with UNMAP usable)
     lbprz: bool  # unmapped blocks read back as zeros
     lowest_aligned_lba: int
-
-    @property
-    def block_count(self) -> int:
-        return self.last_lba + 1
-
-    @property
-    def capacity_bytes(self) -> int:
-        return self.block_count * self.block_length
 
 
 def parse_read_capacity16(data: bytes) -> ReadCapacity16:
