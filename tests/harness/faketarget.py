@@ -616,6 +616,10 @@ class FakeTarget:
                 if pdu.csg == 1 or (pdu.transit and pdu.nsg == 3):
                     keys_out.setdefault("MaxRecvDataSegmentLength", str(_TARGET_MRDSL))
                 final = pdu.transit and pdu.nsg == 3
+                if final:  # count before sending, so a client that got the reply sees it
+                    logged_in = True
+                    with self._lock:
+                        self.logins_completed += 1
                 conn.sendall(
                     login_response(
                         pdu,
@@ -628,10 +632,6 @@ class FakeTarget:
                     )
                 )
                 stat_sn += 1
-                if final:
-                    logged_in = True
-                    with self._lock:
-                        self.logins_completed += 1
                 continue
             # full feature phase: NOP and Logout only
             if pdu.opcode == OP_NOP_OUT:
