@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:  # pragma: no cover - during bootstrap only
         return parser
     poolcmds.register(sub, _cmd)
+    from poolbackend.cli import attachcmds
+
+    attachcmds.register(sub, _cmd)
     return parser
 
 

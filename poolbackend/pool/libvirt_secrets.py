@@ -1,51 +1,78 @@
 """CHAP secret values held by a running libvirt (usage type iscsi), via libvirt-python.
 
 Used when a pool's secret is not in our local store: admins who already keep CHAP secrets
-in libvirt do not have to copy them. The value never leaves this process.
+in libvirt do not have to copy them. The value never leaves this process. The reverse
+direction (our store → libvirt) serves ``attach-volume --define-secret``: QEMU reads CHAP
+secrets only from libvirt.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from poolbackend.errors import NotFoundError, PoolBackendError
+from poolbackend.pool.libvirt_conn import import_libvirt, libvirt_message, open_connection
+from poolbackend.pool.model import SecretDef
+from poolbackend.pool.xmlio import format_secret_xml
 
 VIR_SECRET_USAGE_TYPE_ISCSI = 3
 
 
-def lookup_secret(uri: str, *, uuid: str | None, usage: str | None) -> bytes:
+def find_secret(conn: Any, *, uuid: str | None, usage: str | None) -> Any | None:
+    """The libvirt iscsi secret with this UUID or usage, or None when libvirt has none."""
+    libvirt = import_libvirt()
     try:
-        import libvirt
-    except ImportError:
-        raise PoolBackendError(
-            "libvirt-python is not installed; cannot read secrets from libvirt "
-            "(pip install 'poolbackend[libvirt]')"
-        ) from None
-    libvirt.registerErrorHandler(lambda *_: None, None)  # keep libvirt from printing to stderr
-    try:
-        conn = libvirt.open(uri)
+        if uuid:
+            secret = conn.secretLookupByUUIDString(uuid)
+            if secret.usageType() != VIR_SECRET_USAGE_TYPE_ISCSI:
+                raise PoolBackendError(
+                    f"invalid argument: secret with uuid {uuid} is not of type 'iscsi'"
+                )
+            return secret
+        return conn.secretLookupByUsage(VIR_SECRET_USAGE_TYPE_ISCSI, usage)
     except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_SECRET:
+            return None
         raise PoolBackendError(
-            f"cannot connect to libvirt at {uri}: {exc.get_error_message()}"
+            f"cannot look up secrets in libvirt: {libvirt_message(exc)}"
         ) from None
+
+
+def lookup_secret(uri: str, *, uuid: str | None, usage: str | None) -> bytes:
+    conn = open_connection(uri)
     try:
-        try:
-            if uuid:
-                secret = conn.secretLookupByUUIDString(uuid)
-                if secret.usageType() != VIR_SECRET_USAGE_TYPE_ISCSI:
-                    raise PoolBackendError(
-                        f"invalid argument: secret with uuid {uuid} is not of type 'iscsi'"
-                    )
-            else:
-                secret = conn.secretLookupByUsage(VIR_SECRET_USAGE_TYPE_ISCSI, usage)
-        except libvirt.libvirtError:
+        secret = find_secret(conn, uuid=uuid, usage=usage)
+        if secret is None:
             what = f"uuid '{uuid}'" if uuid else f"usage '{usage}'"
             raise NotFoundError(
                 f"Secret not found: no secret with matching {what} (also not in libvirt at {uri})"
-            ) from None
+            )
         try:
             return bytes(secret.value())
-        except libvirt.libvirtError as exc:
+        except import_libvirt().libvirtError as exc:
             raise PoolBackendError(
-                f"cannot read secret {secret.UUIDString()} from libvirt: {exc.get_error_message()}"
+                f"cannot read secret {secret.UUIDString()} from libvirt: {libvirt_message(exc)}"
             ) from None
     finally:
         conn.close()
+
+
+def copy_secret_to_libvirt(conn: Any, secret: SecretDef, value: bytes) -> None:
+    """Define *secret* (same UUID and usage, private) in libvirt and set its value."""
+    libvirt = import_libvirt()
+    definition = SecretDef(
+        uuid=secret.uuid,
+        usage_type=secret.usage_type,
+        usage_id=secret.usage_id,
+        description=secret.description,
+        ephemeral=False,
+        private=True,
+    )
+    try:
+        handle = conn.secretDefineXML(format_secret_xml(definition), 0)
+        handle.setValue(value, 0)
+    except libvirt.libvirtError as exc:
+        raise PoolBackendError(
+            f"cannot define secret {secret.uuid} ({secret.usage_text}) in libvirt: "
+            f"{libvirt_message(exc)}"
+        ) from None

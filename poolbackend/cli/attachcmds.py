@@ -1,0 +1,98 @@
+"""attach-volume / detach-volume: a pool volume as a libvirt network disk of a VM."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+Register = Any
+
+
+def _placement(args: argparse.Namespace) -> Any:
+    from poolbackend.pool.attach import Placement
+
+    return Placement(live=args.live, config=args.config, persistent=args.persistent)
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    from poolbackend.pool.attach import DiskOptions, attach_volume
+
+    result = attach_volume(
+        args.domain,
+        args.vol,
+        pool=args.pool,
+        options=DiskOptions(target=args.target, bus=args.bus, device=args.device),
+        placement=_placement(args),
+        uri=args.connect,
+        define_secret=args.define_secret,
+        print_only=args.print_xml,
+    )
+    if args.print_xml:
+        sys.stdout.write(result.xml)
+        return 0
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"Disk attached successfully as '{result.target}' (bus {result.bus})\n")
+    return 0
+
+
+def cmd_detach(args: argparse.Namespace) -> int:
+    from poolbackend.pool.attach import detach_volume
+
+    result = detach_volume(
+        args.domain, args.vol, pool=args.pool, placement=_placement(args), uri=args.connect
+    )
+    if not result.completed:
+        print(
+            f"warning: detach of '{result.target}' requested; the guest of domain "
+            f"'{result.domain}' has not released it yet (it will disappear when it does)",
+            file=sys.stderr,
+        )
+        print("Disk detach requested\n")
+        return 0
+    print(f"Disk detached successfully ('{result.target}')\n")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("domain", metavar="DOMAIN", help="domain name, id or UUID")
+    p.add_argument("vol", metavar="VOL", help="volume name (with --pool), key or path")
+    p.add_argument("--pool", help="pool name or UUID")
+    p.add_argument("-c", "--connect", metavar="URI", help="libvirt URI of the VM's hypervisor")
+    when = p.add_argument_group("which definition changes (default: the current state)")
+    when.add_argument("--live", action="store_true", help="the running domain")
+    when.add_argument("--config", action="store_true", help="the persistent definition")
+    when.add_argument(
+        "--persistent",
+        action="store_true",
+        help="the persistent definition, and the running domain if it runs",
+    )
+
+
+def register(sub: Any, cmd: Register) -> None:
+    p = cmd(
+        sub,
+        "attach-volume",
+        "attachcmds:cmd_attach",
+        "attach a pool volume to a VM as an iSCSI network disk (QEMU opens the LUN)",
+    )
+    _common(p)
+    p.add_argument("--target", metavar="DEV", help="vdX or sdX (default: next free)")
+    p.add_argument("--bus", choices=("virtio", "scsi", "sata"), help="default from --target")
+    p.add_argument(
+        "--device", choices=("disk", "lun"), default="disk", help="lun: SCSI pass-through"
+    )
+    p.add_argument("--print-xml", action="store_true", help="print the disk XML, change nothing")
+    p.add_argument(
+        "--define-secret",
+        action="store_true",
+        help="copy the pool's CHAP secret from the local store into libvirt (value not shown)",
+    )
+    p = cmd(
+        sub,
+        "detach-volume",
+        "attachcmds:cmd_detach",
+        "detach a pool volume's disk from a VM (found by its iSCSI source)",
+    )
+    _common(p)

@@ -1,0 +1,407 @@
+"""Putting a pool volume into a VM: libvirt network-disk XML, attach and detach.
+
+QEMU opens the LUN itself (its libiscsi driver), so the disk is a libvirt ``network`` disk
+naming the pool's portal, target and initiator, not a path on the host. For CHAP pools QEMU
+reads the password from libvirt's secret driver only; ``define_secret`` copies it there from
+our store. libvirt-python is imported only here and in the secret helpers.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree
+
+from poolbackend.errors import ConfigError, NotFoundError, PoolBackendError, StateError
+from poolbackend.pool import lookup, naming
+from poolbackend.pool.libvirt_conn import import_libvirt, libvirt_message, open_connection
+from poolbackend.pool.model import PoolDef, Volume
+from poolbackend.pool.secrets import SecretStore
+from poolbackend.pool.store import PoolRecord, Store
+
+BUSES = ("virtio", "scsi", "sata")
+DEVICES = ("disk", "lun")
+_PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd"}
+_TARGET_RE = re.compile(r"^(vd|sd)([a-z]{1,3})$")
+DETACH_WAIT_SECONDS = 5.0
+
+# virDomainModificationImpact
+AFFECT_CURRENT = 0
+AFFECT_LIVE = 1
+AFFECT_CONFIG = 2
+
+
+@dataclass(frozen=True, slots=True)
+class DiskOptions:
+    """How the volume appears in the guest; ``None`` fields are chosen automatically.
+
+    ``bus`` defaults from the target's prefix (``vd`` virtio, ``sd`` scsi), else scsi for
+    ``device='lun'`` (SCSI pass-through needs a SCSI bus) and virtio otherwise.
+    """
+
+    target: str | None = None
+    bus: str | None = None
+    device: str = "disk"
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Which domain definitions change: libvirt's --live / --config / --persistent."""
+
+    live: bool = False
+    config: bool = False
+    persistent: bool = False
+
+    def flags(self, domain_active: bool) -> int:
+        if self.persistent:
+            return AFFECT_CONFIG | (AFFECT_LIVE if domain_active else 0)
+        flags = (AFFECT_LIVE if self.live else 0) | (AFFECT_CONFIG if self.config else 0)
+        return flags or AFFECT_CURRENT
+
+
+@dataclass(frozen=True, slots=True)
+class AttachResult:
+    """What was (or, with print_only, would be) attached."""
+
+    domain: str
+    target: str
+    bus: str
+    xml: str
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DetachResult:
+    domain: str
+    target: str
+    #: False when the guest has not released a live disk yet (unplug still pending)
+    completed: bool = True
+
+
+# ---------------------------------------------------------------------------- disk XML
+
+
+def source_name(pool: PoolDef, volume: Volume) -> str:
+    """The ``<source name>`` QEMU's iSCSI driver wants: ``TARGET-IQN/LUN``."""
+    return f"{pool.source.target_iqn}/{volume.lun}"
+
+
+def resolve_bus(options: DiskOptions) -> str:
+    """The bus for *options*, refusing combinations libvirt or QEMU cannot honour."""
+    if options.device not in DEVICES:
+        raise ConfigError(f"unsupported disk device '{options.device}': expected disk or lun")
+    if options.bus is not None and options.bus not in BUSES:
+        raise ConfigError(f"unsupported bus '{options.bus}': expected {', '.join(BUSES)}")
+    bus = options.bus
+    if options.target is not None:
+        match = _TARGET_RE.match(options.target)
+        if match is None:
+            raise ConfigError(
+                f"invalid target device '{options.target}': expected vdX (virtio) or sdX "
+                "(scsi, sata), X being letters a-z"
+            )
+        if bus is None:
+            bus = "virtio" if match.group(1) == "vd" else "scsi"
+        elif _PREFIX[bus] != match.group(1):
+            raise ConfigError(
+                f"target device '{options.target}' does not fit bus '{bus}': "
+                f"use {_PREFIX[bus]}X for {bus}"
+            )
+    if bus is None:
+        bus = "scsi" if options.device == "lun" else "virtio"
+    if options.device == "lun" and bus != "scsi":
+        raise ConfigError(f"device 'lun' (SCSI pass-through) needs bus 'scsi', not '{bus}'")
+    return bus
+
+
+def disk_xml(pool: PoolDef, volume: Volume, *, target: str, bus: str, device: str = "disk") -> str:
+    """libvirt's ``<disk type='network'>`` element for *volume* of *pool*."""
+    disk = etree.Element("disk", type="network", device=device)
+    etree.SubElement(disk, "driver", name="qemu", type="raw", cache="none")
+    src = etree.SubElement(disk, "source", protocol="iscsi", name=source_name(pool, volume))
+    host, port = naming.connect_address(pool.source.host, pool.source.port)
+    etree.SubElement(src, "host", name=host, port=str(port))
+    initiator = etree.SubElement(src, "initiator")
+    etree.SubElement(initiator, "iqn", name=pool.source.initiator_iqn)
+    auth = pool.source.auth
+    if auth is not None:
+        auth_el = etree.SubElement(src, "auth", username=auth.username)
+        if auth.secret_uuid:
+            etree.SubElement(auth_el, "secret", type="iscsi", uuid=auth.secret_uuid)
+        else:
+            etree.SubElement(auth_el, "secret", type="iscsi", usage=auth.secret_usage or "")
+    etree.SubElement(disk, "target", dev=target, bus=bus)
+    etree.indent(disk, space="  ")
+    return etree.tostring(disk, encoding="unicode") + "\n"
+
+
+def index_to_name(prefix: str, index: int) -> str:
+    """libvirt's disk naming: 0 → ``vda``, 25 → ``vdz``, 26 → ``vdaa``."""
+    letters = ""
+    index += 1
+    while index > 0:
+        index -= 1
+        letters = chr(ord("a") + index % 26) + letters
+        index //= 26
+    return prefix + letters
+
+
+def next_free_target(used: set[str], bus: str) -> str:
+    prefix = _PREFIX[bus]
+    index = 0
+    while index_to_name(prefix, index) in used:
+        index += 1
+    return index_to_name(prefix, index)
+
+
+# ------------------------------------------------------------------------- domain XML
+
+
+def _disks(domain_xml: str) -> list[etree._Element]:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    root = etree.fromstring(domain_xml.encode(), parser)
+    return list(root.iterfind("./devices/disk"))
+
+
+def _target_dev(disk: etree._Element) -> str:
+    target = disk.find("target")
+    return "" if target is None else target.get("dev", "")
+
+
+def _is_volume(disk: etree._Element, pool: PoolDef, volume: Volume) -> bool:
+    src = disk.find("source")
+    if disk.get("type") != "network" or src is None or src.get("protocol") != "iscsi":
+        return False
+    name = src.get("name")
+    if name != source_name(pool, volume) and not (
+        volume.lun == 0 and name == pool.source.target_iqn
+    ):
+        return False
+    want_host, want_port = naming.connect_address(pool.source.host, pool.source.port)
+    for host in src.iterfind("host"):
+        port = int(host.get("port") or naming.DEFAULT_PORT)
+        if host.get("name") == want_host and port == want_port:
+            return True
+    return False
+
+
+# ----------------------------------------------------------------------------- domain
+
+
+class _Domain:
+    """A libvirt domain plus the XML views a change with *flags* touches."""
+
+    def __init__(self, conn: Any, name: str) -> None:
+        libvirt = import_libvirt()
+        self.libvirt = libvirt
+        self.handle = _lookup_domain(conn, name)
+        self.name = self.handle.name()
+        self.active = bool(self.handle.isActive())
+
+    def xml_views(self, flags: int) -> list[str]:
+        """Live and/or persistent XML, as the change *flags* would affect them."""
+        live = bool(flags & AFFECT_LIVE) or (flags == AFFECT_CURRENT and self.active)
+        config = bool(flags & AFFECT_CONFIG) or (flags == AFFECT_CURRENT and not self.active)
+        views = []
+        try:
+            if live:
+                views.append(self.handle.XMLDesc(0))
+            if config:
+                views.append(self.handle.XMLDesc(self.libvirt.VIR_DOMAIN_XML_INACTIVE))
+        except self.libvirt.libvirtError as exc:
+            raise PoolBackendError(
+                f"cannot read the XML of domain '{self.name}': {libvirt_message(exc)}"
+            ) from None
+        return views
+
+
+def _lookup_domain(conn: Any, name: str) -> Any:
+    libvirt = import_libvirt()
+    lookups: list[Callable[[], Any]] = [lambda: conn.lookupByName(name)]
+    if name.isdigit():
+        lookups.append(lambda: conn.lookupByID(int(name)))
+    lookups.append(lambda: conn.lookupByUUIDString(name))
+    for lookup_fn in lookups:
+        try:
+            return lookup_fn()
+        except libvirt.libvirtError:
+            continue
+    raise NotFoundError(f"failed to get domain '{naming.printable(name)}': no such domain")
+
+
+def _volume_of(store: Store, vol: str, pool_name: str | None) -> tuple[PoolRecord, Volume]:
+    record, volume = lookup.find_volume(store, vol, pool_name)
+    if volume.device_type != 0:
+        raise ConfigError(
+            f"volume '{volume.name}' of pool '{record.pool.name}' is LUN {volume.lun}, a "
+            f"{volume.device_type_name} device, not a disk: it cannot be attached as a disk"
+        )
+    return record, volume
+
+
+def _check_libvirt_secret(
+    conn: Any, pool: PoolDef, secrets: SecretStore, define_secret: bool, uri: str | None
+) -> list[str]:
+    from poolbackend.pool.libvirt_secrets import copy_secret_to_libvirt, find_secret
+
+    auth = pool.source.auth
+    if auth is None:
+        return []
+    warnings = []
+    if auth.mutual:
+        warnings.append(
+            f"pool '{pool.name}' uses mutual CHAP; QEMU's iSCSI driver authenticates only the "
+            "initiator, so the VM's connection does not verify the target"
+        )
+    ref = f"uuid '{auth.secret_uuid}'" if auth.secret_uuid else f"usage '{auth.secret_usage}'"
+    if find_secret(conn, uuid=auth.secret_uuid, usage=auth.secret_usage) is not None:
+        return warnings
+    where = uri or "the default libvirt URI"
+    if not define_secret:
+        raise StateError(
+            f"the CHAP secret of pool '{pool.name}' ({ref}) is not defined in libvirt at "
+            f"{where}, where QEMU reads it: rerun with --define-secret to copy it from the "
+            "local secret store"
+        )
+    local = secrets.find(auth.secret_uuid or auth.secret_usage or "")
+    if local is None:
+        raise NotFoundError(
+            f"cannot copy the CHAP secret of pool '{pool.name}' to libvirt: no local secret "
+            f"with {ref} (define it with secret-define and secret-set-value)"
+        )
+    value = secrets.chap_secret(uuid=auth.secret_uuid, usage=auth.secret_usage)
+    copy_secret_to_libvirt(conn, local, value.reveal())
+    return warnings
+
+
+# ------------------------------------------------------------------------- public API
+
+
+def attach_volume(
+    domain: str,
+    vol: str,
+    *,
+    pool: str | None = None,
+    options: DiskOptions | None = None,
+    placement: Placement | None = None,
+    uri: str | None = None,
+    define_secret: bool = False,
+    print_only: bool = False,
+    store: Store | None = None,
+    secrets: SecretStore | None = None,
+    conn: Any = None,
+) -> AttachResult:
+    """Attach *vol* (name with *pool*, or key/path) to *domain* as a network disk.
+
+    With *print_only* nothing changes: the result's ``xml`` is what would be attached.
+    *conn* (a ``virConnect``) overrides *uri*.
+    """
+    store = store or Store.default()
+    secrets = secrets or SecretStore.default()
+    options = options or DiskOptions()
+    placement = placement or Placement()
+    record, volume = _volume_of(store, vol, pool)
+    bus = resolve_bus(options)
+    own = conn is None
+    conn = open_connection(uri) if own else conn
+    try:
+        dom = _Domain(conn, domain)
+        flags = placement.flags(dom.active)
+        views = dom.xml_views(flags)
+        used = {_target_dev(d) for view in views for d in _disks(view)}
+        for view in views:
+            for disk in _disks(view):
+                if _is_volume(disk, record.pool, volume):
+                    raise StateError(
+                        f"volume '{volume.name}' of pool '{record.pool.name}' is already "
+                        f"attached to domain '{dom.name}' as '{_target_dev(disk)}'"
+                    )
+        target = options.target or next_free_target(used, bus)
+        if target in used:
+            raise StateError(f"target device '{target}' is already in use by domain '{dom.name}'")
+        xml = disk_xml(record.pool, volume, target=target, bus=bus, device=options.device)
+        if print_only:
+            return AttachResult(dom.name, target, bus, xml)
+        warnings = _check_libvirt_secret(conn, record.pool, secrets, define_secret, uri)
+        try:
+            dom.handle.attachDeviceFlags(xml, flags)
+        except dom.libvirt.libvirtError as exc:
+            raise PoolBackendError(
+                f"cannot attach volume '{volume.name}' of pool '{record.pool.name}' to domain "
+                f"'{dom.name}' as '{target}': {libvirt_message(exc)}"
+            ) from None
+        return AttachResult(dom.name, target, bus, xml, tuple(warnings))
+    finally:
+        if own:
+            conn.close()
+
+
+def detach_volume(
+    domain: str,
+    vol: str,
+    *,
+    pool: str | None = None,
+    placement: Placement | None = None,
+    uri: str | None = None,
+    store: Store | None = None,
+    conn: Any = None,
+    wait: float = DETACH_WAIT_SECONDS,
+) -> DetachResult:
+    """Detach the disk of *vol* from *domain*, found by its iSCSI source, not its target.
+
+    A live unplug needs the guest's cooperation; we wait up to *wait* seconds for the disk
+    to leave the live XML and report ``completed=False`` if it has not.
+    """
+    store = store or Store.default()
+    placement = placement or Placement()
+    record, volume = lookup.find_volume(store, vol, pool)
+    own = conn is None
+    conn = open_connection(uri) if own else conn
+    try:
+        dom = _Domain(conn, domain)
+        flags = placement.flags(dom.active)
+        found = None
+        for view in dom.xml_views(flags):
+            for disk in _disks(view):
+                if _is_volume(disk, record.pool, volume):
+                    found = disk
+                    break
+            if found is not None:
+                break
+        if found is None:
+            raise NotFoundError(
+                f"volume '{volume.name}' of pool '{record.pool.name}' is not attached to "
+                f"domain '{dom.name}'"
+            )
+        target = _target_dev(found)
+        try:
+            dom.handle.detachDeviceFlags(etree.tostring(found, encoding="unicode"), flags)
+        except dom.libvirt.libvirtError as exc:
+            raise PoolBackendError(
+                f"cannot detach volume '{volume.name}' ('{target}') from domain '{dom.name}': "
+                f"{libvirt_message(exc)}"
+            ) from None
+        live = bool(flags & AFFECT_LIVE) or (flags == AFFECT_CURRENT and dom.active)
+        completed = not live or _wait_gone(dom, record.pool, volume, wait)
+        return DetachResult(dom.name, target, completed)
+    finally:
+        if own:
+            conn.close()
+
+
+def _wait_gone(dom: _Domain, pool: PoolDef, volume: Volume, wait: float) -> bool:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            present = any(_is_volume(d, pool, volume) for d in _disks(dom.handle.XMLDesc(0)))
+        except dom.libvirt.libvirtError:
+            return True  # the domain went away: nothing holds the disk any more
+        if not present:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
