@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     from poolbackend.cli import attachcmds
 
     attachcmds.register(sub, _cmd)
+    from poolbackend.cli import autostartcmd
+
+    autostartcmd.register(sub, _cmd)
     return parser
 
 
