@@ -21,6 +21,10 @@ PKGS=(
   libvirt-daemon
   libvirt-daemon-driver-storage-iscsi-direct
   libvirt-clients
+  libvirt-daemon-driver-qemu
+  qemu-system-x86
+  qemu-block-extra
+  qemu-utils
 )
 
 PYTHON=${PYTHON:-python3}

@@ -10,6 +10,10 @@ Fixtures
                     LUN3 8 MiB (4096-byte blocks), ACL ALL. Do not modify it.
 ``libvirtd``        function scope: a private session-mode libvirtd
                     (:class:`~tests.harness.libvirtd.Libvirtd`).
+``vmhost``          module scope: a private session-mode libvirtd + virtlogd that runs
+                    QEMU (TCG) domains (:class:`~tests.harness.vmhost.VmHost`); the
+                    tests of a module share it, so give domains and secrets unique names
+                    or remove them.
 ``state_dir``       a temp dir exported as ``POOLBACKEND_STATE_DIR`` (monkeypatch).
 ``run_cli``         ``run_cli(*args, input=None, env=None, timeout=60)`` ->
                     ``(returncode, stdout, stderr)`` of ``python -m poolbackend``.
@@ -39,6 +43,7 @@ import pytest
 from tests.harness import HarnessError, find_tool
 from tests.harness.libvirtd import Libvirtd
 from tests.harness.tgtd import MiB, Tgtd
+from tests.harness.vmhost import VmHost, qemu_iscsi_driver
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -200,6 +205,23 @@ def libvirtd() -> Iterator[Libvirtd]:
     _need("virsh", "libvirt-clients")
     with Libvirtd.start() as lv:
         yield lv
+
+
+@pytest.fixture(scope="module")
+def vmhost() -> Iterator[VmHost]:
+    """A private libvirtd + virtlogd that runs QEMU (TCG) domains, shared by a module."""
+    _need("libvirtd", "libvirt-daemon")
+    _need("virtlogd", "libvirt-daemon")
+    _need("virsh", "libvirt-clients")
+    _need("qemu-system-x86_64", "qemu-system-x86")
+    if qemu_iscsi_driver() is None:
+        pytest.fail(
+            "QEMU's iSCSI block driver (block-iscsi.so) is not installed (Debian package "
+            "'qemu-block-extra'); run `bash scripts/install-deps.sh` as root.",
+            pytrace=False,
+        )
+    with VmHost.start() as vm:
+        yield vm
 
 
 # ------------------------------------------------------------ CLI + state

@@ -42,6 +42,9 @@ socket directory, not those driver directories. So we never run it as root:
   virsh after ``timeout`` seconds, but the daemon's worker stays blocked until
   the target goes away -- stop the fake target first, then the daemon.
 * Stopping: SIGTERM by PID, bounded wait, SIGKILL by PID as a last resort.
+* :class:`tests.harness.vmhost.VmHost` extends this class to run QEMU domains (its own
+  virtlogd beside the daemon); the start-up is split into ``_prepare_workdir``,
+  ``_popen_daemon`` and ``_launch_libvirtd`` and the shutdown into ``_shutdown`` for it.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ import time
 import uuid as uuid_mod
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from tests.harness import HarnessError, require_tool
 
@@ -74,6 +78,9 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 
 class Libvirtd:
     """A private session-mode libvirtd; use :meth:`start` (also a context manager)."""
+
+    #: prefix of the temp dir in /tmp
+    WORKDIR_PREFIX = "pb-libvirtd-"
 
     def __init__(self, workdir: Path, *, debug: bool = False, keep_workdir: bool = False) -> None:
         self.workdir = workdir
@@ -107,7 +114,7 @@ class Libvirtd:
     @classmethod
     def start(
         cls, *, timeout: float = 30.0, debug: bool = False, keep_workdir: bool | None = None
-    ) -> Libvirtd:
+    ) -> Self:
         """Start libvirtd (as nobody when root) and wait until virsh can connect.
 
         ``debug=True`` logs the storage and secret drivers at debug level.
@@ -116,7 +123,7 @@ class Libvirtd:
         """
         if keep_workdir is None:
             keep_workdir = os.environ.get("POOLBACKEND_KEEP_LIBVIRTD") == "1"
-        workdir = Path(tempfile.mkdtemp(prefix="pb-libvirtd-", dir="/tmp"))
+        workdir = Path(tempfile.mkdtemp(prefix=cls.WORKDIR_PREFIX, dir="/tmp"))
         inst = cls(workdir, debug=debug, keep_workdir=keep_workdir)
         try:
             inst._spawn(timeout)
@@ -125,8 +132,17 @@ class Libvirtd:
             raise
         return inst
 
+    @property
+    def as_nobody(self) -> bool:
+        """Whether the daemons run as ``nobody`` (the test runs as root)."""
+        return os.geteuid() == 0
+
     def _spawn(self, timeout: float) -> None:
-        as_nobody = os.geteuid() == 0
+        self._prepare_workdir()
+        self._launch_libvirtd(timeout)
+
+    def _prepare_workdir(self) -> None:
+        """Create the XDG directories and libvirtd.conf; hand them to ``nobody`` if root."""
         for d in (self.config_home, self.runtime_dir, self.cache_home, self.data_home, self.home):
             d.mkdir(mode=0o700)
         if self.debug:
@@ -137,11 +153,22 @@ class Libvirtd:
             outputs = f'log_outputs = "3:file:{self.log_path}"\n'
         self.conf_path.write_text(filters + outputs)
         self.log_path.touch()
-        if as_nobody:
+        if self.as_nobody:
             os.chmod(self.workdir, 0o755)
-            for p in [self.workdir, *self.workdir.iterdir()]:
-                os.chown(p, NOBODY_UID, NOBODY_GID)
-        env = {
+        self._give_to_daemon_user()
+
+    def _give_to_daemon_user(self) -> None:
+        """chown everything under the workdir to ``nobody`` (no-op unless root)."""
+        if not self.as_nobody:
+            return
+        for root, dirs, files in os.walk(self.workdir):
+            os.chown(root, NOBODY_UID, NOBODY_GID)
+            for name in dirs + files:
+                os.chown(os.path.join(root, name), NOBODY_UID, NOBODY_GID, follow_symlinks=False)
+
+    def _daemon_env(self) -> dict[str, str]:
+        """The environment of every daemon: XDG directories inside the workdir."""
+        return {
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": str(self.home),
             "LANG": "C",
@@ -151,19 +178,28 @@ class Libvirtd:
             "XDG_DATA_HOME": str(self.data_home),
             "XDG_STATE_HOME": str(self.data_home),
         }
-        with open(self.stdout_path, "ab") as out:
-            self._proc = subprocess.Popen(
-                [self._libvirtd, "--config", str(self.conf_path)],
+
+    def _popen_daemon(self, argv: list[str], output: Path) -> subprocess.Popen[bytes]:
+        """Start *argv* in the foreground as the daemon user, output appended to *output*."""
+        as_nobody = self.as_nobody
+        with open(output, "ab") as out:
+            return subprocess.Popen(
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
-                env=env,
+                env=self._daemon_env(),
                 user=NOBODY_UID if as_nobody else None,
                 group=NOBODY_GID if as_nobody else None,
                 extra_groups=[] if as_nobody else None,
                 preexec_fn=_die_with_parent,
             )
+
+    def _launch_libvirtd(self, timeout: float) -> None:
+        self._proc = self._popen_daemon(
+            [self._libvirtd, "--config", str(self.conf_path)], self.stdout_path
+        )
         deadline = time.monotonic() + timeout
         last = ""
         while True:
@@ -276,19 +312,17 @@ class Libvirtd:
         if self._stopped:
             return
         self._stopped = True
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=10)
-        if not self.keep_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        try:
+            self._shutdown(timeout)
+        finally:
+            if not self.keep_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> Libvirtd:
+    def _shutdown(self, timeout: float) -> None:
+        """Stop the daemon(s); subclasses stop what they started around it."""
+        _terminate(self._proc, timeout)
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -301,6 +335,19 @@ class Libvirtd:
 
     def __repr__(self) -> str:
         return f"<Libvirtd pid={self.pid} uri={self.uri}>"
+
+
+def _terminate(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM *proc* (a child we started) by PID, wait (bounded), then SIGKILL."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
 
 
 def _xml_text(s: str) -> str:
