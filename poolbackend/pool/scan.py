@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass, replace
 
 from poolbackend.iscsi.aio import Session
-from poolbackend.iscsi.errors import CommandFailed, ConnectionFailed, ISCSITimeout
+from poolbackend.iscsi.errors import CommandFailed
 from poolbackend.scsi.inquiry import device_type_name
 
 DISK = 0x00
@@ -51,18 +51,23 @@ async def probe_lun(session: Session, lun: int) -> LunInfo:
 
 async def scan(session: Session) -> ScanResult:
     luns = await session.report_luns()
-    results = await asyncio.gather(
-        *(probe_lun(session, lun) for lun in luns), return_exceptions=True
-    )
-    found: list[LunInfo] = []
-    failures: list[str] = []
-    for lun, res in zip(luns, results, strict=True):
-        if isinstance(res, LunInfo):
-            found.append(res)
-        elif isinstance(res, (ConnectionFailed, ISCSITimeout)):
-            raise res  # the session is gone: the refresh as a whole failed
-        elif isinstance(res, CommandFailed):
-            failures.append(f"LUN {lun} left out: {res}")
-        elif isinstance(res, BaseException):
-            raise res
+
+    async def probe(lun: int) -> LunInfo | str:
+        try:
+            return await probe_lun(session, lun)
+        except CommandFailed as exc:
+            return f"LUN {lun} left out: {exc}"
+
+    # Anything but a per-LUN failure (connection lost for good, timeout, protocol error)
+    # fails the refresh as soon as it happens: the other probes share the dead session, and
+    # waiting for each of them to retry its own reconnect would multiply the time to error.
+    tasks = [asyncio.ensure_future(probe(lun)) for lun in luns]
+    try:
+        results = await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+    found = [res for res in results if isinstance(res, LunInfo)]
+    failures = [res for res in results if isinstance(res, str)]
     return ScanResult(tuple(found), tuple(failures))
