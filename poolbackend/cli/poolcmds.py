@@ -31,12 +31,24 @@ def _store() -> Store:
     return Store.default()
 
 
-def _read_file(path: str, what: str) -> bytes:
+def _read_file(path: str, what: str, limit: int = 16 * 1024 * 1024) -> bytes:
+    """The file's content; refused (never truncated) when it is larger than ``limit``."""
+    from poolbackend.pool.naming import printable
+
     try:
         with open(path, "rb") as f:
-            return f.read(16 * 1024 * 1024 + 1)
+            data = f.read(limit + 1)
     except OSError as exc:
-        raise ConfigError(f"cannot read {what} '{path}': {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} '{printable(path)}': {exc.strerror}") from None
+    if len(data) > limit:
+        raise ConfigError(f"{what} '{printable(path)}' is too large (more than {limit} bytes)")
+    return data
+
+
+def _read_xml(path: str, what: str) -> bytes:
+    from poolbackend.pool.xmlio import MAX_XML_BYTES
+
+    return _read_file(path, what, MAX_XML_BYTES)
 
 
 def _say(text: str) -> None:
@@ -52,7 +64,7 @@ def _report(report: RefreshReport) -> None:
 def pool_define(args: argparse.Namespace) -> int:
     from poolbackend.pool.xmlio import parse_pool_xml
 
-    pool = parse_pool_xml(_read_file(args.file, "pool XML file"), source_name=args.file)
+    pool = parse_pool_xml(_read_xml(args.file, "pool XML file"), source_name=args.file)
     store = _store()
     with store.locked():
         store.define(pool)
@@ -63,7 +75,7 @@ def pool_define(args: argparse.Namespace) -> int:
 def pool_create(args: argparse.Namespace) -> int:
     from poolbackend.pool.xmlio import parse_pool_xml
 
-    pool = parse_pool_xml(_read_file(args.file, "pool XML file"), source_name=args.file)
+    pool = parse_pool_xml(_read_xml(args.file, "pool XML file"), source_name=args.file)
     _report(_backend(args).create(pool))
     _say(f"Pool {pool.name} created from {args.file}")
     return 0
@@ -265,7 +277,7 @@ def find_sources(args: argparse.Namespace) -> int:
         raise ConfigError("invalid argument: hostname must be specified for iscsi sources")
     return _discover(
         args,
-        parse_source_xml(_read_file(args.srcSpec, "source XML file"), source_name=args.srcSpec),
+        parse_source_xml(_read_xml(args.srcSpec, "source XML file"), source_name=args.srcSpec),
     )
 
 
@@ -457,7 +469,7 @@ def _secrets() -> Any:
 def secret_define(args: argparse.Namespace) -> int:
     from poolbackend.pool.xmlio import parse_secret_xml
 
-    secret = parse_secret_xml(_read_file(args.file, "secret XML file"), source_name=args.file)
+    secret = parse_secret_xml(_read_xml(args.file, "secret XML file"), source_name=args.file)
     stored = _secrets().define(secret)
     _say(f"Secret {stored.uuid} created")
     return 0

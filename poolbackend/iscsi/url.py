@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 from poolbackend.errors import ConfigError
 from poolbackend.iscsi.chap import parse_algorithms
@@ -44,14 +44,79 @@ class IscsiUrl:
         return f"iscsi://{user}{self.portal}{path}"
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """``text`` with control characters escaped and cut to ``limit`` characters, so that a
+    user-supplied value can neither split an error line nor drive the terminal."""
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    return _CONTROL.sub(lambda m: named.get(m.group(0), f"\\x{ord(m.group(0)):02x}"), text)
+
+
 def redact(url: str) -> str:
-    """The URL with any password (after % or : in the user part, or in arguments) masked."""
-    m = re.match(r"^([a-zA-Z]+://)([^@/]*)@", url)
+    """The URL with every password masked: the user part's password (after the first % or :
+    up to the *last* '@' before the query, so a password holding '@' or '/' is masked whole)
+    and any ``target_password`` argument, also when its key is percent-encoded."""
+    m = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)?([^?]*)@", url)
     if m:
         user = re.split(r"[%:]", m.group(2), maxsplit=1)
         masked = user[0] + ("%***" if len(user) > 1 else "")
-        url = m.group(1) + masked + url[m.end() - 1 :]
-    return re.sub(r"(target_password=)[^&]*", r"\1***", url)
+        url = (m.group(1) or "") + masked + url[m.end() - 1 :]
+    head, sep, query = url.partition("?")
+    if not sep:
+        return url
+    pieces = []
+    for piece in query.split("&"):
+        key, eq, value = piece.partition("=")
+        if eq and unquote_plus(key) == "target_password":
+            value = "***"
+        pieces.append(key + eq + value)
+    return head + sep + "&".join(pieces)
+
+
+_LABEL = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}"
+_HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
+_IPV6 = re.compile(r"[0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?")
+
+
+def _parse_portal(authority: str) -> Portal:
+    """``host``, ``host:port`` or ``[v6]:port`` with strict checks (Portal.parse also takes
+    SendTargets' ``addr,tpgt`` and unbracketed IPv6 forms, which are not URL syntax)."""
+    if authority.startswith("["):
+        host, bracket, rest = authority[1:].partition("]")
+        if not bracket:
+            raise ValueError(f"unclosed '[' in '{authority}'")
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"unexpected '{rest}' after ']' (expected ]:port)")
+        if not host:
+            raise ValueError("empty IPv6 address in brackets")
+        if not _IPV6.fullmatch(host) or ":" not in host:
+            raise ValueError(f"'{host}' in brackets is not an IPv6 address")
+        port_text = rest[1:] if rest else None
+    elif authority.count(":") > 1:
+        host, port_text = authority, None
+        if not _IPV6.fullmatch(host):
+            raise ValueError(f"invalid host '{host}'")
+    else:
+        host, colon, port_text_or_empty = authority.partition(":")
+        port_text = port_text_or_empty if colon else None
+        if not host:
+            raise ValueError("missing host")
+        if len(host) > 253 or not _HOST_NAME.fullmatch(host):
+            raise ValueError(
+                f"invalid host '{host}' (expected a DNS name, an IPv4 address or [IPv6])"
+            )
+    port = DEFAULT_PORT
+    if port_text is not None:
+        if not port_text:
+            raise ValueError("empty port after ':'")
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+            raise ValueError(f"invalid port '{port_text}' (expected 1-65535)")
+        port = int(port_text)
+    return Portal(host, port)
 
 
 def parse_url(
@@ -63,10 +128,10 @@ def parse_url(
 ) -> IscsiUrl:
     """Parse an iSCSI URL (or a bare ``host[:port]`` portal) into its parts."""
     env = os.environ if env is None else env
-    shown = redact(text)
+    shown = _one_line(redact(text))
 
     def bad(why: str) -> ConfigError:
-        return ConfigError(f"invalid iSCSI URL '{shown}': {why}")
+        return ConfigError(f"invalid iSCSI URL '{shown}': {_one_line(why)}")
 
     scheme, sep, rest = text.partition("://")
     if not sep:
@@ -77,17 +142,20 @@ def parse_url(
     if scheme != "iscsi":
         raise bad(f"unknown scheme '{scheme}://' (expected iscsi://)")
     rest, _, query = rest.partition("?")
-    authority, _, path = rest.partition("/")
     user = password = None
-    if "@" in authority:
-        userinfo, _, authority = authority.rpartition("@")
+    if "@" in rest:  # the user part ends at the last '@' (a password may hold '/' or '@')
+        userinfo, _, rest = rest.rpartition("@")
+    else:
+        userinfo = None
+    authority, _, path = rest.partition("/")
+    if userinfo is not None:
         parts = re.split(r"[%:]", userinfo, maxsplit=1)
         user = parts[0] or None
         password = parts[1] if len(parts) > 1 else None
     if not authority:
         raise bad("missing host")
     try:
-        portal = Portal.parse(authority, DEFAULT_PORT)
+        portal = _parse_portal(authority)
     except ValueError as exc:
         raise bad(str(exc)) from None
     segments = [s for s in path.split("/") if s] if path else []
@@ -96,7 +164,7 @@ def parse_url(
     if len(segments) > 2:
         raise bad("too many path parts (expected /target-iqn/lun)")
     if len(segments) == 2:
-        if not segments[1].isdigit():
+        if not (segments[1].isascii() and segments[1].isdigit()):
             raise bad(f"LUN '{segments[1]}' is not a number")
         lun = int(segments[1])
         if lun > 16383:
@@ -107,6 +175,8 @@ def parse_url(
         raise bad("missing LUN (expected iscsi://host[:port]/target-iqn/lun)")
     args: dict[str, str] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
+        if key in args:
+            raise bad(f"argument '{key}' given twice")
         args[key] = value
     unknown = set(args) - {"target_user", "target_password", "header_digest", "data_digest", "auth"}
     if unknown:

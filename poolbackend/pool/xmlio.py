@@ -16,8 +16,8 @@ Every parser runs the same four stages:
    ``pool XML 'x.xml' line 5: element 'device': invalid attribute 'path' value 'not-an-iqn'
    (expected an iSCSI qualified name iqn.YYYY-MM.domain[:id])``.
 4. **poolbackend's own checks** for what the model cannot represent or libvirt would only
-   refuse when starting the pool (exactly one host, ``chap`` auth only, consistency of the
-   poolbackend extension).
+   refuse when starting the pool (exactly one host, ``chap`` auth only, iSCSI names of at
+   most 223 bytes, consistency of the poolbackend extension).
 
 All failures raise :class:`XMLConfigError` (a :class:`~poolbackend.errors.ConfigError`) whose
 ``str()`` is one line.
@@ -71,6 +71,7 @@ from poolbackend.pool.naming import printable
 
 __all__ = [
     "IQN_PATTERN",
+    "MAX_ISCSI_NAME_BYTES",
     "MAX_XML_BYTES",
     "PB_NS",
     "PB_PREFIX",
@@ -323,6 +324,7 @@ def _load(data: bytes | str, kind: str, source_name: str) -> etree._Element:
         raise _fail(
             kind, source_name, f"document too large ({len(raw)} bytes, limit {MAX_XML_BYTES})"
         )
+    document = raw  # parsed as given: libxml2 skips one BOM itself and refuses a second
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     if not raw.strip():
@@ -363,9 +365,11 @@ def _load(data: bytes | str, kind: str, source_name: str) -> etree._Element:
         collect_ids=False,
     )
     try:
-        root = etree.fromstring(raw, parser)
+        root = etree.fromstring(document, parser)
     except etree.XMLSyntaxError as exc:
-        message = printable(str(exc.msg or "syntax error"))
+        # lxml appends ", line L, column C"; the line is already in front, as in libvirt
+        detail = re.sub(r", line \d+, column \d+$", "", str(exc.msg or "syntax error"))
+        message = printable(detail)
         raise _fail(kind, source_name, f"malformed XML: {message}", exc.lineno) from None
     docinfo = root.getroottree().docinfo
     if docinfo.internalDTD is not None or docinfo.doctype:
@@ -885,6 +889,28 @@ def _libvirt_pool_checks(root: etree._Element, source_name: str) -> None:
 # ------------------------------------------------------------------------------ pool XML
 
 
+MAX_ISCSI_NAME_BYTES = 223
+"""Longest iSCSI name (RFC 7143 section 4.2.7.1)."""
+
+
+def _check_iscsi_names(source: etree._Element, kind: str, source_name: str) -> None:
+    """Refuse a target or initiator IQN longer than an iSCSI name may be (libvirt defines
+    such a pool; the login would fail)."""
+    for element, attr in ((source.find("device"), "path"), (source.find("initiator/iqn"), "name")):
+        value = element.get(attr) if element is not None else None
+        if element is None or value is None:
+            continue
+        size = len(value.encode("utf-8"))
+        if size > MAX_ISCSI_NAME_BYTES:
+            raise _fail(
+                kind,
+                source_name,
+                f"element '{_display(element)}': attribute '{attr}' is {size} bytes long; "
+                f"iSCSI names are at most {MAX_ISCSI_NAME_BYTES} bytes (RFC 7143 section 4.2.7.1)",
+                _line(element),
+            )
+
+
 def _port_of(host: etree._Element, kind: str, source_name: str) -> int | None:
     text = host.get("port")
     if text is None:
@@ -977,6 +1003,7 @@ def _pool_from_tree(root: etree._Element, kind: str, source_name: str) -> PoolDe
         )
     host = hosts[0]
     port = _port_of(host, kind, source_name)
+    _check_iscsi_names(source, kind, source_name)
     auth: ChapAuth | None = None
     auth_element = source.find("auth")
     if auth_element is not None:
@@ -1040,6 +1067,7 @@ def parse_source_xml(text: bytes | str, *, source_name: str = "<file>") -> Sourc
     if not _xstr(root, "./initiator/iqn/@name"):
         raise _libvirt("unsupported configuration: missing initiator IQN", root, source_name)
     _validate(root, "storagepoolsource.rng", _E_SOURCE_SPEC, "source", kind, source_name)
+    _check_iscsi_names(root, kind, source_name)
     device = root.find("device")
     return SourceSpec(
         host=cast(str, hosts[0].get("name")),
