@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO, TypeVar
 
 from poolbackend.errors import ConfigError, NotFoundError, PoolBackendError, StateError
 from poolbackend.iscsi.aio import Session, SessionOptions
 from poolbackend.iscsi.portal import Credentials, Portal
-from poolbackend.pool import lookup, naming, scan, transfer, wipe
+from poolbackend.pool import lookup, naming, scan, transfer, volumelock, wipe
 from poolbackend.pool.model import PoolDef, PoolState, SourceSpec, Volume
 from poolbackend.pool.secrets import SecretStore
 from poolbackend.pool.store import PoolRecord, Store
@@ -131,17 +132,31 @@ class Backend:
         )
         return volumes, result.failures
 
-    def _refresh(self, record: PoolRecord) -> RefreshReport:
+    def _refresh(self, record: PoolRecord, *, starting: bool) -> RefreshReport:
+        """Scan the target and save the volume list.
+
+        The scan runs without the store lock (it can take seconds), so the pool's state is
+        checked again under the lock before saving: a concurrent start that won, or a
+        destroy during a refresh, is reported instead of being overwritten.
+        """
         pool = record.pool
         try:
             volumes, failures = _run(self.scan_pool(pool))
         except PoolBackendError:
-            with self.store.locked():
-                self.store.clear_state(pool.name)  # a failed refresh deactivates the pool
+            if not starting:
+                with self.store.locked():
+                    self.store.clear_state(pool.name)  # a failed refresh deactivates the pool
             raise
         total = sum(v.capacity for v in volumes)
         with self.store.locked():
             current = self.store.get_pool(pool.name)
+            if starting and current.state.active:
+                raise StateError(lookup.invalid(pool.name, "is already active"))
+            if not starting and not current.state.active:
+                raise StateError(
+                    lookup.invalid(pool.name, "is not active")
+                    + " (it was stopped during the refresh)"
+                )
             state = PoolState(
                 active=True,
                 autostart=current.state.autostart,
@@ -158,19 +173,19 @@ class Backend:
         record = self.store.get_pool(name)
         if record.state.active:
             raise StateError(lookup.invalid(record.pool.name, "is already active"))
-        return self._refresh(record)
+        return self._refresh(record, starting=True)
 
     def create(self, pool: PoolDef) -> RefreshReport:
         """A transient pool: started without a persistent definition."""
         with self.store.locked():
             self.store.create_transient(pool)
-        return self._refresh(self.store.get_pool(pool.name))
+        return self._refresh(self.store.get_pool(pool.name), starting=False)
 
     def refresh(self, name: str) -> RefreshReport:
         record = self.store.get_pool(name)
         if not record.state.active:
             raise StateError(lookup.invalid(record.pool.name, "is not active"))
-        return self._refresh(record)
+        return self._refresh(record, starting=False)
 
     def destroy(self, name: str) -> None:
         with self.store.locked():
@@ -225,8 +240,19 @@ class Backend:
         record, volume = self.find_volume(vol, pool_name)
         if volume.device_type != 0:
             return "nothing to wipe (not a disk LUN)"  # libvirt: LUN 0 wipe is a no-op success
-        return _run(
-            self._with_geometry(record, volume, lambda s, g: wipe.wipe(s, g, algorithm, progress))
+        with self._volume_lock(volume, "vol-wipe", exclusive=True):
+            return _run(
+                self._with_geometry(
+                    record, volume, lambda s, g: wipe.wipe(s, g, algorithm, progress)
+                )
+            )
+
+    def _volume_lock(
+        self, volume: Volume, operation: str, *, exclusive: bool
+    ) -> AbstractContextManager[None]:
+        """One writer or many readers per volume; a busy volume fails at once."""
+        return volumelock.volume_lock(
+            self.store.paths, volume.key, volume.name, operation, exclusive=exclusive
         )
 
     def _on_disk_lun(
@@ -234,10 +260,13 @@ class Backend:
         vol: str,
         pool_name: str | None,
         fn: Callable[[Session, transfer.Geometry], Awaitable[T]],
+        operation: str,
+        exclusive: bool,
     ) -> T:
         record, volume = self.find_volume(vol, pool_name)
         self._disk(record, volume)
-        return _run(self._with_geometry(record, volume, fn))
+        with self._volume_lock(volume, operation, exclusive=exclusive):
+            return _run(self._with_geometry(record, volume, fn))
 
     def download(
         self,
@@ -256,6 +285,8 @@ class Backend:
             lambda s, g: transfer.download(
                 s, g, out, offset=offset, length=length, sparse=sparse, progress=progress
             ),
+            "vol-download",
+            exclusive=False,
         )
 
     def upload(
@@ -274,4 +305,6 @@ class Backend:
             lambda s, g: transfer.upload(
                 s, g, src, offset=offset, length=length, progress=progress
             ),
+            "vol-upload",
+            exclusive=True,
         )

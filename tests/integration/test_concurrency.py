@@ -1,0 +1,288 @@
+"""Concurrent commands against one state directory and one volume (real tgtd).
+
+* Three processes at once define, start, refresh, destroy and undefine the same pool in a
+  seeded random order. Afterwards every file in the state directory is valid XML that
+  loads, ``pool-list --all`` works, no temporary file is left, and every failure a process
+  saw was a clean one-line ``error:`` of the kinds concurrent use legitimately produces.
+* A volume being written (vol-upload / vol-wipe) refuses a second writer and readers with
+  one line naming the volume and the operation in progress; downloads share the volume.
+  The long-running transfers are held open deterministically with named pipes (FIFOs).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from poolbackend.errors import StateError
+from poolbackend.pool.backend import Backend
+from poolbackend.pool.model import PoolDef, Volume
+from poolbackend.pool.store import Store, StorePaths
+from poolbackend.pool.volumelock import lock_path
+from poolbackend.pool.xmlio import parse_pool_state_xml, parse_pool_xml
+from tests.conftest import ROOT, RunCli
+from tests.harness.tgtd import MiB, Tgtd
+
+IQN = "iqn.2026-11.example:conc"
+INITIATOR = "iqn.2026-11.example:initiator1"
+
+# Each worker runs the CLI's main() in a loop inside one process (no interpreter start-up
+# per command), so the processes really overlap; output is captured per command.
+DRIVER = r"""
+import contextlib, io, json, random, sys, traceback
+from poolbackend.cli.main import main
+xml, seed, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(seed)
+cmds = [["pool-define", xml], ["pool-start", "cp"], ["pool-refresh", "cp"],
+        ["pool-destroy", "cp"], ["pool-undefine", "cp"], ["pool-info", "cp"],
+        ["pool-list", "--all"], ["vol-list", "cp"], ["pool-dumpxml", "cp"]]
+log = []
+for _ in range(steps):
+    cmd = rng.choice(cmds)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main(cmd)
+        except SystemExit as exc:
+            rc = exc.code
+        except BaseException:
+            rc, err = "crash", io.StringIO(traceback.format_exc())
+    log.append([cmd, rc, err.getvalue()])
+print(json.dumps(log))
+"""
+
+ALLOWED = re.compile(
+    r"^error: ("
+    r"Storage pool not found: no storage pool with matching name 'cp'"
+    r"|Requested operation is not valid: .*"
+    r"(is already active|is not active( \(it was stopped during the refresh\))?|is still active)"
+    r"|operation failed: pool 'cp' already exists with uuid .*"
+    r")$"
+)
+
+
+@pytest.fixture(scope="module")
+def tgt() -> Iterator[Tgtd]:
+    with Tgtd.start() as t:
+        t.new_target(1, IQN)
+        t.add_lun(1, 1, 8 * MiB)
+        t.add_lun(1, 2, 4 * MiB)
+        yield t
+
+
+def _pool_xml(tmp: Path, t: Tgtd) -> Path:
+    path = tmp / "cp.xml"
+    path.write_text(
+        "<pool type='iscsi-direct'><name>cp</name>"
+        "<uuid>4a1f3c2e-9b7d-4e5f-8a6b-1c2d3e4f5a6b</uuid><source>"
+        f"<host name='127.0.0.1' port='{t.port}'/><device path='{IQN}'/>"
+        f"<initiator><iqn name='{INITIATOR}'/></initiator></source></pool>"
+    )
+    return path
+
+
+@pytest.mark.timeout(180)
+def test_parallel_define_start_refresh_undefine(
+    tgt: Tgtd, tmp_path: Path, state_dir: Path, run_cli: RunCli
+) -> None:
+    xml = _pool_xml(tmp_path, tgt)
+    env = dict(os.environ, POOLBACKEND_STATE_DIR=str(state_dir), PYTHONPATH=str(ROOT))
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", DRIVER, str(xml), str(seed), "60"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for seed in (1, 2, 3)
+    ]
+    logs = []
+    for w in workers:
+        out, err = w.communicate(timeout=150)
+        assert w.returncode == 0 and "Traceback" not in err, err
+        logs.append(json.loads(out))
+    outcomes: dict[str, int] = {}
+    for log in logs:
+        for cmd, rc, err in log:
+            assert rc != "crash", f"{cmd} raised:\n{err}"
+            key = f"{cmd[0]}:{'ok' if rc == 0 else 'error'}"
+            outcomes[key] = outcomes.get(key, 0) + 1
+            if rc == 0:
+                continue
+            assert rc == 1, (cmd, rc, err)
+            lines = err.splitlines()
+            assert len(lines) == 1 and ALLOWED.match(lines[0]), f"{cmd}: {err!r}"
+    # The runs really interleaved the lifecycle (not all failing or all one command).
+    for needed in ("pool-define:ok", "pool-start:ok", "pool-undefine:ok", "pool-refresh:ok"):
+        assert outcomes.get(needed, 0) > 0, outcomes
+
+    # Every file is valid and loads; no temporary files are left behind.
+    for path in sorted(p for p in state_dir.rglob("*") if p.is_file() or p.is_symlink()):
+        assert not path.name.endswith(".tmp") and not path.name.startswith("."), path
+        if path.suffix != ".xml":
+            assert path.name == "poolbackend.lock", path
+            continue
+        data = path.read_bytes()
+        if path.parent.name == "storage" and path.parent.parent.name == "run":
+            parse_pool_state_xml(data, source_name=path.name)
+        else:
+            parse_pool_xml(data, source_name=path.name)
+    rc, out, err = run_cli("pool-list", "--all")
+    assert rc == 0 and err == "", err
+    rc, out, err = run_cli("pool-list", "--all", "--details")
+    assert rc == 0 and err == "", err
+
+
+def _held(path: Path) -> bool:
+    """Whether another process holds the volume lock file (any mode)."""
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def _wait_held(path: Path, proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not _held(path):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the transfer never took the volume lock"
+        time.sleep(0.02)
+
+
+def _refused(run_cli: RunCli, *args: str, busy: str) -> None:
+    rc, out, err = run_cli(*args)
+    assert rc == 1, (args, out, err)
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert re.fullmatch(
+        rf"error: Requested operation is not valid: volume 'unit:0:0:1' is in use "
+        rf"\({busy} in progress \(pid \d+\)\); {args[0]} refused\n",
+        err,
+    ), err
+
+
+@pytest.mark.timeout(120)
+def test_one_writer_or_many_readers_per_volume(
+    tgt: Tgtd, tmp_path: Path, state_dir: Path, run_cli: RunCli
+) -> None:
+    rc, _, err = run_cli("pool-create", str(_pool_xml(tmp_path, tgt)))
+    assert rc == 0, err
+    paths = StorePaths.under(state_dir)
+    key = f"ip-127.0.0.1:{tgt.port}-iscsi-{IQN}-lun-1"
+    lock = lock_path(paths, key)
+    env = dict(os.environ, POOLBACKEND_STATE_DIR=str(state_dir), PYTHONPATH=str(ROOT))
+    payload = bytes(range(256)) * 4096  # 1 MiB
+
+    # A writer in progress: the upload reads its source from a FIFO we feed slowly.
+    fifo = tmp_path / "up.fifo"
+    os.mkfifo(fifo)
+    upload = subprocess.Popen(
+        [sys.executable, "-m", "poolbackend", "vol-upload", "--pool", "cp", "unit:0:0:1",
+         str(fifo), "--length", str(len(payload))],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    with open(fifo, "wb") as feed:
+        feed.write(payload[:4096])
+        feed.flush()
+        _wait_held(lock, upload)
+        _refused(run_cli, "vol-wipe", "--pool", "cp", "unit:0:0:1", busy="vol-upload")
+        _refused(run_cli, "vol-upload", "--pool", "cp", "unit:0:0:1", str(fifo), busy="vol-upload")
+        _refused(
+            run_cli, "vol-download", "--pool", "cp", "unit:0:0:1", str(tmp_path / "x"),
+            busy="vol-upload",
+        )  # fmt: skip
+        rc, _, err = run_cli("vol-wipe", "--pool", "cp", "unit:0:0:2")  # other volumes are free
+        assert rc == 0, err
+        feed.write(payload[4096:])
+    _, err = upload.communicate(timeout=60)
+    assert upload.returncode == 0, err
+    assert tgt.backing_path(1, 1).read_bytes()[: len(payload)] == payload
+
+    # Readers share the volume: a download blocked writing into a FIFO we do not drain yet.
+    fifo2 = tmp_path / "down.fifo"
+    os.mkfifo(fifo2)
+    download = subprocess.Popen(
+        [sys.executable, "-m", "poolbackend", "vol-download", "--pool", "cp", "unit:0:0:1",
+         str(fifo2), "--length", str(len(payload))],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    with open(fifo2, "rb") as drain:
+        _wait_held(lock, download)
+        copy = tmp_path / "copy.bin"
+        rc, _, err = run_cli(
+            "vol-download", "--pool", "cp", "unit:0:0:1", str(copy), "--length", str(len(payload))
+        )
+        assert rc == 0, err
+        assert copy.read_bytes() == payload
+        _refused(run_cli, "vol-wipe", "--pool", "cp", "unit:0:0:1", busy="vol-download")
+        assert download.poll() is None  # still holding the lock while we were refused
+        got = drain.read()
+    _, err = download.communicate(timeout=60)
+    assert download.returncode == 0, err
+    assert got == payload
+    # Released: the volume is writable again.
+    rc, _, err = run_cli("vol-wipe", "--pool", "cp", "unit:0:0:1")
+    assert rc == 0, err
+    assert not _held(lock)
+
+
+def _interleaved_backend(state_dir: Path, between: Callable[[str], None]) -> Backend:
+    """A backend whose scan lets another process's step (*between*) run before it saves."""
+    backend = Backend(store=Store(StorePaths.under(state_dir)))
+    scan = backend.scan_pool
+
+    async def scan_then_interleave(pool: PoolDef) -> tuple[tuple[Volume, ...], tuple[str, ...]]:
+        result = await scan(pool)
+        between(pool.name)
+        return result
+
+    backend.scan_pool = scan_then_interleave  # type: ignore[method-assign]
+    return backend
+
+
+def test_destroy_during_refresh_is_not_undone(
+    tgt: Tgtd, tmp_path: Path, state_dir: Path, run_cli: RunCli
+) -> None:
+    assert run_cli("pool-define", str(_pool_xml(tmp_path, tgt)))[0] == 0
+    assert run_cli("pool-start", "cp")[0] == 0
+
+    def destroy(name: str) -> None:
+        assert run_cli("pool-destroy", name)[0] == 0
+
+    backend = _interleaved_backend(state_dir, destroy)
+    with pytest.raises(StateError, match=r"'cp' is not active \(it was stopped during the refresh"):
+        backend.refresh("cp")
+    assert not backend.store.get_pool("cp").state.active
+
+
+def test_second_start_during_start_is_refused(
+    tgt: Tgtd, tmp_path: Path, state_dir: Path, run_cli: RunCli
+) -> None:
+    assert run_cli("pool-define", str(_pool_xml(tmp_path, tgt)))[0] == 0
+
+    def start(name: str) -> None:
+        assert run_cli("pool-start", name)[0] == 0
+
+    backend = _interleaved_backend(state_dir, start)
+    with pytest.raises(StateError, match="'cp' is already active"):
+        backend.start("cp")
+    assert [v.name for v in backend.store.get_pool("cp").state.volumes] == [
+        "unit:0:0:0",
+        "unit:0:0:1",
+        "unit:0:0:2",
+    ]
