@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import secrets
 import socket
+import struct
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -58,7 +61,27 @@ from poolbackend.scsi.status import ScsiStatus, status_name
 T = TypeVar("T")
 What = str | Callable[[], str]  # what we wait for, for messages; callables are built lazily
 MAX_REDIRECTS = 5
-READ_CHUNK = 1 << 20
+
+
+async def _connect(host: str, port: int) -> socket.socket:
+    """A connected non-blocking TCP socket (every resolved address is tried in turn)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    error: OSError = OSError(f"no address for {host}")
+    for family, kind, proto, _, addr in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, addr)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    raise error
 
 
 def default_initiator_name() -> str:
@@ -93,12 +116,177 @@ class CheckCondition(CommandFailed):
         self.sense_data = sense_data
 
 
+_RW16 = struct.Struct(">BBQIBB")
+
+
+def _rw16(op: int, lba: int, blocks: int) -> bytes:
+    """READ(16) (0x88) / WRITE(16) (0x8A) without the per-call message building of C.read16."""
+    if 0 <= lba < 1 << 64 and 0 <= blocks < 1 << 32:
+        return _RW16.pack(op, 0, lba, blocks, 0, 0)
+    return C.read16(lba, blocks) if op == 0x88 else C.write16(lba, blocks)  # raises
+
+
 class _ConnectionLost(Exception):
     """Internal: the TCP connection died while a request was outstanding."""
 
 
+class _Expired(Exception):
+    """Internal: a request's timer ran out."""
+
+
+def _expire(fut: asyncio.Future[Event]) -> None:
+    if not fut.done():
+        fut.set_exception(_Expired())
+
+
 def _sense_describe(sense: SenseData | None) -> str:
     return sense.describe() if sense is not None else "no sense data"
+
+
+class _Wire:
+    """Non-blocking socket I/O for one connection, straight on the event loop's selector.
+
+    Receives go into the buffers the sans-IO core hands out (Data-In payloads land in the
+    reading task's buffer: no user-space copy), and sends gather the core's buffer lists
+    with ``sendmsg`` (large data segments are never joined or copied). Queued send buffers
+    reference the caller's data, which stays untouched until its command completes anyway.
+    """
+
+    IOV_MAX = 1024
+    HIGH_WATER = 4 << 20
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        conn: Connection,
+        deliver: Callable[[list[Event]], None],
+        lost: Callable[[BaseException | None], None],
+    ) -> None:
+        self.sock = sock
+        self.conn = conn
+        self._deliver = deliver
+        self._lost = lost
+        self._loop = asyncio.get_running_loop()
+        self._fd = sock.fileno()
+        self._out: deque[Buffer] = deque()
+        self.pending = 0  # queued bytes not yet accepted by the kernel
+        self._drained: asyncio.Future[None] | None = None
+        self._closed = False
+        self._reading = True
+        self._writing = False
+        self._loop.add_reader(self._fd, self._readable)
+
+    # -- receive -------------------------------------------------------------------------
+    def _readable(self) -> None:
+        conn, sock = self.conn, self.sock
+        try:
+            for _ in range(64):  # bounded, so other callbacks (new commands) get their turn
+                bufs = conn.recv_buffers()
+                try:
+                    if len(bufs) == 1:
+                        want = len(bufs[0])
+                        n = sock.recv_into(bufs[0])
+                    else:
+                        want = len(bufs[0]) + len(bufs[1])
+                        n = sock.recvmsg_into(bufs)[0]
+                except (BlockingIOError, InterruptedError):
+                    break
+                if n == 0:
+                    self._stop_reading()
+                    self._lost(None)
+                    return
+                events = conn.recv_done(n)
+                if events:
+                    self._deliver(events)
+                    break
+                if n < want:
+                    break
+        except (ISCSIError, OSError) as exc:
+            self._stop_reading()
+            self._lost(exc)
+            return
+        out = conn.data_to_send()  # login steps, NOP-Out answers, Data-Out for R2Ts
+        if out:
+            self.write(out)
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+
+    # -- send ----------------------------------------------------------------------------
+    def write(self, bufs: list[Buffer]) -> None:
+        if self._closed:
+            return
+        self._out.extend(bufs)
+        self.pending += sum(map(len, bufs))
+        self.flush()
+
+    def flush(self) -> None:
+        out = self._out
+        while out and not self._closed:
+            if len(out) == 1:
+                batch = [out[0]]
+            else:
+                batch = list(itertools.islice(out, self.IOV_MAX))
+            want = sum(map(len, batch))
+            try:
+                n = self.sock.sendmsg(batch) if len(batch) > 1 else self.sock.send(batch[0])
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as exc:
+                self._stop_reading()
+                self.close()
+                self._lost(exc)
+                return
+            self.pending -= n
+            left = n
+            while out:  # drop what was sent (empty buffers included), trim a partial one
+                size = len(out[0])
+                if left >= size:
+                    left -= size
+                    out.popleft()
+                else:
+                    if left:
+                        out[0] = memoryview(out[0])[left:]
+                    break
+            if n < want:
+                break  # the socket buffer is full: continue when writable
+        if self._closed:
+            return
+        if out:
+            if not self._writing:
+                self._writing = True
+                self._loop.add_writer(self._fd, self.flush)
+        elif self._writing:
+            self._writing = False
+            self._loop.remove_writer(self._fd)
+        if self._drained is not None and self.pending <= self.HIGH_WATER // 4:
+            if not self._drained.done():
+                self._drained.set_result(None)
+            self._drained = None
+
+    async def drain(self) -> None:
+        if self.pending <= self.HIGH_WATER or self._closed:
+            return
+        if self._drained is None:
+            self._drained = self._loop.create_future()
+        await asyncio.shield(self._drained)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_reading()
+        if self._writing:
+            self._writing = False
+            self._loop.remove_writer(self._fd)
+        self._out.clear()
+        self.pending = 0
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)  # the waiter's command fails as connection lost
+        self._drained = None
+        self.sock.close()
 
 
 class Session:
@@ -121,14 +309,15 @@ class Session:
         self.params = SessionParams()
         self.reconnects = 0
         self._conn: Connection | None = None
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._read_task: asyncio.Task[None] | None = None
+        self._wire: _Wire | None = None
         self._nop_task: asyncio.Task[None] | None = None
         self._futures: dict[int, asyncio.Future[Event]] = {}
         self._login_future: asyncio.Future[Event] | None = None
         self._reconnect_lock = asyncio.Lock()
         self._generation = 0
+        #: (generation, message) of a failed reconnect: at ERL 0 the session is then dead,
+        #: and every command that was waiting on it fails at once with the same cause
+        self._reconnect_failed: tuple[int, str] | None = None
         self._closed = False
         self._last_error: BaseException | None = None
         self.async_events: list[AsyncEvent] = []
@@ -181,11 +370,9 @@ class Session:
                 self.portal = portal
         raise LoginFailed(f"{self.what}: more than {MAX_REDIRECTS} login redirections", 1, 0)
 
-    async def _open_tcp(self, portal: Portal) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _open_tcp(self, portal: Portal) -> socket.socket:
         try:
-            reader, writer = await self._bounded(
-                asyncio.open_connection(portal.host, portal.port, limit=1 << 22), "TCP connect"
-            )
+            sock = await self._bounded(_connect(portal.host, portal.port), "TCP connect")
         except ISCSITimeout:
             raise ISCSITimeout(
                 f"portal {portal}: TCP connect did not complete within {self.options.timeout:g} s"
@@ -197,14 +384,12 @@ class Session:
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
             raise ConnectionFailed(f"portal {portal}: cannot connect: {reason}") from None
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return reader, writer
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
 
     async def _login_once(self, portal: Portal) -> LoginRedirected | None:
-        reader, writer = await self._open_tcp(portal)
+        sock = await self._open_tcp(portal)
         chap = None
         if self.credentials is not None:
             c = self.credentials
@@ -228,13 +413,14 @@ class Session:
             first_burst_length=o.first_burst_length,
         )
         conn = Connection(config, initial_cmd_sn=secrets.randbelow(1 << 31) + 1)
-        self._conn, self._reader, self._writer = conn, reader, writer
         self._generation += 1
+        gen = self._generation
+        self._conn = conn
+        self._wire = _Wire(sock, conn, self._deliver_all, lambda exc: self._lost(conn, gen, exc))
         loop = asyncio.get_running_loop()
         self._login_future = loop.create_future()
         conn.start_login()
         self._write_out()
-        self._read_task = asyncio.create_task(self._read_loop(conn, reader, self._generation))
         try:
             event = await self._bounded(asyncio.shield(self._login_future), "login")
         except BaseException:
@@ -253,29 +439,28 @@ class Session:
 
     # -- I/O plumbing --------------------------------------------------------------------
     def _write_out(self) -> None:
-        if self._conn is None or self._writer is None:
+        if self._conn is None or self._wire is None:
             return
         bufs = self._conn.data_to_send()
         if bufs:
-            self._writer.writelines(bufs)
+            self._wire.write(bufs)
 
-    async def _read_loop(self, conn: Connection, reader: asyncio.StreamReader, gen: int) -> None:
+    def _deliver_all(self, events: list[Event]) -> None:
+        for event in events:
+            self._deliver(event)
+
+    def _lost(self, conn: Connection, gen: int, exc: BaseException | None) -> None:
+        """The connection of generation ``gen`` ended: EOF (None), an error or bad data."""
         error: BaseException
-        try:
-            while True:
-                data = await reader.read(READ_CHUNK)
-                if not data:
-                    if conn.state is State.LOGGED_OUT:
-                        return
-                    error = ConnectionFailed(f"{self.what}: target closed the connection")
-                    break
-                for event in conn.receive_data(data):
-                    self._deliver(event)
-                self._write_out()
-        except ISCSIError as exc:
+        if exc is None:
+            if conn.state is State.LOGGED_OUT:
+                return
+            error = ConnectionFailed(f"{self.what}: target closed the connection")
+        elif isinstance(exc, ISCSIError):
             exc.args = (f"{self.what}: {exc}",)  # name the portal, keep the error class
             error = exc
-        except OSError as exc:
+        else:
+            assert isinstance(exc, OSError)
             error = ConnectionFailed(f"{self.what}: connection lost: {exc.strerror or exc}")
         if gen == self._generation:
             self._fail_all(error)
@@ -313,26 +498,27 @@ class Session:
 
     async def _drop(self) -> None:
         self._generation += 1
-        task, self._read_task = self._read_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+        wire, self._wire = self._wire, None
+        if wire is not None:
+            wire.close()
 
     async def _await(self, itt: int, what: What, timeout: float | None) -> Event:
-        fut: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Event] = loop.create_future()
         self._futures[itt] = fut
         self._write_out()
-        writer = self._writer
+        wire = self._wire
+        # A plain timer instead of asyncio.wait_for: this is the per-command hot path.
+        limit = self.options.timeout if timeout is None else timeout
+        timer = loop.call_later(limit, _expire, fut)
         try:
-            if writer is not None and writer.transport.get_write_buffer_size() > (4 << 20):
-                await self._bounded(writer.drain(), what, timeout)
-            return await self._bounded(fut, what, timeout)
+            if wire is not None and wire.pending > wire.HIGH_WATER:
+                await self._bounded(wire.drain(), what, timeout)
+            try:
+                return await fut
+            except _Expired:
+                text = what if isinstance(what, str) else what()
+                raise ISCSITimeout(f"{self.what}: no answer to {text} within {limit:g} s") from None
         except ISCSITimeout:
             self._futures.pop(itt, None)
             await self._drop()  # results of a timed-out task can't be trusted at ERL 0
@@ -342,6 +528,8 @@ class Session:
         except (ConnectionError, OSError) as exc:
             self._futures.pop(itt, None)
             raise _ConnectionLost(str(exc)) from None
+        finally:
+            timer.cancel()
 
     async def _reconnect(self, generation: int, why: str) -> None:
         async with self._reconnect_lock:
@@ -359,10 +547,17 @@ class Session:
                 raise ConnectionFailed(
                     why if why.startswith(("portal", "target")) else f"{self.what}: {why}"
                 )
+            failed = self._reconnect_failed
+            if failed is not None and generation <= failed[0]:
+                raise ConnectionFailed(failed[1])
             self.reconnects += 1
             await self._drop()
             await asyncio.sleep(min(self.params.default_time2wait, 2, self.options.timeout))
-            await self._establish()
+            try:
+                await self._establish()
+            except ISCSIError as exc:
+                self._reconnect_failed = (self._generation, str(exc))
+                raise
 
     def _live_conn(self) -> Connection:
         conn = self._conn
@@ -488,7 +683,7 @@ class Session:
         into: bytearray | memoryview | None = None,
     ) -> bytes | bytearray | memoryview:
         n = blocks * block_size
-        r = await self.execute(lun, C.read16(lba, blocks), read_len=n, read_into=into)
+        r = await self.execute(lun, _rw16(0x88, lba, blocks), read_len=n, read_into=into)
         if r.underflow or len(r.data) != n:
             raise CommandFailed(
                 f"{self.what}: READ(16) on LUN {lun} returned {len(r.data)} of {n} bytes"
@@ -499,7 +694,7 @@ class Session:
         n = len(data)
         if n % block_size:
             raise ValueError(f"write of {n} bytes is not a multiple of the {block_size}-byte block")
-        await self.execute(lun, C.write16(lba, n // block_size), write_data=data)
+        await self.execute(lun, _rw16(0x8A, lba, n // block_size), write_data=data)
 
     # -- other requests ----------------------------------------------------------------
     async def _simple(self, submit: Callable[[Connection], int], what: str) -> Event:

@@ -10,12 +10,13 @@ touches sockets or clocks: adapters call :meth:`receive_data` and send :meth:`da
 from __future__ import annotations
 
 import enum
+import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from poolbackend.iscsi import pdu as P
-from poolbackend.iscsi.digest import Buffer
+from poolbackend.iscsi.digest import Buffer, digest_bytes
 from poolbackend.iscsi.errors import LocalProtocolError, RemoteProtocolError
 from poolbackend.iscsi.events import (
     AsyncEvent,
@@ -48,6 +49,9 @@ REJECT_REASONS = {
     0x0C: "waiting for logout",
 }
 TMF_ABORT_TASK, TMF_LUN_RESET = 1, 5
+# Data-Out BHS: opcode, flags, DataSegmentLength (TotalAHSLength 0), LUN, ITT, TTT,
+# ExpStatSN, DataSN, BufferOffset.
+_DATA_OUT = struct.Struct(">BBxxI8sII4xI4xII4x")
 
 
 def sn_lt(a: int, b: int) -> bool:
@@ -106,6 +110,9 @@ class Connection:
         self.exp_stat_sn = 0
         self.tsih = 0
         self._reader = P.PDUReader(max(8192, login.max_recv_data_segment_length))
+        self._reader.on_pdu = self._on_pdu
+        self._reader.sink = self._sink
+        self._events: list[Event] = []
         self._login = LoginMachine(login, self.cmd_sn)
         self._out: list[Buffer] = []
         self._tasks: dict[int, _Task] = {}
@@ -199,18 +206,66 @@ class Connection:
         return task.itt
 
     def receive_data(self, data: Buffer) -> list[Event]:
+        """Feed received bytes (any chunking); returns the events they complete."""
         if self.state in (State.FAILED, State.LOGGED_OUT):
             return []
         try:
-            events: list[Event] = []
-            for pdu in self._reader.feed(data):
-                ev = self._dispatch(pdu)
-                if ev is not None:
-                    events.append(ev)
-            return events
+            self._reader.feed(data)
         except RemoteProtocolError:
             self.state = State.FAILED
+            self._events = []
             raise
+        events, self._events = self._events, []
+        return events
+
+    def recv_buffers(self) -> list[memoryview]:
+        """Zero-copy receive, step 1: writable buffers the next bytes should be received into.
+
+        Data-In payloads are received straight into the reading task's buffer. Pass the
+        list to ``socket.recvmsg_into`` (or its first element to ``recv_into``), then call
+        :meth:`recv_done` with the byte count. Equivalent to :meth:`receive_data`.
+        """
+        return self._reader.recv_buffers()
+
+    def recv_done(self, nbytes: int) -> list[Event]:
+        """Zero-copy receive, step 2: ``nbytes`` landed in the last :meth:`recv_buffers`."""
+        if self.state in (State.FAILED, State.LOGGED_OUT):
+            return []
+        try:
+            self._reader.recv_done(nbytes)
+        except RemoteProtocolError:
+            self.state = State.FAILED
+            self._events = []
+            raise
+        events, self._events = self._events, []
+        return events
+
+    def _on_pdu(self, pdu: P.PDU) -> None:
+        if self.state in (State.FAILED, State.LOGGED_OUT):
+            return
+        ev = self._dispatch(pdu)
+        if ev is not None:
+            self._events.append(ev)
+
+    def _sink(self, bhs: bytes, dlen: int) -> memoryview | None:
+        """Where a Data-In payload goes: straight into its task's read buffer.
+
+        Anything unexpected returns None (the PDU is staged) and is diagnosed on dispatch.
+        """
+        if bhs[0] & 0x3F != P.Op.DATA_IN or self.state is not State.FULL_FEATURE:
+            return None
+        task = self._tasks.get(int.from_bytes(bhs[16:20], "big"))
+        if task is None or task.kind is not Kind.SCSI:
+            return None
+        offset = int.from_bytes(bhs[40:44], "big")
+        if offset + dlen > task.read_len:
+            return None
+        buf = task.read_buf
+        if buf is None:
+            if offset == 0 and dlen == task.read_len:
+                return None  # a single-PDU read: the staged copy becomes the result
+            buf = task.read_buf = bytearray(task.read_len)
+        return memoryview(buf)[offset : offset + dlen]
 
     # -- internals ---------------------------------------------------------------------
     def _require_ffp(self) -> None:
@@ -279,19 +334,36 @@ class Connection:
             self._send_data_out(task, len(immediate), unsolicited_end - len(immediate), P.NO_TAG)
 
     def _send_data_out(self, task: _Task, offset: int, length: int, ttt: int) -> None:
-        assert task.write is not None
-        chunk = self.params.max_xmit_data_segment_length
+        """One sequence of Data-Out PDUs (RFC 7143 §11.7): the hot loop of every write.
+
+        Each PDU is one packed header plus a view of the caller's data (never copied).
+        """
+        write = task.write
+        assert write is not None
+        p = self.params
+        chunk = p.max_xmit_data_segment_length
+        hd, dd = p.header_digest, p.data_digest
+        pack = _DATA_OUT.pack
+        out = self._out
+        lun, itt, stat_sn = task.lun, task.itt, self.exp_stat_sn
         end = offset + length
         datasn = 0
         while offset < end:
-            n = min(chunk, end - offset)
-            bhs = P.new_bhs(P.Op.DATA_OUT, P.F_FINAL if offset + n >= end else 0)
-            bhs[8:16] = task.lun
-            P.put32(bhs, 16, task.itt)
-            P.put32(bhs, 20, ttt)
-            P.put32(bhs, 36, datasn)
-            P.put32(bhs, 40, offset)
-            self._emit(bhs, task.write[offset : offset + n])
+            n = end - offset
+            flags = P.F_FINAL
+            if n > chunk:
+                n, flags = chunk, 0
+            bhs = pack(P.Op.DATA_OUT, flags, n, lun, itt, ttt, stat_sn, datasn, offset)
+            data = write[offset : offset + n]
+            pad = P.PAD[n & 3]
+            out.append(bhs)
+            if hd:
+                out.append(digest_bytes(bhs))
+            out.append(data)
+            if pad:
+                out.append(pad)
+            if dd:
+                out.append(digest_bytes(data, pad) if pad else digest_bytes(data))
             offset += n
             datasn += 1
 
@@ -354,6 +426,10 @@ class Connection:
             raise RemoteProtocolError(
                 f"target sent {pdu.name()} for unknown task tag 0x{pdu.itt:08x}"
             )
+        if kind is Kind.SCSI and not task.sent:  # held back by the CmdSN window: unknown to it
+            raise RemoteProtocolError(
+                f"target sent {pdu.name()} for task tag 0x{pdu.itt:08x}, which was not sent yet"
+            )
         return task
 
     def _on_data_in(self, pdu: P.PDU) -> Event | None:
@@ -373,14 +449,16 @@ class Connection:
                 f"{task.read_len} bytes"
             )
         if n:
-            if task.read_buf is None:
-                if offset == 0 and n == task.read_len and flags & P.F_STATUS:
-                    task.read_buf = pdu.data  # single-PDU read: no copy needed
-                else:
-                    task.read_buf = bytearray(task.read_len)
-            if task.read_buf is not pdu.data:
-                task.read_buf[offset : offset + n] = pdu.data
-            task.received = max(task.received, offset + n)
+            if not pdu.placed:  # else the reader received it in place already
+                if task.read_buf is None:
+                    if offset == 0 and n == task.read_len and flags & P.F_STATUS:
+                        task.read_buf = pdu.data  # single-PDU read: no copy needed
+                    else:
+                        task.read_buf = bytearray(task.read_len)
+                if task.read_buf is not pdu.data:
+                    task.read_buf[offset : offset + n] = pdu.data
+            if offset + n > task.received:
+                task.received = offset + n
         if not flags & P.F_STATUS:
             return None
         if not flags & P.F_FINAL:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from poolbackend.iscsi.digest import Buffer, digest_bytes
@@ -16,7 +17,9 @@ from poolbackend.iscsi.errors import RemoteProtocolError
 
 BHS_LEN = 48
 NO_TAG = 0xFFFFFFFF
-_PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+# Padding after a data segment of n bytes: PAD[n & 3].
+PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
+_EMPTY = memoryview(b"")
 
 
 class Op(enum.IntEnum):
@@ -74,6 +77,7 @@ class PDU:
 
     bhs: bytes
     data: memoryview
+    placed: bool = False  # the data segment was received straight into the sink's buffer
 
     @property
     def opcode(self) -> int:
@@ -133,7 +137,7 @@ def encode(
     if header_digest:
         out.append(digest_bytes(bhs))
     if n:
-        pad = _PAD[n & 3]
+        pad = PAD[n & 3]
         out.append(data)
         if pad:
             out.append(pad)
@@ -143,74 +147,190 @@ def encode(
 
 
 class PDUReader:
-    """Reassembles PDUs from arbitrarily chunked bytes.
+    """Reassembles PDUs from arbitrarily chunked bytes, with zero-copy receive.
+
+    Two ways in: :meth:`feed` (copy some bytes in, get whole PDUs back) or the zero-copy
+    pair :meth:`recv_buffers` / :meth:`recv_done`: the I/O layer receives straight into the
+    buffers we hand out. Headers and small PDUs land in a fixed staging buffer; a data
+    segment for which :attr:`sink` returns a destination (the read buffer of a Data-In's
+    task) is received straight into that destination, so bulk reads are never copied in
+    user space. Whole PDUs go to :attr:`on_pdu` as soon as they are complete, before the
+    next header is parsed, so the consumer's state is current for the next :attr:`sink`.
 
     ``max_data`` is our MaxRecvDataSegmentLength: a larger DataSegmentLength is a protocol
     error raised before anything is buffered for it. Digests are checked when enabled.
     """
 
+    STAGE = 65536  # staging buffer; a header (BHS + AHS + digest) always fits past its end
+    BULK = 32768  # after a directly received segment this large, read headers exactly
+
     def __init__(self, max_data: int = 8192) -> None:
         self.max_data = max_data
         self.header_digest = False
         self.data_digest = False
-        self._buf = bytearray()
-        self._pos = 0
+        #: destination for a data segment, given the BHS and its DataSegmentLength; None
+        #: means "stage or allocate it here". Called once per header, in stream order.
+        self.sink: Callable[[bytes, int], memoryview | None] | None = None
+        self.on_pdu: Callable[[PDU], None] = self._collect
+        self._stage = bytearray(self.STAGE + BHS_LEN + 1024 + 8)
+        self._sv = memoryview(self._stage)
+        self._start = 0
+        self._end = 0
+        self._collected: list[PDU] = []
+        # The PDU whose data segment is being received out of the staging buffer.
+        self._bhs = b""
+        self._dest: memoryview | None = None
+        self._placed = False
+        self._dpos = 0  # bytes of _dest filled so far
+        self._trailer = -1  # pad + data digest bytes still due for _dest (-1: none pending)
+        self._bulk = False
 
+    # -- copying interface ------------------------------------------------------------
     def feed(self, data: Buffer) -> list[PDU]:
-        buf = self._buf
-        if self._pos and self._pos >= len(buf):
-            buf.clear()
-            self._pos = 0
-        buf += data
-        pdus: list[PDU] = []
-        while True:
-            pdu = self._next()
-            if pdu is None:
-                break
-            pdus.append(pdu)
-        if self._pos > 65536 and self._pos * 2 > len(buf):
-            del buf[: self._pos]
-            self._pos = 0
-        return pdus
+        """Consume ``data`` (any chunking); PDUs completed by it are returned.
+
+        With :attr:`on_pdu` replaced, PDUs go there instead and the list is empty.
+        """
+        src = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+        pos, n = 0, len(src)
+        while pos < n:
+            dst = self.recv_buffers()[0]
+            k = min(len(dst), n - pos)
+            dst[:k] = src[pos : pos + k]
+            pos += k
+            self.recv_done(k)
+        out, self._collected = self._collected, []
+        return out
+
+    def _collect(self, pdu: PDU) -> None:
+        self._collected.append(pdu)
 
     @property
     def buffered(self) -> int:
-        return len(self._buf) - self._pos
+        return self._end - self._start + (self._dpos if self._dest is not None else 0)
 
-    def _next(self) -> PDU | None:
-        buf, pos = self._buf, self._pos
-        avail = len(buf) - pos
-        if avail < BHS_LEN:
-            return None
-        ahs_len = buf[pos + 4] * 4
-        dlen = int.from_bytes(buf[pos + 5 : pos + 8], "big")
-        opcode = buf[pos] & 0x3F
-        if opcode not in TARGET_OPCODES:
-            raise RemoteProtocolError(f"received unknown or initiator-only opcode 0x{opcode:02x}")
-        if dlen > self.max_data:
-            raise RemoteProtocolError(
-                f"target sent a {dlen}-byte data segment, above our "
-                f"MaxRecvDataSegmentLength {self.max_data}"
-            )
+    # -- zero-copy interface ----------------------------------------------------------
+    def recv_buffers(self) -> list[memoryview]:
+        """Where the next received bytes go, in order (a scatter list of writable views).
+
+        Receiving fewer bytes than offered is fine; call :meth:`recv_done` with the count.
+        """
+        start, end = self._start, self._end
+        # After parsing, the staging buffer holds less than one header (+ trailer): cheap
+        # to move down.
+        if start == end:
+            self._start = self._end = start = end = 0
+        elif end > self.STAGE // 2:
+            self._stage[: end - start] = self._sv[start:end]
+            self._start, self._end = 0, end - start
+            start, end = 0, end - start
         hd = 4 if self.header_digest else 0
-        dd = 4 if (self.data_digest and dlen) else 0
-        total = BHS_LEN + ahs_len + hd + dlen + pad_len(dlen) + dd
-        if avail < total:
-            return None
-        hdr_end = pos + BHS_LEN + ahs_len
-        bhs = bytes(buf[pos : pos + BHS_LEN])
-        if hd:
-            got = bytes(buf[hdr_end : hdr_end + 4])
-            if got != digest_bytes(memoryview(buf)[pos:hdr_end]):
-                raise RemoteProtocolError("header digest (CRC32C) mismatch")
-        dstart = hdr_end + hd
-        dend = dstart + dlen
-        # Copy out the data segment so later buffer compaction cannot disturb it.
-        data = memoryview(bytes(memoryview(buf)[dstart:dend])) if dlen else memoryview(b"")
-        if dd:
-            padded_end = dend + pad_len(dlen)
-            got = bytes(buf[padded_end : padded_end + 4])
-            if got != digest_bytes(memoryview(buf)[dstart:padded_end]):
+        dest = self._dest
+        trailer = self._trailer if dest is not None else 0
+        if dest is not None and self._dpos < len(dest):
+            # The rest of this data segment, then exactly its trailer and the next BHS: one
+            # receive completes this PDU without pulling the next one's data into staging.
+            return [dest[self._dpos :], self._sv[end : end + trailer + BHS_LEN + hd]]
+        if self._bulk:
+            # Bulk transfer: read exactly the rest of the trailer and the next header, so the
+            # next data segment can be received in place.
+            need = trailer + BHS_LEN + hd
+            avail = end - start
+            if avail >= trailer + BHS_LEN:
+                need += self._stage[start + trailer + 4] * 4
+            return [self._sv[end : start + need]]
+        return [self._sv[end : self.STAGE]]
+
+    def recv_done(self, nbytes: int) -> None:
+        """``nbytes`` were received into the buffers of the last :meth:`recv_buffers`."""
+        dest = self._dest
+        if dest is not None and self._dpos < len(dest):
+            k = len(dest) - self._dpos
+            if nbytes < k:
+                self._dpos += nbytes
+                return
+            self._dpos += k
+            nbytes -= k
+        self._end += nbytes
+        self._parse()
+
+    # -- parsing ----------------------------------------------------------------------
+    def _finish(self) -> bool:
+        """Complete the pending PDU once its trailer is in; False while it is not."""
+        dest = self._dest
+        assert dest is not None
+        trailer = self._trailer
+        start = self._start
+        if self._end - start < trailer:
+            return False
+        if self.data_digest:
+            pad = trailer - 4
+            got = bytes(self._sv[start + pad : start + trailer])
+            if pad:
+                ok = got == digest_bytes(dest, self._sv[start : start + pad])
+            else:
+                ok = got == digest_bytes(dest)
+            if not ok:
                 raise RemoteProtocolError("data digest (CRC32C) mismatch")
-        self._pos = pos + total
-        return PDU(bhs, data)
+        self._start = start + trailer
+        self._dest = None
+        self._dpos = 0
+        self._trailer = -1
+        self.on_pdu(PDU(self._bhs, dest, self._placed))
+        return True
+
+    def _parse(self) -> None:
+        sv, stage = self._sv, self._stage
+        while True:
+            if self._dest is not None:
+                if self._dpos < len(self._dest) or not self._finish():
+                    return
+            pos, end = self._start, self._end
+            avail = end - pos
+            if avail < BHS_LEN:
+                return
+            opcode = stage[pos] & 0x3F
+            if opcode not in TARGET_OPCODES:
+                raise RemoteProtocolError(
+                    f"received unknown or initiator-only opcode 0x{opcode:02x}"
+                )
+            dlen = int.from_bytes(stage[pos + 5 : pos + 8], "big")
+            if dlen > self.max_data:
+                raise RemoteProtocolError(
+                    f"target sent a {dlen}-byte data segment, above our "
+                    f"MaxRecvDataSegmentLength {self.max_data}"
+                )
+            hdr_end = pos + BHS_LEN + stage[pos + 4] * 4
+            hd = 4 if self.header_digest else 0
+            if end < hdr_end + hd:
+                return
+            if hd:
+                got = bytes(sv[hdr_end : hdr_end + 4])
+                if got != digest_bytes(sv[pos:hdr_end]):
+                    raise RemoteProtocolError("header digest (CRC32C) mismatch")
+            bhs = bytes(sv[pos : pos + BHS_LEN])
+            dstart = hdr_end + hd
+            if not dlen:
+                self._start = dstart
+                self.on_pdu(PDU(bhs, _EMPTY))
+                continue
+            trailer = pad_len(dlen) + (4 if self.data_digest else 0)
+            sink = self.sink
+            dest = sink(bhs, dlen) if sink is not None else None
+            have = end - dstart
+            if dest is None:
+                if have >= dlen + trailer and not self.data_digest:
+                    # A small PDU entirely staged: copy it out (staging is reused).
+                    self._start = dstart + dlen + trailer
+                    self._bulk = False
+                    self.on_pdu(PDU(bhs, memoryview(bytes(sv[dstart : dstart + dlen]))))
+                    continue
+                dest = memoryview(bytearray(dlen))
+                self._placed = False
+            else:
+                self._placed = True
+            k = dlen if have >= dlen else have
+            dest[:k] = sv[dstart : dstart + k]
+            self._start = dstart + k
+            self._bhs, self._dest, self._dpos, self._trailer = bhs, dest, k, trailer
+            self._bulk = dlen >= self.BULK

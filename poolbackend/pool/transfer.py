@@ -23,6 +23,8 @@ T = TypeVar("T")
 Progress = Callable[[int, int], None]
 DEFAULT_CHUNK = 1 << 20
 DEPTH = 8
+READ_CHUNK = 1 << 20  # download: bytes per READ(16)
+READ_DEPTH = 8  # download: READs in flight (= chunk buffers allocated)
 
 
 @dataclass(frozen=True)
@@ -147,11 +149,11 @@ async def download(
     """Copy [offset, offset+length) of the LUN to ``out`` in order; returns bytes written."""
     start, end = _range(geo, offset, length)
     bs = geo.block_size
-    chunk = geo.chunk_blocks()
+    chunk = geo.chunk_blocks(READ_CHUNK)
     last_lba = -(-end // bs)
     jobs = [(lba, min(chunk, last_lba - lba)) for lba in range(start // bs, last_lba, chunk)]
     # Job i reads into buffers[i % n]; it is started only after job i - n was written out.
-    buffers = [bytearray(chunk * bs) for _ in range(min(DEPTH, len(jobs)) or 1)]
+    buffers = [bytearray(chunk * bs) for _ in range(min(READ_DEPTH, len(jobs)) or 1)]
     zero = memoryview(bytes(chunk * bs)) if sparse else None
     done = 0
 

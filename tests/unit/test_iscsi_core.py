@@ -93,7 +93,9 @@ def sent_pdus(conn: Connection, digests: bool = False) -> list[P.PDU]:
 
 
 def logged_in(
-    cfg: LoginConfig | None = None, extra: list[tuple[str, str]] | None = None
+    cfg: LoginConfig | None = None,
+    extra: list[tuple[str, str]] | None = None,
+    maxcmdsn: int = 11,
 ) -> Connection:
     conn = Connection(cfg or LoginConfig("iqn.2026-11.example:i", "iqn.2026-11.example:t"), 10)
     conn.start_login()
@@ -115,7 +117,7 @@ def logged_in(
     ]
     pairs = list({**dict(pairs), **dict(extra or [])}.items())
     events = conn.receive_data(
-        login_rsp(0x87, pairs, statsn=5, tsih=0x3200, expcmdsn=10, maxcmdsn=11)
+        login_rsp(0x87, pairs, statsn=5, tsih=0x3200, expcmdsn=10, maxcmdsn=maxcmdsn)
     )
     assert isinstance(events[0], LoginComplete)
     return conn
@@ -425,3 +427,12 @@ def test_async_logout_request_event() -> None:
     raw[36], raw[42:44] = 1, (5).to_bytes(2, "big")  # event 1, Parameter3 = 5 s
     (event,) = conn.receive_data(bytes(raw))
     assert event.event == 1 and event.parameters == (0, 0, 5)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("opcode", [0x21, 0x25, 0x31])  # SCSI Response, Data-In, R2T
+def test_answer_for_a_command_held_back_by_the_window_is_a_protocol_error(opcode: int) -> None:
+    conn = logged_in()  # window of two: the third command is queued, never sent
+    itts = [conn.scsi_command(1, b"\x2a" + bytes(9), write_data=bytes(4096)) for _ in range(3)]
+    assert conn.queued == 1
+    with pytest.raises(RemoteProtocolError, match="which was not sent yet"):
+        conn.receive_data(target_pdu(opcode, 0x80, itt=itts[2], statsn=5))
