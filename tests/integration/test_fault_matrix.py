@@ -80,8 +80,8 @@ vol-wipe                       connection deleted mid-download: not requested (a
                                connection is recovered by the same reconnect code as the
                                download). tgtd killed mid-operation IS run for it, as
                                ``test_tgtd_killed_mid_wipe`` (``--algorithm random``: pipelined
-                               WRITE(16)); it is xfail(strict) because of a reconnect bug in
-                               ``poolbackend/iscsi/aio.py`` (see its reason)
+                               WRITE(16)); a failed reconnect fails every waiting command
+                               at once (the session is dead at ERL 0)
 =============================  ===============================================================
 """
 
@@ -762,13 +762,6 @@ def _sha256(path: Path) -> bytes:
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(
-    strict=True,
-    reason="poolbackend/iscsi/aio.py Session._reconnect: after a failed reconnect every other "
-    "command waiting on the lost connection retries its own reconnect in turn (each after "
-    "DefaultTime2Wait, up to max_reconnects=3), and transfer.pipelined waits for all of them: "
-    "the wipe fails ~6.4 s after the kill instead of ~2.2 s",
-)
 def test_tgtd_killed_mid_wipe(run_cli: RunCli, state_dir: Path, tmp_path: Path) -> None:
     """The tgtd-kill fault for vol-wipe (pipelined WRITE(16), 8 in flight)."""
     cli = Cli(run_cli, state_dir)
@@ -815,7 +808,7 @@ def test_tgtd_killed_mid_wipe(run_cli: RunCli, state_dir: Path, tmp_path: Path) 
         assert fired.is_set() and killed_at, "the wipe never reached 16 writes"
         seconds = ended - killed_at[0]
         SPECIAL["tgtd SIGKILLed during `vol-wipe --algorithm random` of 64 MiB (after 16 "
-                "WRITE(16)) — xfail, see report"] = (
+                "WRITE(16))"] = (
             f"rc={proc.returncode}: `{err.strip()}`",
             f"{seconds:.2f} s after the kill",
         )  # fmt: skip

@@ -1,0 +1,1 @@
+"""atheris fuzz targets, runner, seed corpus and the bounded CI run (see README.md)."""

@@ -1,0 +1,99 @@
+"""A short, bounded atheris run of every fuzz target (CI), plus the seed corpus replayed.
+
+Each target runs in its own subprocess (atheris ends the process with os._exit on a
+finding) with libFuzzer's ``-max_total_time`` and a hard subprocess timeout; a finding, a
+hang (``-timeout``) or a non-zero exit fails the test with the crash report. The
+``canary`` target has a planted bug and must be reported, which proves that findings are
+detected. atheris missing is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fuzz.targets import REAL_TARGETS, TARGETS
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = Path(__file__).resolve().parent / "corpus"
+SECONDS = float(os.environ.get("POOLBACKEND_FUZZ_SECONDS", "3"))
+
+
+def _need_atheris() -> None:
+    try:
+        import atheris  # noqa: F401
+    except ImportError:
+        pytest.fail(
+            "atheris is not installed: `pip install atheris` (wheels for CPython 3.11); "
+            "the fuzz tests need it",
+            pytrace=False,
+        )
+
+
+def _fuzz(target: str, tmp: Path, seconds: float, *extra: str) -> subprocess.CompletedProcess[str]:
+    work = tmp / target
+    (work / "corpus").mkdir(parents=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+    )
+    cmd = [
+        sys.executable, "-m", "tests.fuzz.run", target,
+        f"-max_total_time={seconds:g}", "-timeout=10", "-rss_limit_mb=1024",
+        f"-artifact_prefix={work}/", "-print_final_stats=1", *extra,
+        str(work / "corpus"),
+    ]  # fmt: skip
+    if (CORPUS / target).is_dir():
+        cmd.append(str(CORPUS / target))  # read-only: new units go to the first directory
+    try:
+        return subprocess.run(
+            cmd, cwd=work, env=env, capture_output=True, text=True, timeout=seconds + 60
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"fuzzing {target} did not stop within {seconds + 60:g}s: {exc}")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("target", REAL_TARGETS)
+def test_fuzz_target_briefly(target: str, tmp_path: Path) -> None:
+    _need_atheris()
+    r = _fuzz(target, tmp_path, SECONDS)
+    crashes = sorted(p.name for p in (tmp_path / target).glob("*-*") if p.is_file())
+    assert r.returncode == 0 and not crashes, (
+        f"fuzz target {target!r} found a problem (exit {r.returncode}, artifacts {crashes}); "
+        f"replay with `python -m tests.fuzz.run {target} --replay FILE`:\n"
+        f"{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    )
+    assert "Done " in r.stderr and "stat::number_of_executed_units" in r.stderr, r.stderr[-3000:]
+
+
+@pytest.mark.timeout(120)
+def test_planted_bug_is_detected(tmp_path: Path) -> None:
+    """The runner must report a crash: the canary target raises on inputs starting b'PB!'."""
+    _need_atheris()
+    r = _fuzz("canary", tmp_path, 20, "-seed=1")
+    assert r.returncode != 0, f"the planted bug was not found:\n{r.stderr[-3000:]}"
+    output = r.stdout + r.stderr  # atheris prints the Python traceback on stdout
+    assert "Uncaught Python exception" in output and "planted canary bug" in output, output
+    crashes = list((tmp_path / "canary").glob("crash-*"))
+    assert crashes and crashes[0].read_bytes().startswith(b"PB!")
+
+
+@pytest.mark.parametrize("target", REAL_TARGETS)
+def test_seed_corpus_replays_cleanly_and_reaches_deep(target: str) -> None:
+    """Every seed runs through its target without a finding (no atheris needed)."""
+    seeds = sorted((CORPUS / target).iterdir())
+    assert seeds, f"no seeds for {target}; run python -m tests.fuzz.make_corpus"
+    results = {seed.name: TARGETS[target](seed.read_bytes()) for seed in seeds}
+    if target == "pdu":  # every recorded tgt stream completes the whole command script
+        assert all(n >= 8 for n in results.values()), results
+        assert results["tgt-script-with-sendtargets"] == 9
+    if target == "login":  # recorded tgt logins (none, CHAP, mutual CHAP) complete
+        logins = {k: v for k, v in results.items() if k.startswith("tgt-login-auth")}
+        assert logins.pop("tgt-login-auth-failure") is False
+        assert logins and all(logins.values()), logins
+        assert results["tgt-login-discovery"] and results["tgt-login-mutual-bytewise"]
