@@ -2,15 +2,19 @@
 
 ``python -m bench.run`` (after scripts/install-deps.sh) starts a private tgtd, runs every case
 several times and prints min/median for us and for each reference plus the ratio, as a
-Markdown table. References: libiscsi's tools (iscsi-ls, iscsi-perf), libvirt's iscsi-direct
-backend (virsh on a private libvirtd, when tests/harness/libvirtd.py can start one) and dd
-of the backing file as the ceiling for reads.
+Markdown table. References: libiscsi's tools (iscsi-ls, iscsi-perf), QEMU's libiscsi block
+driver (``qemu-img convert`` to and from ``iscsi://``), libvirt's iscsi-direct backend (virsh
+on a private libvirtd, when tests/harness/libvirtd.py can start one) and dd of the backing
+file as the ceiling for reads. Our runs and the reference runs alternate, so load from
+elsewhere on the machine hits both alike. tgtd's backing files and the upload source live on
+/dev/shm when it exists (``--no-shm`` to use the default temp dir), keeping disks out.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import re
@@ -20,16 +24,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from poolbackend.iscsi.aio import Session  # noqa: E402
+from poolbackend.iscsi import digest  # noqa: E402
+from poolbackend.iscsi.aio import Session, SessionOptions  # noqa: E402
 from poolbackend.iscsi.portal import Portal  # noqa: E402
-from poolbackend.pool import scan  # noqa: E402
+from poolbackend.pool import scan, transfer  # noqa: E402
 from tests.harness.tgtd import Tgtd  # noqa: E402
 
 MiB = 1 << 20
@@ -71,10 +76,77 @@ def timed(fn: Callable[[], object], runs: int) -> list[float]:
     return out
 
 
+def alternating(
+    a: Callable[[], object], b: Callable[[], object], runs: int
+) -> tuple[list[float], list[float]]:
+    """Time ``a`` and ``b`` in turns (a, b, a, b, ...): machine noise hits both alike."""
+    ta: list[float] = []
+    tb: list[float] = []
+    for _ in range(runs):
+        ta += timed(a, 1)
+        tb += timed(b, 1)
+    return ta, tb
+
+
 def cli(*args: str, env: dict[str, str]) -> None:
     subprocess.run(
         [sys.executable, "-m", "poolbackend", *args], env=env, check=True, capture_output=True
     )
+
+
+def run(*cmd: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.strip()[-300:]}")
+
+
+SHM = Path("/dev/shm")
+USE_SHM = True
+
+
+@contextlib.contextmanager
+def target() -> Iterator[Tgtd]:
+    """A private tgtd whose work dir (LUN backing files) is on /dev/shm when possible."""
+    old = tempfile.tempdir
+    if USE_SHM and SHM.is_dir() and os.access(SHM, os.W_OK):
+        tempfile.tempdir = str(SHM)
+    try:
+        tgt = Tgtd.start()
+    finally:
+        tempfile.tempdir = old
+    with tgt:
+        yield tgt
+
+
+def fill(path: Path, size: int) -> None:
+    """Real data, not a sparse file (and the pages of a tmpfs file allocated up front)."""
+    with open(path, "r+b" if path.exists() else "wb") as f:
+        chunk = os.urandom(4 * MiB)
+        for _ in range(size // len(chunk)):
+            f.write(chunk)
+        f.write(chunk[: size % len(chunk)])
+
+
+def mib_s(size: int, times: list[float]) -> list[float]:
+    return [size / MiB / t for t in times]
+
+
+def qemu_url(tgt: Tgtd, lun: int = 1) -> str:
+    return f"iscsi://{tgt.portal}/{IQN}/{lun}"
+
+
+def iscsi_perf(tgt: Tgtd, runs: int, seconds: int) -> list[float]:
+    out: list[float] = []
+    for _ in range(runs):
+        proc = subprocess.run(
+            ["iscsi-perf", "-b", "2048", "-m", "16", "-t", str(seconds), qemu_url(tgt)],
+            capture_output=True,
+            text=True,
+        )
+        found = re.findall(r"iops average \d+ \((\d+) MB/s\)", proc.stdout)
+        if found:
+            out.append(float(found[-1]))
+    return out
 
 
 def pool_xml(path: Path, name: str, tgt: Tgtd) -> Path:
@@ -110,7 +182,7 @@ def bench_refresh(
 
 
 def bench_refresh_one(n: int, runs: int, work: Path, rows: list[Row], virsh: object | None) -> None:
-    with Tgtd.start() as tgt:
+    with target() as tgt:
         tgt.new_target(1, IQN)
         tgt.add_luns(1, range(1, n + 1), 1 * MiB)
         portal = Portal(tgt.host, tgt.port)
@@ -146,78 +218,175 @@ def bench_refresh_one(n: int, runs: int, work: Path, rows: list[Row], virsh: obj
         rows.append(Row(f"refresh {n} LUNs (poolbackend pool-refresh)", whole, ref_name, ref, "s"))
 
 
-def bench_read(size: int, runs: int, work: Path, rows: list[Row]) -> None:
-    with Tgtd.start() as tgt:
+def bench_read(size: int, runs: int, work: Path, rows: list[Row], quick: bool) -> None:
+    with target() as tgt:
         tgt.new_target(1, IQN)
         backing = tgt.add_lun(1, 1, size)
-        with open(backing, "r+b") as f:  # real data, not a sparse file
-            chunk = os.urandom(4 * MiB)
-            for _ in range(size // len(chunk)):
-                f.write(chunk)
+        fill(backing, size)
         env = dict(os.environ, POOLBACKEND_STATE_DIR=str(work / "state-read"), PYTHONPATH=str(ROOT))
         cli("pool-create", str(pool_xml(work / "pr.xml", "benchread", tgt)), env=env)
         rss: list[int] = []
+        what = f"sequential read {size // MiB} MiB"
 
         def download() -> None:
             before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             cli("vol-download", "--pool", "benchread", "unit:0:0:1", "/dev/null", env=env)
             rss.append(max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
 
-        ours = [size / MiB / t for t in timed(download, runs)]
+        ours: list[float] = []
         perf: list[float] = []
-        for _ in range(runs):
-            out = subprocess.run(
-                [
-                    "iscsi-perf",
-                    "-b",
-                    "2048",
-                    "-m",
-                    "16",
-                    "-t",
-                    "5",
-                    f"iscsi://{tgt.portal}/{IQN}/1",
-                ],
-                capture_output=True,
-                text=True,
-            )
-            found = re.findall(r"iops average \d+ \((\d+) MB/s\)", out.stdout)
-            if found:
-                perf.append(float(found[-1]))
+        for _ in range(runs):  # alternate with iscsi-perf
+            ours += mib_s(size, timed(download, 1))
+            perf += iscsi_perf(tgt, 1, 1 if quick else 5)
+        rows.append(Row(f"{what} (vol-download)", ours, "iscsi-perf -b 2048 -m 16", perf, "MiB/s"))
+
+        def in_process() -> None:
+            asyncio.run(_download(Portal(tgt.host, tgt.port), SessionOptions()))
+
+        inproc = mib_s(size, timed(in_process, runs))
         rows.append(
             Row(
-                f"sequential read {size // MiB} MiB (vol-download)",
-                ours,
+                f"{what} (in-process transfer.download, no CLI start-up)",
+                inproc,
                 "iscsi-perf -b 2048 -m 16",
                 perf,
                 "MiB/s",
             )
         )
-        dd = [
-            size / MiB / t
-            for t in timed(
-                lambda: subprocess.run(
-                    ["dd", f"if={backing}", "of=/dev/null", "bs=4M"],
-                    check=True,
-                    capture_output=True,
-                ),
-                runs,
-            )
-        ]
+        null = f"driver=null-co,size={size}"
+        ours_q, qemu = alternating(
+            download,
+            lambda: run(
+                "qemu-img", "convert", "-n", "-f", "raw", qemu_url(tgt), "--target-image-opts", null
+            ),
+            runs,
+        )
         rows.append(
             Row(
-                f"sequential read {size // MiB} MiB (vol-download)",
-                ours,
-                "dd of the backing file (ceiling)",
-                dd,
+                f"{what} (vol-download)",
+                mib_s(size, ours_q),
+                "qemu-img convert iscsi:// to null-co",
+                mib_s(size, qemu),
                 "MiB/s",
             )
+        )
+        dd = mib_s(
+            size,
+            timed(lambda: run("dd", f"if={backing}", "of=/dev/null", "bs=4M"), runs),
+        )
+        rows.append(
+            Row(f"{what} (vol-download)", ours, "dd of the backing file (ceiling)", dd, "MiB/s")
         )
         print(f"peak RSS of vol-download: {max(rss) / 1024:.0f} MiB", file=sys.stderr)
         rows.append(Row("peak RSS of vol-download", [max(rss) / 1024], "-", [], "MiB"))
 
 
+async def _download(portal: Portal, options: SessionOptions) -> None:
+    async with await Session.open(portal, IQN, options) as s:
+        geo = await transfer.geometry(s, 1)
+        with open(os.devnull, "wb") as out:
+            await transfer.download(s, geo, out)
+
+
+def bench_write(size: int, runs: int, work: Path, rows: list[Row]) -> None:
+    with target() as tgt:
+        tgt.new_target(1, IQN)
+        fill(tgt.add_lun(1, 1, size), size)  # overwrite allocated pages, as a disk would
+        src = tgt.workdir / "upload-source.img"
+        fill(src, size)
+        env = dict(
+            os.environ, POOLBACKEND_STATE_DIR=str(work / "state-write"), PYTHONPATH=str(ROOT)
+        )
+        cli("pool-create", str(pool_xml(work / "pw.xml", "benchwrite", tgt)), env=env)
+        rss: list[int] = []
+
+        def upload() -> None:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            cli("vol-upload", "--pool", "benchwrite", "unit:0:0:1", str(src), env=env)
+            rss.append(max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+
+        ours, qemu = alternating(
+            upload,
+            lambda: run(
+                "qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", str(src), qemu_url(tgt)
+            ),
+            runs,
+        )
+        rows.append(
+            Row(
+                f"sequential write {size // MiB} MiB (vol-upload)",
+                mib_s(size, ours),
+                "qemu-img convert -n FILE iscsi://",
+                mib_s(size, qemu),
+                "MiB/s",
+            )
+        )
+        rows.append(Row("peak RSS of vol-upload", [max(rss) / 1024], "-", [], "MiB"))
+
+
+def bench_wipe(size: int, runs: int, work: Path, rows: list[Row], virsh: object | None) -> None:
+    with target() as tgt:
+        tgt.new_target(1, IQN)
+        fill(tgt.add_lun(1, 1, size), size)
+        env = dict(os.environ, POOLBACKEND_STATE_DIR=str(work / "state-wipe"), PYTHONPATH=str(ROOT))
+        xml = pool_xml(work / "pwipe.xml", "benchwipe", tgt)
+        cli("pool-create", str(xml), env=env)
+
+        def ours() -> None:
+            cli("vol-wipe", "--pool", "benchwipe", "unit:0:0:1", env=env)
+
+        what = f"vol-wipe {size // MiB} MiB (zero)"
+        if virsh is None:
+            rows.append(Row(what, timed(ours, runs), "virsh vol-wipe [unavailable]", [], "s"))
+            return
+        v = virsh.virsh  # type: ignore[attr-defined]
+        v("pool-create", str(xml), check=True)
+        try:
+            mine, theirs = alternating(
+                ours, lambda: v("vol-wipe", "--pool", "benchwipe", "unit:0:0:1", check=True), runs
+            )
+        finally:
+            v("pool-destroy", "benchwipe")
+        rows.append(Row(what, mine, "virsh vol-wipe (libvirt)", theirs, "s"))
+
+
+def bench_digest(size: int, runs: int, rows: list[Row]) -> None:
+    """Header+data digest reads: google-crc32c (our default when installed) vs crcmod."""
+    with target() as tgt:
+        tgt.new_target(1, IQN)
+        fill(tgt.add_lun(1, 1, size), size)
+        tgt.set_param(1, "HeaderDigest", "CRC32C")
+        tgt.set_param(1, "DataDigest", "CRC32C")
+        options = SessionOptions(header_digest="CRC32C", data_digest="CRC32C")
+        portal = Portal(tgt.host, tgt.port)
+        results: dict[str, list[float]] = {}
+        names: dict[str, str] = {}
+        try:
+            for _ in range(runs):
+                for impl in digest.IMPLEMENTATIONS:
+                    try:
+                        names[impl] = digest.use(impl)
+                    except ImportError:
+                        continue
+                    t = time.perf_counter()
+                    asyncio.run(_download(portal, options))
+                    results.setdefault(impl, []).append(size / MiB / (time.perf_counter() - t))
+        finally:
+            digest.use(None)
+        google = names.get("google-crc32c", "google-crc32c [not installed]")
+        rows.append(
+            Row(
+                f"read {size // MiB} MiB, header+data digest, {google}",
+                results.get("google-crc32c", []),
+                names["crcmod"],
+                results["crcmod"],
+                "MiB/s",
+            )
+        )
+
+
 def bench_startup(runs: int, work: Path, rows: list[Row], virsh: object | None) -> None:
-    with Tgtd.start() as tgt:
+    with target() as tgt:
         tgt.new_target(1, IQN)
         tgt.add_lun(1, 1, 1 * MiB)
         env = dict(
@@ -237,23 +406,48 @@ def bench_startup(runs: int, work: Path, rows: list[Row], virsh: object | None) 
         rows.append(Row("CLI start-up: vol-list of an active pool", ours, name, ref, "s"))
 
 
+CASES = ("refresh", "read", "write", "wipe", "digest", "startup")
+
+
 def main() -> None:
+    global USE_SHM
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--luns", default="1,128,1024", help="LUN counts for the refresh case")
     ap.add_argument("--read-mib", type=int, default=1024, help="size of the read case")
+    ap.add_argument("--write-mib", type=int, default=1024, help="size of the write case")
+    ap.add_argument("--wipe-mib", type=int, default=256, help="size of the wipe case")
+    ap.add_argument("--digest-mib", type=int, default=256, help="size of the digest case")
+    ap.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of cases")
+    ap.add_argument("--no-shm", action="store_true", help="keep LUN files in the temp dir")
     ap.add_argument("--quick", action="store_true", help="small sizes, 2 runs (smoke test)")
     args = ap.parse_args()
     if args.quick:
-        args.runs, args.luns, args.read_mib = 2, "1,16", 64
+        args.runs, args.luns = 2, "1,16"
+        args.read_mib = args.write_mib = args.digest_mib = 64
+        args.wipe_mib = 16
+    USE_SHM = not args.no_shm
+    cases = set(args.cases.split(","))
+    if cases - set(CASES):
+        ap.error(f"unknown cases {sorted(cases - set(CASES))}; use {', '.join(CASES)}")
     rows: list[Row] = []
-    virsh = libvirtd()
+    virsh = libvirtd() if cases & {"refresh", "wipe", "startup"} else None
     try:
         with tempfile.TemporaryDirectory(prefix="pb-bench-") as tmp:
             work = Path(tmp)
-            bench_refresh([int(n) for n in args.luns.split(",")], args.runs, work, rows, virsh)
-            bench_read(args.read_mib * MiB, min(args.runs, 3), work, rows)
-            bench_startup(args.runs, work, rows, virsh)
+            if "refresh" in cases:
+                luns = [int(n) for n in args.luns.split(",")]
+                bench_refresh(luns, args.runs, work, rows, virsh)
+            if "read" in cases:
+                bench_read(args.read_mib * MiB, min(args.runs, 3), work, rows, args.quick)
+            if "write" in cases:
+                bench_write(args.write_mib * MiB, min(args.runs, 3), work, rows)
+            if "wipe" in cases:
+                bench_wipe(args.wipe_mib * MiB, min(args.runs, 3), work, rows, virsh)
+            if "digest" in cases:
+                bench_digest(args.digest_mib * MiB, min(args.runs, 3), rows)
+            if "startup" in cases:
+                bench_startup(args.runs, work, rows, virsh)
     finally:
         if virsh is not None:
             virsh.stop()  # type: ignore[attr-defined]
