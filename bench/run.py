@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import platform
 import re
@@ -325,29 +326,41 @@ def bench_write(size: int, runs: int, work: Path, rows: list[Row]) -> None:
 
 
 def bench_wipe(size: int, runs: int, work: Path, rows: list[Row], virsh: object | None) -> None:
-    with target() as tgt:
-        tgt.new_target(1, IQN)
-        fill(tgt.add_lun(1, 1, size), size)
-        env = dict(os.environ, POOLBACKEND_STATE_DIR=str(work / "state-wipe"), PYTHONPATH=str(ROOT))
-        xml = pool_xml(work / "pwipe.xml", "benchwipe", tgt)
-        cli("pool-create", str(xml), env=env)
+    """vol-wipe (zero) against libvirt's, on a fully allocated LUN and on a thin one.
 
-        def ours() -> None:
-            cli("vol-wipe", "--pool", "benchwipe", "unit:0:0:1", env=env)
-
-        what = f"vol-wipe {size // MiB} MiB (zero)"
-        if virsh is None:
-            rows.append(Row(what, timed(ours, runs), "virsh vol-wipe [unavailable]", [], "s"))
-            return
-        v = virsh.virsh  # type: ignore[attr-defined]
-        v("pool-create", str(xml), check=True)
-        try:
-            mine, theirs = alternating(
-                ours, lambda: v("vol-wipe", "--pool", "benchwipe", "unit:0:0:1", check=True), runs
+    On a fully allocated LUN tgt has to write every zero itself, so the target bounds both
+    sides; on a thin LUN (LBPRZ) our WRITE SAME carries the UNMAP bit and tgt punches a hole,
+    while libvirt still sends every zero block.
+    """
+    for thin in (False, True):
+        with target() as tgt:
+            tgt.new_target(1, IQN)
+            fill(tgt.add_lun(1, 1, size, thin=thin), size)
+            name = "benchwipethin" if thin else "benchwipe"
+            env = dict(
+                os.environ, POOLBACKEND_STATE_DIR=str(work / f"state-{name}"), PYTHONPATH=str(ROOT)
             )
-        finally:
-            v("pool-destroy", "benchwipe")
-        rows.append(Row(what, mine, "virsh vol-wipe (libvirt)", theirs, "s"))
+            xml = pool_xml(work / f"{name}.xml", name, tgt)
+            cli("pool-create", str(xml), env=env)
+
+            def ours(name: str = name, env: dict[str, str] = env) -> None:
+                cli("vol-wipe", "--pool", name, "unit:0:0:1", env=env)
+
+            kind = "thin LUN, UNMAP" if thin else "allocated LUN"
+            what = f"vol-wipe {size // MiB} MiB (zero, {kind})"
+            if virsh is None:
+                rows.append(Row(what, timed(ours, runs), "virsh vol-wipe [unavailable]", [], "s"))
+                continue
+            v = virsh.virsh  # type: ignore[attr-defined]
+            v("pool-create", str(xml), check=True)
+            try:
+                theirs_fn = functools.partial(
+                    v, "vol-wipe", "--pool", name, "unit:0:0:1", check=True
+                )
+                mine, theirs = alternating(ours, theirs_fn, runs)
+            finally:
+                v("pool-destroy", name)
+            rows.append(Row(what, mine, "virsh vol-wipe (libvirt)", theirs, "s"))
 
 
 def bench_digest(size: int, runs: int, rows: list[Row]) -> None:
@@ -416,7 +429,7 @@ def main() -> None:
     ap.add_argument("--luns", default="1,128,1024", help="LUN counts for the refresh case")
     ap.add_argument("--read-mib", type=int, default=1024, help="size of the read case")
     ap.add_argument("--write-mib", type=int, default=1024, help="size of the write case")
-    ap.add_argument("--wipe-mib", type=int, default=256, help="size of the wipe case")
+    ap.add_argument("--wipe-mib", type=int, default=1024, help="size of the wipe case")
     ap.add_argument("--digest-mib", type=int, default=256, help="size of the digest case")
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of cases")
     ap.add_argument("--no-shm", action="store_true", help="keep LUN files in the temp dir")

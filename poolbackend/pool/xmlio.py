@@ -143,8 +143,13 @@ def _q(name: str) -> str:
 # --------------------------------------------------------------------------- small helpers
 
 
+_NEEDS_ESCAPE = re.compile("[&<>\"'\x00-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _esc(value: str) -> str:
     """Escape text or an attribute value the way libvirt's virBufferEscapeString does."""
+    if _NEEDS_ESCAPE.search(value) is None:
+        return value  # the common case (names, keys, paths), without a per-character loop
     out: list[str] = []
     for char in value:
         if char == "&":
