@@ -14,6 +14,7 @@ import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from poolbackend.iscsi import pdu as P
 from poolbackend.iscsi.digest import Buffer, digest_bytes
@@ -34,6 +35,9 @@ from poolbackend.iscsi.events import (
 from poolbackend.iscsi.login import LoginConfig, LoginMachine, LoginRedirect, SessionParams
 from poolbackend.iscsi.textkeys import decode_pairs, encode_pairs
 from poolbackend.scsi.lun import encode_lun
+
+_A = TypeVar("_A")
+
 
 MASK = 0xFFFFFFFF
 REJECT_REASONS = {
@@ -207,16 +211,7 @@ class Connection:
 
     def receive_data(self, data: Buffer) -> list[Event]:
         """Feed received bytes (any chunking); returns the events they complete."""
-        if self.state in (State.FAILED, State.LOGGED_OUT):
-            return []
-        try:
-            self._reader.feed(data)
-        except RemoteProtocolError:
-            self.state = State.FAILED
-            self._events = []
-            raise
-        events, self._events = self._events, []
-        return events
+        return self._consume(self._reader.feed, data)
 
     def recv_buffers(self) -> list[memoryview]:
         """Zero-copy receive, step 1: writable buffers the next bytes should be received into.
@@ -229,10 +224,14 @@ class Connection:
 
     def recv_done(self, nbytes: int) -> list[Event]:
         """Zero-copy receive, step 2: ``nbytes`` landed in the last :meth:`recv_buffers`."""
+        return self._consume(self._reader.recv_done, nbytes)
+
+    def _consume(self, step: Callable[[_A], object], arg: _A) -> list[Event]:
+        """Run one reader step; a protocol violation fails the connection for good."""
         if self.state in (State.FAILED, State.LOGGED_OUT):
             return []
         try:
-            self._reader.recv_done(nbytes)
+            step(arg)
         except RemoteProtocolError:
             self.state = State.FAILED
             self._events = []
