@@ -129,6 +129,23 @@ def fill(path: Path, size: int) -> None:
         f.write(chunk[: size % len(chunk)])
 
 
+def warm(tgt: Tgtd, size: int) -> None:
+    """Put tgtd's allocator in the state any longer-running target is in, for every client.
+
+    tgtd allocates each command's data buffer with glibc malloc. Buffers of 1 MiB are above
+    malloc's initial mmap threshold, so each one is mmapped, page-faulted in and unmapped,
+    until a larger buffer has been freed once (glibc then raises the threshold): measured
+    iscsi-perf -b 2048 at ~1350 MB/s before and ~2500 MB/s after a single 4 MiB READ. Without
+    this, whichever client first sends a request above 1 MiB speeds up all that follow.
+    """
+
+    async def read_once() -> None:
+        async with await Session.open(Portal(tgt.host, tgt.port), IQN, SessionOptions()) as s:
+            await s.read(1, 0, min(size, 4 * MiB) // 512, 512)
+
+    asyncio.run(read_once())
+
+
 def mib_s(size: int, times: list[float]) -> list[float]:
     return [size / MiB / t for t in times]
 
@@ -225,6 +242,7 @@ def bench_read(size: int, runs: int, work: Path, rows: list[Row], quick: bool) -
         tgt.new_target(1, IQN)
         backing = tgt.add_lun(1, 1, size)
         fill(backing, size)
+        warm(tgt, size)
         env = dict(os.environ, POOLBACKEND_STATE_DIR=str(work / "state-read"), PYTHONPATH=str(ROOT))
         cli("pool-create", str(pool_xml(work / "pr.xml", "benchread", tgt)), env=env)
         rss: list[int] = []
@@ -294,6 +312,7 @@ def bench_write(size: int, runs: int, work: Path, rows: list[Row]) -> None:
     with target() as tgt:
         tgt.new_target(1, IQN)
         fill(tgt.add_lun(1, 1, size), size)  # overwrite allocated pages, as a disk would
+        warm(tgt, size)
         src = tgt.workdir / "upload-source.img"
         fill(src, size)
         env = dict(
@@ -337,6 +356,7 @@ def bench_wipe(size: int, runs: int, work: Path, rows: list[Row], virsh: object 
         with target() as tgt:
             tgt.new_target(1, IQN)
             fill(tgt.add_lun(1, 1, size, thin=thin), size)
+            warm(tgt, size)
             name = "benchwipethin" if thin else "benchwipe"
             env = dict(
                 os.environ, POOLBACKEND_STATE_DIR=str(work / f"state-{name}"), PYTHONPATH=str(ROOT)

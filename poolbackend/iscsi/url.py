@@ -196,6 +196,9 @@ def parse_url(
             )
         if (t_user is None) != (t_pass is None):
             raise bad("mutual CHAP needs both target_user and target_password")
+        if password == "" or t_pass == "":  # CHAP with an empty secret authenticates nothing
+            which = "target_password" if password else "password"
+            raise bad(f"the CHAP {which} is empty")
         creds = Credentials(
             user, password.encode(), t_user, t_pass.encode() if t_pass is not None else None
         )
