@@ -14,7 +14,6 @@ import itertools
 import os
 import secrets
 import socket
-import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -114,16 +113,6 @@ class CheckCondition(CommandFailed):
     def __init__(self, message: str, sense_data: SenseData | None, sense: bytes) -> None:
         super().__init__(message, ScsiStatus.CHECK_CONDITION, sense)
         self.sense_data = sense_data
-
-
-_RW16 = struct.Struct(">BBQIBB")
-
-
-def _rw16(op: int, lba: int, blocks: int) -> bytes:
-    """READ(16) (0x88) / WRITE(16) (0x8A) without the per-call message building of C.read16."""
-    if 0 <= lba < 1 << 64 and 0 <= blocks < 1 << 32:
-        return _RW16.pack(op, 0, lba, blocks, 0, 0)
-    return C.read16(lba, blocks) if op == 0x88 else C.write16(lba, blocks)  # raises
 
 
 class _ConnectionLost(Exception):
@@ -683,7 +672,7 @@ class Session:
         into: bytearray | memoryview | None = None,
     ) -> bytes | bytearray | memoryview:
         n = blocks * block_size
-        r = await self.execute(lun, _rw16(0x88, lba, blocks), read_len=n, read_into=into)
+        r = await self.execute(lun, C.read16(lba, blocks), read_len=n, read_into=into)
         if r.underflow or len(r.data) != n:
             raise CommandFailed(
                 f"{self.what}: READ(16) on LUN {lun} returned {len(r.data)} of {n} bytes"
@@ -694,7 +683,7 @@ class Session:
         n = len(data)
         if n % block_size:
             raise ValueError(f"write of {n} bytes is not a multiple of the {block_size}-byte block")
-        await self.execute(lun, _rw16(0x8A, lba, n // block_size), write_data=data)
+        await self.execute(lun, C.write16(lba, n // block_size), write_data=data)
 
     # -- other requests ----------------------------------------------------------------
     async def _simple(self, submit: Callable[[Connection], int], what: str) -> Event:

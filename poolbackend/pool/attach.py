@@ -202,21 +202,26 @@ class _Domain:
         self.name = self.handle.name()
         self.active = bool(self.handle.isActive())
 
-    def xml_views(self, flags: int) -> list[str]:
-        """Live and/or persistent XML, as the change *flags* would affect them."""
+    def disks(self, flags: int) -> list[etree._Element]:
+        """The ``<disk>`` elements of the live and/or persistent XML a change with *flags*
+        touches."""
         live = bool(flags & AFFECT_LIVE) or (flags == AFFECT_CURRENT and self.active)
         config = bool(flags & AFFECT_CONFIG) or (flags == AFFECT_CURRENT and not self.active)
-        views = []
+        disks: list[etree._Element] = []
         try:
             if live:
-                views.append(self.handle.XMLDesc(0))
+                disks += _disks(self.handle.XMLDesc(0))
             if config:
-                views.append(self.handle.XMLDesc(self.libvirt.VIR_DOMAIN_XML_INACTIVE))
+                disks += _disks(self.handle.XMLDesc(self.libvirt.VIR_DOMAIN_XML_INACTIVE))
         except self.libvirt.libvirtError as exc:
             raise PoolBackendError(
                 f"cannot read the XML of domain '{self.name}': {libvirt_message(exc)}"
             ) from None
-        return views
+        return disks
+
+    def disk_of(self, flags: int, pool: PoolDef, volume: Volume) -> etree._Element | None:
+        """The disk that is *volume*, found by its iSCSI source, or None."""
+        return next((d for d in self.disks(flags) if _is_volume(d, pool, volume)), None)
 
 
 def _lookup_domain(conn: Any, name: str) -> Any:
@@ -311,15 +316,14 @@ def attach_volume(
     try:
         dom = _Domain(conn, domain)
         flags = placement.flags(dom.active)
-        views = dom.xml_views(flags)
-        used = {_target_dev(d) for view in views for d in _disks(view)}
-        for view in views:
-            for disk in _disks(view):
-                if _is_volume(disk, record.pool, volume):
-                    raise StateError(
-                        f"volume '{volume.name}' of pool '{record.pool.name}' is already "
-                        f"attached to domain '{dom.name}' as '{_target_dev(disk)}'"
-                    )
+        disks = dom.disks(flags)
+        used = {_target_dev(d) for d in disks}
+        for disk in disks:
+            if _is_volume(disk, record.pool, volume):
+                raise StateError(
+                    f"volume '{volume.name}' of pool '{record.pool.name}' is already "
+                    f"attached to domain '{dom.name}' as '{_target_dev(disk)}'"
+                )
         target = options.target or next_free_target(used, bus)
         if target in used:
             raise StateError(f"target device '{target}' is already in use by domain '{dom.name}'")
@@ -364,14 +368,7 @@ def detach_volume(
     try:
         dom = _Domain(conn, domain)
         flags = placement.flags(dom.active)
-        found = None
-        for view in dom.xml_views(flags):
-            for disk in _disks(view):
-                if _is_volume(disk, record.pool, volume):
-                    found = disk
-                    break
-            if found is not None:
-                break
+        found = dom.disk_of(flags, record.pool, volume)
         if found is None:
             raise NotFoundError(
                 f"volume '{volume.name}' of pool '{record.pool.name}' is not attached to "
@@ -397,8 +394,8 @@ def _wait_gone(dom: _Domain, pool: PoolDef, volume: Volume, wait: float) -> bool
     deadline = time.monotonic() + wait
     while True:
         try:
-            present = any(_is_volume(d, pool, volume) for d in _disks(dom.handle.XMLDesc(0)))
-        except dom.libvirt.libvirtError:
+            present = dom.disk_of(AFFECT_LIVE, pool, volume) is not None
+        except PoolBackendError:
             return True  # the domain went away: nothing holds the disk any more
         if not present:
             return True

@@ -143,6 +143,26 @@ def _q(name: str) -> str:
 # --------------------------------------------------------------------------- small helpers
 
 
+_ESCAPES = {
+    "&": "&amp;",
+    "<": "&lt;",
+    ">": "&gt;",
+    '"': "&quot;",
+    "'": "&apos;",
+    "\n": "&#xA;",
+    "\r": "&#xD;",
+    "\t": "&#x9;",
+}
+
+
+def _representable(char: str) -> bool:
+    """False for what XML 1.0 cannot hold (dropped, like libvirt does)."""
+    code = ord(char)
+    return char in _ESCAPES or not (
+        code < 0x20 or 0xD800 <= code <= 0xDFFF or char in "\ufffe\uffff"
+    )
+
+
 _NEEDS_ESCAPE = re.compile("[&<>\"'\x00-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
@@ -150,29 +170,7 @@ def _esc(value: str) -> str:
     """Escape text or an attribute value the way libvirt's virBufferEscapeString does."""
     if _NEEDS_ESCAPE.search(value) is None:
         return value  # the common case (names, keys, paths), without a per-character loop
-    out: list[str] = []
-    for char in value:
-        if char == "&":
-            out.append("&amp;")
-        elif char == "<":
-            out.append("&lt;")
-        elif char == ">":
-            out.append("&gt;")
-        elif char == '"':
-            out.append("&quot;")
-        elif char == "'":
-            out.append("&apos;")
-        elif char == "\n":
-            out.append("&#xA;")
-        elif char == "\r":
-            out.append("&#xD;")
-        elif char == "\t":
-            out.append("&#x9;")
-        elif ord(char) < 0x20 or 0xD800 <= ord(char) <= 0xDFFF or char in "\ufffe\uffff":
-            continue  # not representable in XML 1.0
-        else:
-            out.append(char)
-    return "".join(out)
+    return "".join(_ESCAPES.get(char, char) for char in value if _representable(char))
 
 
 _HEX = frozenset("0123456789abcdefABCDEF")

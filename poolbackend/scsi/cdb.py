@@ -65,11 +65,16 @@ def _lba_blocks_10(op: Opcode, flags: int, lba: int, blocks: int) -> bytes:
     return struct.pack(">BBIBHB", op, flags, lba, 0, blocks, 0)
 
 
+_LBA_BLOCKS_16 = struct.Struct(">BBQIBB")
+
+
 def _lba_blocks_16(op: Opcode, flags: int, lba: int, blocks: int) -> bytes:
-    name = cdb_name(bytes((op,)))
-    _check(f"{name} LBA", lba, 64)
-    _check(f"{name} block count", blocks, 32)
-    return struct.pack(">BBQIBB", op, flags, lba, blocks, 0, 0)
+    # READ(16)/WRITE(16) are built once per transfer chunk: name the command only for errors.
+    if not (0 <= lba < 1 << 64 and 0 <= blocks < 1 << 32):
+        name = cdb_name(bytes((op,)))
+        _check(f"{name} LBA", lba, 64)
+        _check(f"{name} block count", blocks, 32)
+    return _LBA_BLOCKS_16.pack(op, flags, lba, blocks, 0, 0)
 
 
 def _rw_flags(fua: bool, dpo: bool) -> int:
