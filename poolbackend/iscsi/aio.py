@@ -44,7 +44,7 @@ from poolbackend.iscsi.events import (
     TextReply,
     TmfReply,
 )
-from poolbackend.iscsi.login import LoginConfig, SessionParams
+from poolbackend.iscsi.login import DIGEST_OFFER, LoginConfig, SessionParams
 from poolbackend.iscsi.portal import Credentials, Portal
 from poolbackend.scsi import cdb as C
 from poolbackend.scsi.capacity import (
@@ -94,8 +94,8 @@ def default_initiator_name() -> str:
 class SessionOptions:
     initiator_name: str = field(default_factory=default_initiator_name)
     timeout: float = 10.0
-    header_digest: str = "None,CRC32C"
-    data_digest: str = "None"
+    header_digest: str = DIGEST_OFFER
+    data_digest: str = DIGEST_OFFER
     chap_algorithms: tuple[int, ...] = (5,)
     max_recv_data_segment_length: int = 262144
     max_burst_length: int = 16776192

@@ -62,6 +62,11 @@ def login_status_text(cls: int, detail: int) -> str:
     return f"{text} (status 0x{code:04x})"
 
 
+DIGEST_OFFER = "None,CRC32C"
+"""Default HeaderDigest and DataDigest offer: the target chooses. Targets that do not insist
+(tgt's default) answer None; targets configured to require CRC32C get it."""
+
+
 @dataclass
 class LoginConfig:
     initiator_name: str
@@ -70,8 +75,8 @@ class LoginConfig:
     tsih: int = 0
     cid: int = 0
     chap: ChapInitiator | None = None
-    header_digest: str = "None,CRC32C"
-    data_digest: str = "None"
+    header_digest: str = DIGEST_OFFER
+    data_digest: str = DIGEST_OFFER
     max_recv_data_segment_length: int = 262144
     max_burst_length: int = 16776192
     first_burst_length: int = 262144

@@ -32,7 +32,7 @@ namespace :data:`PB_NS` (see ``poolbackend/schemas/storagepool.rng``)::
           <pb:secret usage='target1-mutual'/>
         </pb:target-auth>
         <pb:chap algorithms='7,5'/>
-        <pb:digest header='None,CRC32C' data='None'/>
+        <pb:digest header='None,CRC32C' data='None,CRC32C'/>
         <pb:timeout seconds='10'/>
       </pb:iscsi>
     </pool>

@@ -31,6 +31,9 @@ Modes (``FakeTarget(mode, **kw)``):
     or 0x0102) the data segment carries ``TargetAddress=<target_address>``
     (``host:port,1`` -- ``,1`` is appended when no tag is given), so an
     initiator can follow the redirect to e.g. a real tgtd. Then closes.
+``require_data_digest``
+    ``slow`` without delay, but insisting on DataDigest=CRC32C: an offer
+    without CRC32C is answered ``DataDigest=Reject``.
 ``hostile_length``
     Answers the first Login Request with a Login Response whose
     DataSegmentLength is 0xFFFFFF, followed by 4 KiB of filler, and then keeps
@@ -83,6 +86,7 @@ MODES = (
     "slow",
     "login_status",
     "hostile_length",
+    "require_data_digest",
 )
 
 
@@ -311,8 +315,11 @@ def recv_pdu(sock: socket.socket) -> Pdu:
 _TARGET_MRDSL = 8192
 
 
-def _negotiate(keys: dict[str, str]) -> dict[str, str]:
-    """Answer operational keys with RFC 7143 result functions (minimal target)."""
+def _negotiate(keys: dict[str, str], require_data_digest: bool = False) -> dict[str, str]:
+    """Answer operational keys with RFC 7143 result functions (minimal target).
+
+    ``require_data_digest``: a target configured to insist on DataDigest=CRC32C (as LIO can
+    be); an offer without CRC32C gets ``Reject`` (RFC 7143 §6.2: no acceptable value)."""
     out: dict[str, str] = {}
     declarative = {
         "InitiatorName", "InitiatorAlias", "TargetName", "SessionType", "TargetAlias",
@@ -322,7 +329,9 @@ def _negotiate(keys: dict[str, str]) -> dict[str, str]:
         if k in declarative or k.startswith("CHAP_"):
             continue
         try:
-            if k in ("HeaderDigest", "DataDigest"):
+            if k == "DataDigest" and require_data_digest:
+                out[k] = "CRC32C" if "CRC32C" in v.split(",") else "Reject"
+            elif k in ("HeaderDigest", "DataDigest"):
                 out[k] = "None"
             elif k == "MaxConnections":
                 out[k] = "1"
@@ -612,7 +621,7 @@ class FakeTarget:
                         return
                     if "AuthMethod" in keys:
                         keys_out["AuthMethod"] = "None"
-                keys_out.update(_negotiate(keys))
+                keys_out.update(_negotiate(keys, self.mode == "require_data_digest"))
                 if pdu.csg == 1 or (pdu.transit and pdu.nsg == 3):
                     keys_out.setdefault("MaxRecvDataSegmentLength", str(_TARGET_MRDSL))
                 final = pdu.transit and pdu.nsg == 3
@@ -664,6 +673,11 @@ class FakeTarget:
                 self._drain_until_closed(conn)
                 return
             return  # anything else: not supported, close
+
+    def _mode_require_data_digest(self, conn: socket.socket) -> None:
+        """Like ``slow`` (no delay), but DataDigest must be CRC32C. Only NOP-Out and Logout
+        follow, which carry no data segment, so no data digest is ever on the wire."""
+        self._mode_slow(conn)
 
 
 __all__ = [
