@@ -122,6 +122,8 @@ def pool_autostart(args: argparse.Namespace) -> int:
 
 
 def pool_build(args: argparse.Namespace) -> int:
+    if args.overwrite and args.no_overwrite:
+        raise ConfigError("Options --no-overwrite and --overwrite are mutually exclusive")
     store = _store()
     record = store.get_pool(args.pool)
     if record.state.active:
@@ -135,7 +137,11 @@ def pool_build(args: argparse.Namespace) -> int:
 def pool_delete(args: argparse.Namespace) -> int:
     from poolbackend.pool.backend import not_supported
 
-    _store().get_pool(args.pool)
+    record = _store().get_pool(args.pool)
+    if record.state.active:
+        raise PoolBackendError(
+            f"Requested operation is not valid: storage pool '{record.pool.name}' is still active"
+        )
     raise not_supported("pool does not support pool deletion")
 
 
@@ -449,16 +455,6 @@ def vol_upload(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unsupported(message: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        from poolbackend.pool.backend import not_supported
-
-        _active_pool(args)
-        raise not_supported(message)
-
-    return run
-
-
 # -- secrets -----------------------------------------------------------------------------
 def _secrets() -> Any:
     from poolbackend.pool.secrets import SecretStore
@@ -546,7 +542,9 @@ def register(sub: Any, cmd: Register) -> None:
     pool_cmd("pool-refresh", "pool_refresh", "rescan the LUNs of an active pool")
     pool_cmd("pool-destroy", "pool_destroy", "stop an active pool (its definition stays)")
     pool_cmd("pool-undefine", "pool_undefine", "remove an inactive pool's definition")
-    pool_cmd("pool-build", "pool_build", "no-op for iscsi-direct pools (as in libvirt)")
+    p = pool_cmd("pool-build", "pool_build", "no-op for iscsi-direct pools (as in libvirt)")
+    p.add_argument("--no-overwrite", action="store_true", help="accepted like virsh (no effect)")
+    p.add_argument("--overwrite", action="store_true", help="accepted like virsh (no effect)")
     pool_cmd("pool-delete", "pool_delete", "not supported for iscsi-direct pools (as in libvirt)")
     p = pool_cmd("pool-autostart", "pool_autostart", "mark a pool to be started automatically")
     p.add_argument("--disable", action="store_true", help="unmark it")
@@ -627,16 +625,9 @@ def register(sub: Any, cmd: Register) -> None:
         if name == "vol-download":
             p.add_argument("--sparse", action="store_true", help="leave holes for zero blocks")
         p.set_defaults(pool_pos=None)
-    for name, message in (
-        ("vol-create-as", "storage pool does not support volume creation"),
-        ("vol-delete", "storage pool does not support vol deletion"),
-        ("vol-resize", "storage pool does not support changing of volume capacity"),
-        ("vol-clone", "storage pool does not support volume creation from an existing volume"),
-    ):
-        p = sub.add_parser(name, help=f"not supported for iscsi-direct pools ({message})")
-        p.add_argument("pool", metavar="POOL")
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=_unsupported(message))
+    from poolbackend.cli import unsupported
+
+    unsupported.register(sub, cmd)
     p = cmd(sub, "secret-define", me + "secret_define", "define a CHAP secret from an XML file")
     p.add_argument("file", metavar="FILE")
     p = cmd(

@@ -82,6 +82,7 @@ __all__ = [
     "format_pool_xml",
     "format_secret_xml",
     "format_sources_xml",
+    "format_volume_request_xml",
     "format_volume_xml",
     "parse_pool_state_xml",
     "parse_pool_xml",
@@ -1205,15 +1206,45 @@ def format_volume_xml(volume: Volume) -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_volume_request_xml(
+    name: str,
+    capacity: int,
+    allocation: int | None,
+    file_format: str | None,
+    backing_path: str | None,
+    backing_format: str | None,
+) -> str:
+    """The volume XML ``virsh vol-create-as --print-xml`` prints (values escaped)."""
+    lines = ["<volume>", f"  <name>{_esc(name)}</name>", f"  <capacity>{capacity}</capacity>"]
+    if allocation is not None:
+        lines.append(f"  <allocation>{allocation}</allocation>")
+    if file_format:
+        lines += ["  <target>", f"    <format type='{_esc(file_format)}'/>", "  </target>"]
+    if backing_path is not None:
+        lines += ["  <backingStore>", f"    <path>{_esc(backing_path)}</path>"]
+        if backing_format:
+            lines.append(f"    <format type='{_esc(backing_format)}'/>")
+        lines.append("  </backingStore>")
+    return "\n".join([*lines, "</volume>"]) + "\n"
+
+
 # ---------------------------------------------------------------------------- volume XML
 
 
-def parse_volume_xml(text: bytes | str, *, source_name: str = "<file>") -> VolumeSpec:
+def parse_volume_xml(
+    text: bytes | str,
+    *,
+    source_name: str = "<file>",
+    capacity_optional: bool = False,
+    validate: bool = True,
+) -> VolumeSpec:
     """Parse a volume-creation XML (``vol-create``) far enough to report libvirt's refusals.
 
     libvirt's checks and messages come first (``XML error: missing volume name element``,
     ``XML error: missing capacity element``, ``XML error: malformed capacity element``, size
-    unit errors), then the schema ``storagevol.rng``.
+    unit errors), then the schema ``storagevol.rng``. ``capacity_optional``: libvirt's
+    VIR_VOL_XML_PARSE_OPT_CAPACITY (vol-create), where a missing capacity means 0;
+    ``validate=False``: no schema check, like libvirt without ``--validate``.
     """
     kind = "volume"
     root = _load(text, kind, source_name)
@@ -1232,7 +1263,7 @@ def parse_volume_xml(text: bytes | str, *, source_name: str = "<file>") -> Volum
     for element_name in ("capacity", "allocation"):
         value = _xstr(root, f"./{element_name}")
         if not value:
-            if element_name == "capacity":
+            if element_name == "capacity" and not capacity_optional:
                 raise _libvirt("XML error: missing capacity element", root, source_name)
             sizes.append(None)
             continue
@@ -1244,7 +1275,8 @@ def parse_volume_xml(text: bytes | str, *, source_name: str = "<file>") -> Volum
             )
         unit = _xstr(root, f"./{element_name}/@unit") or None
         sizes.append(scale_integer(number, unit))
-    _validate(root, "storagevol.rng", _E_VOLUME, "volume", kind, source_name)
+    if validate:
+        _validate(root, "storagevol.rng", _E_VOLUME, "volume", kind, source_name)
     return VolumeSpec(name=name, capacity=sizes[0], allocation=sizes[1])
 
 
