@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 
 from poolbackend.errors import ConfigError
+from poolbackend.text import printable as printable  # the one escaping rule, re-exported
 
 DEFAULT_PORT = 3260
 """iSCSI well-known port, used when ``<host>`` has no port or port 0."""
@@ -28,28 +29,6 @@ VOLUME_NAME_PREFIX = "unit:0:0:"
 
 _LUN_DIGITS = re.compile(r"[0-9]+")
 _MAX_LUN_FROM_NAME = 2**31 - 1  # libvirt parses the suffix as a C int
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def printable(text: str, limit: int = 200) -> str:
-    """Return ``text`` made safe for a one-line message.
-
-    Control characters (newlines included) become ``\\n``/``\\xNN`` escapes and text longer
-    than ``limit`` characters is cut with ``...``, so that a user-supplied value can never
-    split or flood an error line.
-    """
-
-    def _escape(match: re.Match[str]) -> str:
-        char = match.group(0)
-        named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-        if char in named:
-            return named[char]
-        code = ord(char)
-        return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
-
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return _CONTROL.sub(_escape, text)
 
 
 def portal_string(host: str, port: int | None) -> str:

@@ -20,22 +20,25 @@ import binascii
 import builtins
 import contextlib
 import hmac
-import os
 from dataclasses import replace
 from pathlib import Path
 
 from poolbackend.errors import ConfigError, NotFoundError, StateError
-from poolbackend.pool.model import SECRET_USAGE_ISCSI, SecretDef
-from poolbackend.pool.naming import printable
-from poolbackend.pool.store import (
+from poolbackend.pool.fsutil import (
     DEFAULT_LOCK_TIMEOUT,
     PRIVATE_DIR_MODE,
     PRIVATE_FILE_MODE,
     StorePaths,
     atomic_write,
     ensure_dir,
+    lexists,
+    list_dir,
     process_lock,
+    read_file,
+    remove_file,
 )
+from poolbackend.pool.model import SECRET_USAGE_ISCSI, SecretDef
+from poolbackend.pool.naming import printable
 from poolbackend.pool.xmlio import canonical_uuid, format_secret_xml, parse_secret_xml
 
 __all__ = ["SecretStore", "SecretValue"]
@@ -108,24 +111,13 @@ class SecretStore:
     def _load_all(self) -> dict[str, tuple[SecretDef, Path]]:
         found: dict[str, tuple[SecretDef, Path]] = {}
         for directory in (self.paths.secrets_dir, self.paths.ephemeral_secrets_dir):
-            try:
-                entries = sorted(os.listdir(directory))
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot list '{printable(str(directory))}': {exc.strerror}"
-                ) from None
-            for entry in entries:
+            for entry in list_dir(self.paths, directory):
                 if not entry.endswith(".xml") or entry.startswith("."):
                     continue
                 path = directory / entry
-                try:
-                    data = path.read_bytes()
-                except OSError as exc:
-                    raise ConfigError(
-                        f"cannot read '{printable(str(path))}': {exc.strerror}"
-                    ) from None
+                data = read_file(self.paths, path)
+                if data is None:  # removed while listing
+                    continue
                 try:
                     secret = parse_secret_xml(data, source_name=entry)
                 except ConfigError as exc:
@@ -146,12 +138,9 @@ class SecretStore:
 
     def _read_value(self, secret: SecretDef) -> SecretValue | None:
         path = self._value_path(secret)
-        try:
-            encoded = path.read_bytes()
-        except FileNotFoundError:
+        encoded = read_file(self.paths, path)
+        if encoded is None:
             return None
-        except OSError as exc:
-            raise ConfigError(f"cannot read '{printable(str(path))}': {exc.strerror}") from None
         try:
             return SecretValue(base64.b64decode(encoded.strip(), validate=True))
         except (binascii.Error, ValueError):
@@ -188,7 +177,7 @@ class SecretStore:
     def has_value(self, uuid_or_usage: str) -> bool:
         """True when the secret exists and has a value."""
         secret = self.find(uuid_or_usage)
-        return secret is not None and self._value_path(secret).exists()
+        return secret is not None and lexists(self.paths, self._value_path(secret))
 
     def get_value(self, uuid_or_usage: str) -> SecretValue:
         """The value, for ``secret-get-value``: private secrets are refused
@@ -261,14 +250,16 @@ class SecretStore:
                             f"for use with {printable(secret.usage_id or '')}"
                         )
             directory = self._dir(secret.ephemeral)
-            ensure_dir(directory, PRIVATE_DIR_MODE)
+            ensure_dir(self.paths, directory, PRIVATE_DIR_MODE)
             value = None
             if existing is not None and existing[0].ephemeral != secret.ephemeral:
                 value = self._read_value(existing[0])
             atomic_write(
+                self.paths,
                 directory / f"{secret.uuid}.xml",
                 format_secret_xml(secret).encode("utf-8"),
                 PRIVATE_FILE_MODE,
+                dir_mode=PRIVATE_DIR_MODE,
             )
             if existing is not None and existing[0].ephemeral != secret.ephemeral:
                 if value is not None:
@@ -277,9 +268,13 @@ class SecretStore:
             return secret
 
     def _write_value(self, secret: SecretDef, value: bytes) -> None:
-        directory = self._dir(secret.ephemeral)
-        ensure_dir(directory, PRIVATE_DIR_MODE)
-        atomic_write(self._value_path(secret), base64.b64encode(value), PRIVATE_FILE_MODE)
+        atomic_write(
+            self.paths,
+            self._value_path(secret),
+            base64.b64encode(value),
+            PRIVATE_FILE_MODE,
+            dir_mode=PRIVATE_DIR_MODE,
+        )
 
     def set_value(self, uuid_or_usage: str, value: bytes | SecretValue) -> None:
         """Store the value of an existing secret (``secret-set-value``)."""
@@ -290,15 +285,7 @@ class SecretStore:
     def _remove_files(self, secret: SecretDef) -> None:
         directory = self._dir(secret.ephemeral)
         for suffix in (".base64", ".xml"):
-            path = directory / f"{secret.uuid}{suffix}"
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot remove '{printable(str(path))}': {exc.strerror}"
-                ) from None
+            remove_file(self.paths, directory / f"{secret.uuid}{suffix}")
 
     def undefine(self, uuid_or_usage: str) -> str:
         """Delete a secret and its value (``secret-undefine``); returns its UUID."""

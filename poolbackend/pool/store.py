@@ -1,46 +1,38 @@
 """Persistent pool definitions and runtime state on disk, laid out like libvirt's.
 
-Locations (root / other users):
-
-* definitions ``<name>.xml``: ``/etc/poolbackend/storage/`` /
-  ``$XDG_CONFIG_HOME/poolbackend/storage/`` (default ``~/.config``);
-* autostart links: ``<definitions>/autostart/<name>.xml``;
-* runtime state ``<name>.xml``: ``/run/poolbackend/storage/`` /
-  ``$XDG_RUNTIME_DIR/poolbackend/storage/``;
-* secrets: ``/etc/poolbackend/secrets/`` / ``$XDG_CONFIG_HOME/poolbackend/secrets/``;
-  ephemeral secrets in ``<runtime>/secrets/``;
-* the lock file: ``<runtime>/poolbackend.lock``.
-
-Without ``XDG_RUNTIME_DIR`` the runtime directory is ``$XDG_STATE_HOME/poolbackend`` (default
-``~/.local/state/poolbackend``). ``POOLBACKEND_STATE_DIR=D`` moves everything under ``D``:
-``D/config`` (definitions), ``D/run`` (state, lock, ephemeral secrets) and ``D/secrets``.
+Where the files live, and how they are opened safely, is :mod:`poolbackend.pool.fsutil`.
 
 A definition file holds the pool XML (:func:`~poolbackend.pool.xmlio.format_pool_xml`); a
 state file exists while the pool is active and holds a ``<poolstate>`` document with the
 live definition, sizes and volumes. A pool with a state file and no definition is transient.
 
-Every write is atomic (temporary file in the same directory, fsync, ``os.replace``, fsync of
-the directory); files that may hold secret values are 0600 in 0700 directories, the rest
-0644. Mutating methods take the process lock themselves; wrap a read-modify-write sequence in
-``with store.locked(): …`` (re-entrant within a process) so that concurrent commands cannot
-interleave. A file that cannot be read or parsed is reported with its path and is never
-overwritten or skipped silently.
+Every write is atomic (:func:`~poolbackend.pool.fsutil.atomic_write`). Mutating methods take
+the process lock themselves; wrap a read-modify-write sequence in ``with store.locked(): …``
+(re-entrant within a process) so that concurrent commands cannot interleave. A file that
+cannot be read or parsed is reported with its path and is never overwritten or skipped
+silently.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import os
-import tempfile
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from poolbackend.errors import ConfigError, NotFoundError, PoolBackendError, StateError
+from poolbackend.pool.fsutil import (
+    DEFAULT_LOCK_TIMEOUT,
+    FILE_MODE,
+    StorePaths,
+    atomic_write,
+    link_points_to,
+    list_dir,
+    process_lock,
+    read_file,
+    remove_file,
+    replace_symlink,
+)
 from poolbackend.pool.model import PoolDef, PoolState
 from poolbackend.pool.naming import printable
 from poolbackend.pool.xmlio import (
@@ -51,266 +43,9 @@ from poolbackend.pool.xmlio import (
     parse_pool_xml,
 )
 
-__all__ = [
-    "DEFAULT_LOCK_TIMEOUT",
-    "ENV_STATE_DIR",
-    "FILE_MODE",
-    "PRIVATE_DIR_MODE",
-    "PRIVATE_FILE_MODE",
-    "PoolRecord",
-    "Store",
-    "StorePaths",
-    "atomic_write",
-    "ensure_dir",
-    "process_lock",
-]
+__all__ = ["PoolRecord", "Store", "StorePaths"]
 
-ENV_STATE_DIR = "POOLBACKEND_STATE_DIR"
-DEFAULT_LOCK_TIMEOUT = 30.0
-FILE_MODE = 0o644
-PRIVATE_FILE_MODE = 0o600
-DIR_MODE = 0o755
-PRIVATE_DIR_MODE = 0o700
 _MAX_NAME_BYTES = 255 - len(".xml")
-
-
-@dataclass(frozen=True)
-class StorePaths:
-    """Where poolbackend keeps its files (see the module doc)."""
-
-    config_dir: Path
-    run_dir: Path
-    secrets_dir: Path
-
-    @property
-    def definitions_dir(self) -> Path:
-        return self.config_dir / "storage"
-
-    @property
-    def autostart_dir(self) -> Path:
-        return self.definitions_dir / "autostart"
-
-    @property
-    def state_dir(self) -> Path:
-        return self.run_dir / "storage"
-
-    @property
-    def ephemeral_secrets_dir(self) -> Path:
-        return self.run_dir / "secrets"
-
-    @property
-    def lock_path(self) -> Path:
-        return self.run_dir / "poolbackend.lock"
-
-    @classmethod
-    def under(cls, root: Path | str) -> StorePaths:
-        """The ``POOLBACKEND_STATE_DIR`` layout: ``root/config``, ``root/run``, ``root/secrets``."""
-        base = Path(root).absolute()
-        return cls(config_dir=base / "config", run_dir=base / "run", secrets_dir=base / "secrets")
-
-    @classmethod
-    def default(
-        cls, environ: Mapping[str, str] | None = None, uid: int | None = None
-    ) -> StorePaths:
-        """Paths for this process: ``$POOLBACKEND_STATE_DIR``, else system paths for root,
-        else the XDG directories."""
-        env = os.environ if environ is None else environ
-        if env.get(ENV_STATE_DIR):
-            return cls.under(env[ENV_STATE_DIR])
-        if (os.geteuid() if uid is None else uid) == 0:
-            config = Path("/etc/poolbackend")
-            return cls(
-                config_dir=config, run_dir=Path("/run/poolbackend"), secrets_dir=config / "secrets"
-            )
-        home = Path(env.get("HOME") or Path.home())
-        config_home = (
-            Path(env["XDG_CONFIG_HOME"]) if env.get("XDG_CONFIG_HOME") else home / ".config"
-        )
-        if env.get("XDG_RUNTIME_DIR"):
-            run = Path(env["XDG_RUNTIME_DIR"]) / "poolbackend"
-        elif env.get("XDG_STATE_HOME"):
-            run = Path(env["XDG_STATE_HOME"]) / "poolbackend"
-        else:
-            run = home / ".local" / "state" / "poolbackend"
-        config = config_home / "poolbackend"
-        return cls(config_dir=config, run_dir=run, secrets_dir=config / "secrets")
-
-
-# ------------------------------------------------------------------------ file primitives
-
-
-def _os_error(action: str, path: Path, exc: OSError) -> PoolBackendError:
-    reason = exc.strerror or str(exc)
-    return PoolBackendError(f"cannot {action} '{printable(str(path))}': {printable(reason)}")
-
-
-def ensure_dir(path: Path, mode: int = DIR_MODE) -> None:
-    """Create ``path`` (and parents) if needed; a private ``mode`` (0700) is enforced even on
-    an existing directory."""
-    try:
-        path.mkdir(mode=mode, parents=True, exist_ok=True)
-        if mode == PRIVATE_DIR_MODE and (path.stat().st_mode & 0o777) != mode:
-            os.chmod(path, mode)
-    except OSError as exc:
-        raise _os_error("create directory", path, exc) from None
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
-    """Replace ``path`` with ``data`` atomically, with permissions ``mode``.
-
-    The data goes to a temporary file in the same directory which is fsynced and then
-    renamed over ``path``; the directory is fsynced afterwards. On any failure the old file
-    is untouched and the temporary file removed.
-    """
-    directory = path.parent
-    try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise _os_error("write", path, exc) from None
-    try:
-        try:
-            os.fchmod(fd, mode)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-            raise
-        os.replace(temp_name, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        if isinstance(exc, OSError):
-            raise _os_error("write", path, exc) from None
-        raise
-    _fsync_dir(directory)
-
-
-def _remove(path: Path) -> bool:
-    """Remove ``path``; False if it did not exist."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        raise _os_error("remove", path, exc) from None
-    _fsync_dir(path.parent)
-    return True
-
-
-def _read(path: Path) -> bytes | None:
-    """File contents, or None if it does not exist."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise _os_error("read", path, exc) from None
-
-
-# ----------------------------------------------------------------------------- the lock
-
-
-class _FileLock:
-    """An exclusive ``flock`` on a lock file, re-entrant within the process."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._mutex = threading.RLock()
-        self._depth = 0
-        self._fd: int | None = None
-
-    @contextlib.contextmanager
-    def hold(self, timeout: float) -> Iterator[None]:
-        deadline = time.monotonic() + max(timeout, 0.0)
-        if not self._mutex.acquire(timeout=max(timeout, 0.0)):
-            raise self._timeout_error(timeout)
-        try:
-            if self._depth == 0:
-                self._fd = self._acquire(deadline, timeout)
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0 and self._fd is not None:
-                    with contextlib.suppress(OSError):
-                        fcntl.flock(self._fd, fcntl.LOCK_UN)
-                    os.close(self._fd)
-                    self._fd = None
-        finally:
-            self._mutex.release()
-
-    def _acquire(self, deadline: float, timeout: float) -> int:
-        ensure_dir(self.path.parent)
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-        except OSError as exc:
-            raise _os_error("open lock file", self.path, exc) from None
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    os.close(fd)
-                    raise _os_error("lock", self.path, exc) from None
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                raise self._timeout_error(timeout)
-            time.sleep(0.02)
-
-    def _timeout_error(self, timeout: float) -> StateError:
-        return StateError(
-            f"cannot lock '{printable(str(self.path))}' within {timeout:g}s: "
-            "another poolbackend command is running"
-        )
-
-    def reset_after_fork(self) -> None:
-        self._mutex = threading.RLock()
-        self._depth = 0
-        self._fd = None
-
-
-_LOCKS: dict[str, _FileLock] = {}
-_LOCKS_GUARD = threading.Lock()
-
-
-def _reset_locks_after_fork() -> None:
-    for lock in _LOCKS.values():
-        lock.reset_after_fork()
-
-
-os.register_at_fork(after_in_child=_reset_locks_after_fork)
-
-
-@contextlib.contextmanager
-def process_lock(paths: StorePaths, timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[None]:
-    """Hold poolbackend's exclusive lock for ``paths`` (shared by pools and secrets).
-
-    Re-entrant within a process; other processes wait up to ``timeout`` seconds, then get
-    a :class:`StateError`.
-    """
-    key = os.path.abspath(paths.lock_path)
-    with _LOCKS_GUARD:
-        lock = _LOCKS.setdefault(key, _FileLock(Path(key)))
-    with lock.hold(timeout):
-        yield
 
 
 # ---------------------------------------------------------------------------- the store
@@ -426,7 +161,7 @@ class Store:
 
     def _load_definition(self, name: str) -> PoolDef | None:
         path = self.definition_path(name)
-        data = _read(path)
+        data = read_file(self.paths, path)
         if data is None:
             return None
         try:
@@ -444,7 +179,7 @@ class Store:
 
     def _load_state(self, name: str) -> tuple[PoolDef, PoolState] | None:
         path = self.state_path(name)
-        data = _read(path)
+        data = read_file(self.paths, path)
         if data is None:
             return None
         cached = self._parsed_states.get(path)
@@ -470,7 +205,7 @@ class Store:
         loaded = self._load_state(name)
         if definition is None and loaded is None:
             return None
-        autostart = definition is not None and os.path.lexists(self.autostart_path(name))
+        autostart = definition is not None and self._autostart_link_ok(name)
         if loaded is not None:
             live, state = loaded
             state = replace(state, autostart=autostart, persistent=definition is not None)
@@ -480,17 +215,15 @@ class Store:
         pool_uuid = live.uuid if live is not None else definition.uuid if definition else ""
         return PoolRecord(name=name, uuid=pool_uuid, definition=definition, live=live, state=state)
 
+    def _autostart_link_ok(self, name: str) -> bool:
+        """libvirt's rule: the pool autostarts when its link points at its definition."""
+        return link_points_to(self.paths, self.autostart_path(name), self.definition_path(name))
+
     def _names(self) -> list[str]:
         names: set[str] = set()
         for directory in (self.paths.definitions_dir, self.paths.state_dir):
-            try:
-                entries = os.listdir(directory)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise _os_error("list", directory, exc) from None
-            for entry in entries:
-                if entry.endswith(".xml") and len(entry) > 4 and (directory / entry).is_file():
+            for entry in list_dir(self.paths, directory):
+                if entry.endswith(".xml") and len(entry) > 4 and not entry.startswith("."):
                     names.add(entry[:-4])
         return sorted(names)
 
@@ -595,10 +328,12 @@ class Store:
         text = self._validated(pool)
         with self.locked():
             self._check_duplicates(pool, check_active=False)
-            ensure_dir(self.paths.definitions_dir)
             header = _HEADER.format(name=_comment_safe(pool.name))
             atomic_write(
-                self.definition_path(pool.name), (header + text).encode("utf-8"), FILE_MODE
+                self.paths,
+                self.definition_path(pool.name),
+                (header + text).encode("utf-8"),
+                FILE_MODE,
             )
             record = self._record(pool.name)
         assert record is not None
@@ -618,8 +353,8 @@ class Store:
                     "Requested operation is not valid: pool "
                     f"'{printable(record.name)}' is transient"
                 )
-            _remove(self.autostart_path(record.name))
-            _remove(self.definition_path(record.name))
+            remove_file(self.paths, self.autostart_path(record.name))
+            remove_file(self.paths, self.definition_path(record.name))
 
     def save_state(self, name: str, state: PoolState, *, pool: PoolDef | None = None) -> PoolRecord:
         """Write the runtime state of pool ``name`` (making it active if ``state.active``).
@@ -640,9 +375,8 @@ class Store:
             else:
                 self._check_name(name)
                 self._check_duplicates(pool, check_active=False)
-            ensure_dir(self.paths.state_dir)
             data = format_pool_state_xml(pool, state).encode("utf-8")
-            atomic_write(self.state_path(name), data, FILE_MODE)
+            atomic_write(self.paths, self.state_path(name), data, FILE_MODE)
             saved = self._record(name)
         assert saved is not None
         return saved
@@ -664,7 +398,7 @@ class Store:
     def clear_state(self, name: str) -> None:
         """Remove the runtime state (pool stopped); a transient pool disappears. Idempotent."""
         with self.locked():
-            _remove(self.state_path(name))
+            remove_file(self.paths, self.state_path(name))
 
     def set_autostart(self, name: str, autostart: bool) -> None:
         """Mark or unmark a persistent pool for autostart."""
@@ -674,23 +408,12 @@ class Store:
                 raise StateError("internal error: cannot set autostart for transient pool")
             link = self.autostart_path(record.name)
             if not autostart:
-                _remove(link)
+                remove_file(self.paths, link)
                 return
-            if os.path.lexists(link):
+            target = self.definition_path(record.name)
+            if link_points_to(self.paths, link, target):
                 return
-            ensure_dir(self.paths.autostart_dir)
-            target = str(self.definition_path(record.name))
-            temp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
-            try:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temp)
-                os.symlink(target, temp)
-                os.replace(temp, link)
-            except OSError as exc:
-                with contextlib.suppress(OSError):
-                    os.unlink(temp)
-                raise _os_error("create autostart link", link, exc) from None
-            _fsync_dir(link.parent)
+            replace_symlink(self.paths, link, str(target))
 
     def autostart_names(self) -> list[str]:
         """Names of persistent pools marked for autostart."""

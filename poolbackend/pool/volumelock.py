@@ -20,15 +20,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from poolbackend.errors import PoolBackendError, StateError
+from poolbackend.pool.fsutil import StorePaths, open_lock_file
 from poolbackend.pool.naming import printable
-from poolbackend.pool.store import FILE_MODE, StorePaths, ensure_dir
 
 __all__ = ["lock_path", "volume_lock"]
 
 
 def lock_path(paths: StorePaths, volume_key: str) -> Path:
     digest = hashlib.sha256(volume_key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-    return paths.run_dir / "volumes" / f"{digest}.lock"
+    return paths.volume_locks_dir / f"{digest}.lock"
 
 
 def _busy(fd: int) -> str:
@@ -46,13 +46,7 @@ def volume_lock(
 ) -> Iterator[None]:
     """Hold the lock of one volume for ``operation`` (e.g. ``vol-wipe``) or fail at once."""
     path = lock_path(paths, volume_key)
-    try:
-        ensure_dir(path.parent)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-    except OSError as exc:
-        raise PoolBackendError(
-            f"cannot open volume lock '{printable(str(path))}': {exc.strerror}"
-        ) from None
+    fd = open_lock_file(paths, path)
     try:
         try:
             fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)

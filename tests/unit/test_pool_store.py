@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from poolbackend.errors import ConfigError, NotFoundError, PoolBackendError, StateError
+from poolbackend.pool.fsutil import StorePaths, atomic_write
 from poolbackend.pool.model import PoolDef, PoolSource, PoolState, Volume
-from poolbackend.pool.store import Store, StorePaths, atomic_write
+from poolbackend.pool.store import Store
 from poolbackend.pool.xmlio import parse_pool_xml
 
 UUID1 = "6a1f3c2e-9b4d-4e8a-8f27-3c5d1e0b7a94"
@@ -318,14 +319,14 @@ def test_failed_replace_keeps_old_file(store: Store, monkeypatch: pytest.MonkeyP
 
 def test_failed_fsync_keeps_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "f.xml"
-    atomic_write(path, b"old", 0o644)
+    atomic_write(StorePaths.under(tmp_path), path, b"old", 0o644)
 
     def broken_fsync(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
     with pytest.raises(PoolBackendError, match="Input/output error"):
-        atomic_write(path, b"new", 0o644)
+        atomic_write(StorePaths.under(tmp_path), path, b"new", 0o644)
     monkeypatch.undo()
     assert path.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["f.xml"]
@@ -334,7 +335,7 @@ def test_failed_fsync_keeps_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_interrupted_write_keeps_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A KeyboardInterrupt-like exception in the middle of a write leaves the old file."""
     path = tmp_path / "f.xml"
-    atomic_write(path, b"old", 0o600)
+    atomic_write(StorePaths.under(tmp_path), path, b"old", 0o600)
 
     class Boom(BaseException):
         pass
@@ -344,7 +345,7 @@ def test_interrupted_write_keeps_old_file(tmp_path: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(os, "fsync", interrupted)
     with pytest.raises(Boom):
-        atomic_write(path, b"new", 0o600)
+        atomic_write(StorePaths.under(tmp_path), path, b"new", 0o600)
     monkeypatch.undo()
     assert path.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["f.xml"]
@@ -352,9 +353,9 @@ def test_interrupted_write_keeps_old_file(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_atomic_write_modes_ignore_umask(tmp_path: Path) -> None:
     os.umask(0o077)
-    atomic_write(tmp_path / "public", b"x", 0o644)
+    atomic_write(StorePaths.under(tmp_path), tmp_path / "public", b"x", 0o644)
     os.umask(0)
-    atomic_write(tmp_path / "private", b"x", 0o600)
+    atomic_write(StorePaths.under(tmp_path), tmp_path / "private", b"x", 0o600)
     assert mode_of(tmp_path / "public") == 0o644
     assert mode_of(tmp_path / "private") == 0o600
 
