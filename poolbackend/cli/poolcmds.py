@@ -332,8 +332,12 @@ def vol_info(args: argparse.Namespace) -> int:
         ("Allocation:", size(v.allocation)),
     ]
     if args.scsi:  # what libvirt cannot show: the LUN behind the volume
+        r = v.reported
         pairs += [
             ("LUN:", str(v.lun)),
+            # what attach-volume writes as <source name='IQN/N'> and the bytes behind it
+            ("QEMU LUN:", "unknown (run pool-refresh)" if r is None else str(r.qemu)),
+            ("Reported as:", "unknown (run pool-refresh)" if r is None else r.hex),
             ("Device type:", f"{v.device_type_name} ({v.device_type})"),
             ("Block size:", str(v.block_size)),
             ("Vendor:", v.vendor or "-"),

@@ -53,7 +53,8 @@ from poolbackend.scsi.capacity import (
     parse_read_capacity16,
 )
 from poolbackend.scsi.inquiry import StandardInquiry, parse_standard_inquiry
-from poolbackend.scsi.reportluns import parse_report_luns
+from poolbackend.scsi.lun import LunRef
+from poolbackend.scsi.reportluns import ReportLuns, parse_report_luns
 from poolbackend.scsi.sense import SenseData, parse_sense
 from poolbackend.scsi.status import ScsiStatus, status_name
 
@@ -569,7 +570,7 @@ class Session:
     # -- SCSI --------------------------------------------------------------------------
     async def execute(
         self,
-        lun: int,
+        lun: LunRef,
         cdb: bytes,
         *,
         read_len: int = 0,
@@ -614,29 +615,34 @@ class Session:
             f"{self.what}: {what()}: still UNIT ATTENTION after {self.options.ua_retries} retries"
         )
 
-    async def test_unit_ready(self, lun: int) -> None:
+    async def test_unit_ready(self, lun: LunRef) -> None:
         await self.execute(lun, C.tur())
 
-    async def inquiry(self, lun: int) -> StandardInquiry:
+    async def inquiry(self, lun: LunRef) -> StandardInquiry:
         r = await self.execute(lun, C.inquiry(alloc=255), read_len=255)
         return parse_standard_inquiry(bytes(r.data))
 
-    async def vpd(self, lun: int, page: int, alloc: int = 4096) -> bytes:
+    async def vpd(self, lun: LunRef, page: int, alloc: int = 4096) -> bytes:
         r = await self.execute(lun, C.inquiry(evpd=True, page=page, alloc=alloc), read_len=alloc)
         return bytes(r.data)
 
     async def report_luns(self) -> list[int]:
-        """All LUNs, re-asking with a larger allocation when the list did not fit."""
+        """The numbers of the usable LUNs (see :meth:`report_lun_entries`)."""
+        return list((await self.report_lun_entries()).luns)
+
+    async def report_lun_entries(self) -> ReportLuns:
+        """All LUN entries as reported, re-asking with a larger allocation when the list did
+        not fit; entries that cannot be used are in ``refused``."""
         alloc = 4096
         for _ in range(4):
             r = await self.execute(0, C.report_luns(alloc=alloc), read_len=alloc)
             parsed = parse_report_luns(bytes(r.data))
             if parsed.full_length <= alloc:
-                return list(parsed.luns)
+                return parsed
             alloc = parsed.full_length
         raise RemoteProtocolError(f"{self.what}: REPORT LUNS list keeps growing")
 
-    async def read_capacity16(self, lun: int) -> ReadCapacity16 | None:
+    async def read_capacity16(self, lun: LunRef) -> ReadCapacity16 | None:
         """READ CAPACITY(16), or None when the LUN rejects it as ILLEGAL REQUEST."""
         try:
             r = await self.execute(lun, C.read_capacity16(), read_len=32)
@@ -646,7 +652,7 @@ class Session:
             return None
         return parse_read_capacity16(bytes(r.data))
 
-    async def read_capacity10(self, lun: int) -> tuple[int, int]:
+    async def read_capacity10(self, lun: LunRef) -> tuple[int, int]:
         """(block count, block length) from READ CAPACITY(10)."""
         r = await self.execute(lun, C.read_capacity10(), read_len=8)
         rc10 = parse_read_capacity10(bytes(r.data))
@@ -656,7 +662,7 @@ class Session:
             )
         return rc10.block_count, rc10.block_length
 
-    async def read_capacity(self, lun: int) -> tuple[int, int]:
+    async def read_capacity(self, lun: LunRef) -> tuple[int, int]:
         """(block count, block length): READ CAPACITY(16), falling back to (10) if unsupported."""
         rc16 = await self.read_capacity16(lun)
         if rc16 is None:
@@ -665,7 +671,7 @@ class Session:
 
     async def read(
         self,
-        lun: int,
+        lun: LunRef,
         lba: int,
         blocks: int,
         block_size: int,
@@ -679,7 +685,7 @@ class Session:
             )
         return r.data
 
-    async def write(self, lun: int, lba: int, data: Buffer, block_size: int) -> None:
+    async def write(self, lun: LunRef, lba: int, data: Buffer, block_size: int) -> None:
         n = len(data)
         if n % block_size:
             raise ValueError(f"write of {n} bytes is not a multiple of the {block_size}-byte block")
@@ -713,7 +719,7 @@ class Session:
         assert isinstance(event, NopReply)
         return event.data
 
-    async def task_management(self, function: int, lun: int = 0, ref_itt: int = P.NO_TAG) -> int:
+    async def task_management(self, function: int, lun: LunRef = 0, ref_itt: int = P.NO_TAG) -> int:
         event = await self._simple(
             lambda c: c.task_management(function, lun, ref_itt), "task management request"
         )

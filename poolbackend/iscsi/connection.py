@@ -34,7 +34,7 @@ from poolbackend.iscsi.events import (
 )
 from poolbackend.iscsi.login import LoginConfig, LoginMachine, LoginRedirect, SessionParams
 from poolbackend.iscsi.textkeys import decode_pairs, encode_pairs
-from poolbackend.scsi.lun import encode_lun
+from poolbackend.scsi.lun import LunRef, lun_field
 
 _A = TypeVar("_A")
 
@@ -144,7 +144,7 @@ class Connection:
 
     def scsi_command(
         self,
-        lun: int,
+        lun: LunRef,
         cdb: bytes,
         *,
         read_len: int = 0,
@@ -159,7 +159,7 @@ class Connection:
             raise LocalProtocolError("bidirectional commands are not supported")
         if read_into is not None and len(read_into) < read_len:
             raise LocalProtocolError("read buffer is smaller than the read length")
-        task = _Task(self._alloc_itt(), Kind.SCSI, encode_lun(lun), bytes(cdb), read_len, read_into)
+        task = _Task(self._alloc_itt(), Kind.SCSI, lun_field(lun), bytes(cdb), read_len, read_into)
         if write_data is not None:
             task.write = memoryview(write_data).cast("B")
         self._tasks[task.itt] = task
@@ -184,10 +184,10 @@ class Connection:
         self._emit_immediate(bhs, data)
         return task.itt
 
-    def task_management(self, function: int, lun: int = 0, ref_itt: int = P.NO_TAG) -> int:
+    def task_management(self, function: int, lun: LunRef = 0, ref_itt: int = P.NO_TAG) -> int:
         self._require_ffp()
         task = _Task(
-            self._alloc_itt(), Kind.TMF, encode_lun(lun), ref_itt=ref_itt, function=function
+            self._alloc_itt(), Kind.TMF, lun_field(lun), ref_itt=ref_itt, function=function
         )
         self._tasks[task.itt] = task
         bhs = P.new_bhs(P.Op.TMF_REQ, 0x80 | function, immediate=True)

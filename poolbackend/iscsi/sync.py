@@ -17,6 +17,7 @@ from poolbackend.iscsi.errors import ISCSITimeout
 from poolbackend.iscsi.events import ScsiResult
 from poolbackend.iscsi.portal import Credentials, Portal
 from poolbackend.scsi.inquiry import StandardInquiry
+from poolbackend.scsi.lun import LunRef
 
 T = TypeVar("T")
 
@@ -87,29 +88,29 @@ class SyncSession:
         return self._runner.run(coro, self._bound, self.session.what)
 
     def execute(
-        self, lun: int, cdb: bytes, *, read_len: int = 0, write_data: Buffer | None = None
+        self, lun: LunRef, cdb: bytes, *, read_len: int = 0, write_data: Buffer | None = None
     ) -> ScsiResult:
         return self._run(self.session.execute(lun, cdb, read_len=read_len, write_data=write_data))
 
-    def test_unit_ready(self, lun: int) -> None:
+    def test_unit_ready(self, lun: LunRef) -> None:
         self._run(self.session.test_unit_ready(lun))
 
-    def inquiry(self, lun: int) -> StandardInquiry:
+    def inquiry(self, lun: LunRef) -> StandardInquiry:
         return self._run(self.session.inquiry(lun))
 
-    def vpd(self, lun: int, page: int) -> bytes:
+    def vpd(self, lun: LunRef, page: int) -> bytes:
         return self._run(self.session.vpd(lun, page))
 
     def report_luns(self) -> list[int]:
         return self._run(self.session.report_luns())
 
-    def read_capacity(self, lun: int) -> tuple[int, int]:
+    def read_capacity(self, lun: LunRef) -> tuple[int, int]:
         return self._run(self.session.read_capacity(lun))
 
-    def read(self, lun: int, lba: int, blocks: int, block_size: int) -> bytes:
+    def read(self, lun: LunRef, lba: int, blocks: int, block_size: int) -> bytes:
         return bytes(self._run(self.session.read(lun, lba, blocks, block_size)))
 
-    def write(self, lun: int, lba: int, data: Buffer, block_size: int) -> None:
+    def write(self, lun: LunRef, lba: int, data: Buffer, block_size: int) -> None:
         self._run(self.session.write(lun, lba, data, block_size))
 
     def send_targets(self, value: str = "All") -> list[tuple[str, list[str]]]:

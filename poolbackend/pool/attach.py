@@ -86,8 +86,13 @@ class DetachResult:
 
 
 def source_name(pool: PoolDef, volume: Volume) -> str:
-    """The ``<source name>`` QEMU's iSCSI driver wants: ``TARGET-IQN/LUN``."""
-    return f"{pool.source.target_iqn}/{volume.lun}"
+    """The ``<source name>`` QEMU's iSCSI driver wants: ``TARGET-IQN/N``.
+
+    N is the LUN's QEMU number (the first two bytes the target reported, big-endian), not the
+    volume's LUN number: libiscsi copies N raw into the LUN field, so tgt's LUN 300 (reported
+    ``41 2c``) is N = 16684, and N = 300 would reach LUN 44.
+    """
+    return f"{pool.source.target_iqn}/{volume.address(pool.name).qemu}"
 
 
 def resolve_bus(options: DiskOptions) -> str:
@@ -173,13 +178,22 @@ def _target_dev(disk: etree._Element) -> str:
 
 
 def _is_volume(disk: etree._Element, pool: PoolDef, volume: Volume) -> bool:
+    """True when *disk* is an iSCSI disk of *pool*'s portal that QEMU opens as *volume*.
+
+    It is compared by the QEMU number (what QEMU sends decides which LUN it reaches), so a
+    disk written by an older version as ``IQN/300`` for tgt's LUN 300 is not that volume
+    (see :func:`_legacy_disk`).
+    """
+    return _is_qemu_lun(disk, pool, volume.address(pool.name).qemu)
+
+
+def _is_qemu_lun(disk: etree._Element, pool: PoolDef, qemu: int) -> bool:
     src = disk.find("source")
     if disk.get("type") != "network" or src is None or src.get("protocol") != "iscsi":
         return False
     name = src.get("name")
-    if name != source_name(pool, volume) and not (
-        volume.lun == 0 and name == pool.source.target_iqn
-    ):
+    iqn = pool.source.target_iqn
+    if name != f"{iqn}/{qemu}" and not (qemu == 0 and name == iqn):
         return False
     want_host, want_port = naming.connect_address(pool.source.host, pool.source.port)
     for host in src.iterfind("host"):
@@ -240,6 +254,7 @@ def _lookup_domain(conn: Any, name: str) -> Any:
 
 def _volume_of(store: Store, vol: str, pool_name: str | None) -> tuple[PoolRecord, Volume]:
     record, volume = lookup.find_volume(store, vol, pool_name)
+    volume.address(record.pool.name)  # a state file without the reported LUN: refresh first
     if volume.device_type != 0:
         raise ConfigError(
             f"volume '{volume.name}' of pool '{record.pool.name}' is LUN {volume.lun}, a "
@@ -363,6 +378,7 @@ def detach_volume(
     store = store or Store.default()
     placement = placement or Placement()
     record, volume = lookup.find_volume(store, vol, pool)
+    volume.address(record.pool.name)  # a state file without the reported LUN: refresh first
     own = conn is None
     conn = open_connection(uri) if own else conn
     try:
@@ -370,6 +386,7 @@ def detach_volume(
         flags = placement.flags(dom.active)
         found = dom.disk_of(flags, record.pool, volume)
         if found is None:
+            _refuse_legacy_disk(dom, flags, record.pool, volume)
             raise NotFoundError(
                 f"volume '{volume.name}' of pool '{record.pool.name}' is not attached to "
                 f"domain '{dom.name}'"
@@ -388,6 +405,27 @@ def detach_volume(
     finally:
         if own:
             conn.close()
+
+
+def _refuse_legacy_disk(dom: _Domain, flags: int, pool: PoolDef, volume: Volume) -> None:
+    """Explain a disk an older version attached as ``IQN/<LUN number>``.
+
+    For a LUN whose QEMU number differs from its number (tgt's LUNs above 255), that disk
+    makes QEMU address another LUN (``IQN/300`` is tgt's LUN 44), so it is not this volume
+    and is not detached; the user is told which disk it is.
+    """
+    qemu = volume.address(pool.name).qemu
+    if qemu == volume.lun:
+        return
+    for disk in dom.disks(flags):
+        if _is_qemu_lun(disk, pool, volume.lun):
+            raise StateError(
+                f"volume '{volume.name}' of pool '{pool.name}' (QEMU LUN {qemu}) is not "
+                f"attached to domain '{dom.name}', but its disk '{_target_dev(disk)}' names "
+                f"QEMU LUN {volume.lun}, as versions before the fix wrote it: QEMU reaches "
+                "another LUN through it; check it and remove it with 'virsh detach-disk "
+                f"{dom.name} {_target_dev(disk)}'"
+            )
 
 
 def _wait_gone(dom: _Domain, pool: PoolDef, volume: Volume, wait: float) -> bool:

@@ -224,7 +224,7 @@ class Backend:
     ) -> T:
         session = await self.open_session(record.pool)
         try:
-            geo = await transfer.geometry(session, volume.lun)
+            geo = await transfer.geometry(session, volume.address(record.pool.name))
             return await fn(session, geo)
         finally:
             await session.close()

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from poolbackend.errors import StateError
 from poolbackend.pool import naming
+from poolbackend.scsi.lun import Lun
 
 CHAP_MD5 = 5
 CHAP_SHA1 = 6
@@ -137,6 +139,10 @@ class Volume:
     ``device_type_name``; ``block_size`` is 0 for LUNs without READ CAPACITY. ``capacity`` and
     ``allocation`` are in bytes (the backend decides between libvirt's one-block-short value
     and the true size). The volume type is always ``network``.
+
+    ``lun`` is the decoded number users see; ``reported`` is the LUN exactly as the target
+    reported it, which commands and QEMU address (``None`` in a state file written before
+    it was kept: see :meth:`address`).
     """
 
     name: str
@@ -152,17 +158,29 @@ class Volume:
     product: str | None = None
     revision: str | None = None
     serial: str | None = None
+    reported: Lun | None = None
 
     @property
     def type(self) -> str:
         """The libvirt volume type, always ``network``."""
         return "network"
 
+    def address(self, pool_name: str) -> Lun:
+        """The LUN as reported; a volume scanned before that was kept is refused, since
+        guessing its encoding could address another LUN."""
+        if self.reported is None:
+            raise StateError(
+                f"volume '{self.name}' of pool '{pool_name}' was scanned by an older version "
+                f"that did not keep the LUN as the target reported it: run "
+                f"'pool-refresh {pool_name}' first"
+            )
+        return self.reported
+
     @classmethod
     def for_lun(
         cls,
         source: PoolSource,
-        lun: int,
+        lun: Lun | int,
         *,
         capacity: int = 0,
         allocation: int | None = None,
@@ -176,14 +194,18 @@ class Volume:
     ) -> Volume:
         """Build the volume of ``lun`` with libvirt's name, key and path for ``source``.
 
-        ``allocation`` defaults to ``capacity`` (libvirt reports them equal).
+        ``lun`` is the LUN as the target reported it; a plain number (for hand-built models)
+        means :meth:`Lun.of`, tgt's encoding. ``allocation`` defaults to ``capacity``
+        (libvirt reports them equal).
         """
-        key = naming.volume_key(source.host, source.port, source.target_iqn, lun)
+        reported = lun if isinstance(lun, Lun) else Lun.of(lun)
+        number = reported.number
+        key = naming.volume_key(source.host, source.port, source.target_iqn, number)
         return cls(
-            name=naming.volume_name(lun),
+            name=naming.volume_name(number),
             key=key,
             path=key,
-            lun=lun,
+            lun=number,
             capacity=capacity,
             allocation=capacity if allocation is None else allocation,
             device_type=device_type,
@@ -193,6 +215,7 @@ class Volume:
             product=product,
             revision=revision,
             serial=serial,
+            reported=reported,
         )
 
 

@@ -13,13 +13,15 @@ from dataclasses import dataclass, replace
 from poolbackend.iscsi.aio import Session
 from poolbackend.iscsi.errors import CommandFailed
 from poolbackend.scsi.inquiry import device_type_name
+from poolbackend.scsi.lun import Lun
+from poolbackend.scsi.reportluns import refused_line
 
 DISK = 0x00
 
 
 @dataclass(frozen=True)
 class LunInfo:
-    lun: int
+    lun: Lun  # as the target reported it
     device_type: int
     device_type_name: str
     vendor: str
@@ -39,7 +41,7 @@ class ScanResult:
     failures: tuple[str, ...]  # one line per LUN left out
 
 
-async def probe_lun(session: Session, lun: int) -> LunInfo:
+async def probe_lun(session: Session, lun: Lun) -> LunInfo:
     await session.test_unit_ready(lun)
     inq = await session.inquiry(lun)
     info = LunInfo(lun, inq.device_type, device_type_name(inq.device_type), inq.vendor, inq.product)
@@ -50,9 +52,11 @@ async def probe_lun(session: Session, lun: int) -> LunInfo:
 
 
 async def scan(session: Session) -> ScanResult:
-    luns = await session.report_luns()
+    report = await session.report_lun_entries()
+    luns = report.entries
+    refused = [refused_line(raw, reason) for raw, reason in report.refused]
 
-    async def probe(lun: int) -> LunInfo | str:
+    async def probe(lun: Lun) -> LunInfo | str:
         try:
             return await probe_lun(session, lun)
         except CommandFailed as exc:
@@ -69,5 +73,5 @@ async def scan(session: Session) -> ScanResult:
             task.cancel()
         raise
     found = [res for res in results if isinstance(res, LunInfo)]
-    failures = [res for res in results if isinstance(res, str)]
+    failures = refused + [res for res in results if isinstance(res, str)]
     return ScanResult(tuple(found), tuple(failures))

@@ -17,6 +17,7 @@ from typing import BinaryIO, TypeVar
 from poolbackend.errors import ConfigError
 from poolbackend.iscsi.aio import Session
 from poolbackend.iscsi.errors import CommandFailed
+from poolbackend.scsi.lun import LunRef
 from poolbackend.scsi.vpd import parse_block_limits, parse_supported_pages
 
 T = TypeVar("T")
@@ -29,7 +30,7 @@ READ_DEPTH = 8  # download: READs in flight (= chunk buffers allocated)
 
 @dataclass(frozen=True)
 class Geometry:
-    lun: int
+    lun: LunRef  # the scanned LUN as reported (str() is its number)
     block_size: int
     block_count: int
     max_transfer_blocks: int  # 0 = no limit
@@ -51,7 +52,7 @@ class Geometry:
         return blocks
 
 
-async def geometry(session: Session, lun: int) -> Geometry:
+async def geometry(session: Session, lun: LunRef) -> Geometry:
     """Size, block limits and provisioning of a disk LUN; non-disk LUNs are refused."""
     from poolbackend.scsi.vpd import parse_logical_block_provisioning
 

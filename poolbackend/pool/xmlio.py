@@ -68,6 +68,8 @@ from poolbackend.pool.model import (
     VolumeSpec,
 )
 from poolbackend.pool.naming import printable
+from poolbackend.scsi.errors import ScsiParseError
+from poolbackend.scsi.lun import Lun
 
 __all__ = [
     "IQN_PATTERN",
@@ -1370,8 +1372,9 @@ def format_pool_state_xml(pool: PoolDef, state: PoolState) -> str:
     lines.extend("  " + line for line in format_pool_xml(pool, state).splitlines())
     lines.append("  <volumes>")
     for volume in state.volumes:
+        reported = "" if volume.reported is None else f" reported='{volume.reported.hex}'"
         lines.append(
-            f"    <volume lun='{volume.lun}' device-type='{volume.device_type}' "
+            f"    <volume lun='{volume.lun}'{reported} device-type='{volume.device_type}' "
             f"device-type-name='{_esc(volume.device_type_name)}' block-size='{volume.block_size}'>"
         )
         lines.append(f"      <name>{_esc(volume.name)}</name>")
@@ -1453,6 +1456,14 @@ def _state_volume(element: etree._Element, kind: str, source_name: str) -> Volum
     sizes = [_c_ull(texts["capacity"] or ""), _c_ull(texts["allocation"] or "")]
     if sizes[0] is None or sizes[1] is None:
         raise bad("missing or invalid <capacity>/<allocation>")
+    reported = None  # absent in files of older versions: attach asks for a pool-refresh
+    if element.get("reported") is not None:
+        try:
+            reported = Lun.from_hex(element.get("reported", ""))
+        except ScsiParseError as exc:
+            raise bad(f"invalid attribute 'reported': {exc}") from None
+        if reported.number != numbers["lun"]:
+            raise bad(f"attribute 'reported' is LUN {reported}, not {numbers['lun']}")
     return Volume(
         name=cast(str, texts["name"]),
         key=cast(str, texts["key"]),
@@ -1467,4 +1478,5 @@ def _state_volume(element: etree._Element, kind: str, source_name: str) -> Volum
         product=texts["product"],
         revision=texts["revision"],
         serial=texts["serial"],
+        reported=reported,
     )

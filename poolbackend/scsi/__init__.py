@@ -23,7 +23,7 @@ from poolbackend.scsi.inquiry import (
     version_descriptor_name,
     version_name,
 )
-from poolbackend.scsi.lun import MAX_LUN, decode_lun, encode_lun
+from poolbackend.scsi.lun import LUN0, MAX_LUN, Lun, LunRef, decode_lun, encode_lun, lun_field
 from poolbackend.scsi.reportluns import ReportLuns, build_report_luns_data, parse_report_luns
 from poolbackend.scsi.sense import (
     RetryClass,
@@ -61,6 +61,7 @@ from poolbackend.scsi.vpd import (
 )
 
 __all__ = [
+    "LUN0",
     "MAX_LUN",
     "PAGE_BLOCK_CHARACTERISTICS",
     "PAGE_BLOCK_LIMITS",
@@ -74,6 +75,8 @@ __all__ = [
     "Designator",
     "DeviceIdentification",
     "LogicalBlockProvisioning",
+    "Lun",
+    "LunRef",
     "Opcode",
     "ReadCapacity10",
     "ReadCapacity16",
@@ -95,6 +98,7 @@ __all__ = [
     "device_type_name",
     "encode_lun",
     "is_unit_attention",
+    "lun_field",
     "parse_block_device_characteristics",
     "parse_block_limits",
     "parse_device_identification",

@@ -14,12 +14,10 @@ class ScsiParseError(ValueError):
 class UnsupportedLunFormat(ScsiParseError):
     """A LUN uses an address method other than single-level peripheral or flat space.
 
-    ``raw`` keeps the 8-byte entry so callers can log it or skip it.
+    ``raw`` keeps the 8-byte entry so callers can log it or skip it; ``reason`` says why.
     """
 
-    def __init__(self, raw: bytes) -> None:
-        super().__init__(
-            f"unsupported LUN address {raw.hex()} (address method {raw[0] >> 6:02b}b); "
-            "only single-level peripheral (00b, bus 0) and flat space (01b) are decoded"
-        )
+    def __init__(self, raw: bytes, reason: str) -> None:
+        super().__init__(f"unsupported LUN address {raw.hex()}: {reason}")
         self.raw = raw
+        self.reason = reason

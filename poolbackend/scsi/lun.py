@@ -1,15 +1,21 @@
 """SAM encoding of the 8-byte LUN field (BHS LUN and REPORT LUNS entries).
 
 LUNs 0-255 use peripheral device addressing and 256-16383 flat space addressing, like tgt and
-the Linux initiator; libiscsi's bare 16-bit LUN breaks every LUN above 255 (LUN 300 reaches
-tgt as LUN 44).
+the Linux initiator. A LUN the target reported is kept as :class:`Lun`, the entry exactly as
+reported: commands address it with those bytes, and QEMU's iSCSI driver (libiscsi), which
+copies its LUN number raw into the first two bytes of the field, is given
+:attr:`Lun.qemu` (tgt's LUN 300, reported ``41 2c``, is QEMU LUN 16684; QEMU given 300 sends
+``01 2c``, which tgt reads as LUN 44).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from poolbackend.scsi.errors import ScsiParseError, UnsupportedLunFormat
 
 MAX_LUN = 0x3FFF
+_METHODS = {0b10: "logical unit addressing", 0b11: "extended addressing (e.g. a well-known LU)"}
 
 
 def encode_lun(lun: int) -> bytes:
@@ -20,19 +26,92 @@ def encode_lun(lun: int) -> bytes:
     return bytes((first, lun & 0xFF)) + bytes(6)
 
 
+def refusal(entry: bytes) -> str | None:
+    """Why an 8-byte LUN entry cannot be used, or None when it can.
+
+    The one rule: a usable LUN is single-level and fits the first two bytes (bytes 2-7 zero),
+    in peripheral addressing on bus 0 or in flat space addressing. Only those have one number
+    to show users and one 16-bit number QEMU's iSCSI driver can send.
+    """
+    if any(entry[2:8]):
+        return "it is reported in more than two bytes, which QEMU's iSCSI driver cannot address"
+    method = entry[0] >> 6
+    if method == 0b00 and entry[0] & 0x3F:
+        return f"peripheral addressing on bus {entry[0] & 0x3F} is not supported (only bus 0)"
+    if method in _METHODS:
+        return f"{_METHODS[method]} is not supported (only peripheral and flat space)"
+    return None
+
+
 def decode_lun(raw: bytes) -> int:
     """Decode the first 8 bytes of ``raw`` as a single-level peripheral or flat space LUN.
 
-    Anything else (peripheral with a bus number, logical unit 10b or extended 11b addressing,
-    multi-level LUNs) raises :class:`UnsupportedLunFormat`, which keeps the raw entry; such a
-    LUN could not be addressed with :func:`encode_lun` anyway.
+    Anything :func:`refusal` refuses raises :class:`UnsupportedLunFormat`, which keeps the raw
+    entry and the reason.
     """
     if len(raw) < 8:
         raise ScsiParseError(f"LUN field too short: {len(raw)} bytes, need 8")
     entry = bytes(raw[:8])
-    if not any(entry[2:]):
-        if entry[0] == 0x00:
-            return entry[1]
-        if entry[0] >> 6 == 0b01:
-            return (entry[0] & 0x3F) << 8 | entry[1]
-    raise UnsupportedLunFormat(entry)
+    reason = refusal(entry)
+    if reason is not None:
+        raise UnsupportedLunFormat(entry, reason)
+    if entry[0] == 0x00:
+        return entry[1]
+    return (entry[0] & 0x3F) << 8 | entry[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Lun:
+    """A LUN as the target reported it: the 8-byte entry, never re-encoded.
+
+    ``str()`` is the decoded number shown to users (``unit:0:0:N``, messages).
+    """
+
+    raw: bytes
+
+    def __post_init__(self) -> None:
+        decode_lun(self.raw)  # refuses short fields and entries :func:`refusal` refuses
+        if len(self.raw) != 8:
+            raise ScsiParseError(f"LUN field is {len(self.raw)} bytes, need 8")
+
+    @classmethod
+    def of(cls, number: int) -> Lun:
+        """The LUN numbered ``number`` in the encoding tgt and Linux use (for a number a user
+        typed, e.g. in an iscsi:// URL; a scanned LUN keeps its reported entry instead)."""
+        return cls(encode_lun(number))
+
+    @classmethod
+    def from_hex(cls, text: str) -> Lun:
+        """Parse the 16 hex digits :attr:`hex` wrote; ScsiParseError when they are not."""
+        if len(text) != 16 or any(c not in "0123456789abcdef" for c in text):
+            raise ScsiParseError(f"LUN field '{text[:40]}' is not 16 lowercase hex digits")
+        return cls(bytes.fromhex(text))
+
+    @property
+    def number(self) -> int:
+        """The decoded LUN number users see."""
+        return decode_lun(self.raw)
+
+    @property
+    def qemu(self) -> int:
+        """The number QEMU's iSCSI driver needs in ``IQN/N``: bytes 0-1, big-endian."""
+        return int.from_bytes(self.raw[:2], "big")
+
+    @property
+    def hex(self) -> str:
+        """The reported entry as 16 hex digits."""
+        return self.raw.hex()
+
+    def __str__(self) -> str:
+        return str(self.number)
+
+
+LunRef = int | Lun
+"""How the initiator API takes a LUN: a scanned :class:`Lun`, or a number to encode."""
+
+LUN0 = Lun(bytes(8))
+
+
+def lun_field(lun: LunRef) -> bytes:
+    """The 8 bytes for the BHS LUN field: the reported entry, or ``encode_lun(number)``."""
+    return lun.raw if isinstance(lun, Lun) else encode_lun(lun)
