@@ -602,7 +602,11 @@ def register(sub: Any, cmd: Register) -> None:
     p.add_argument("--details", action="store_true", help="type and sizes")
     p = vol_cmd("vol-info", "vol_info", "volume type and sizes")
     p.add_argument("--bytes", action="store_true", help="sizes in bytes")
-    p.add_argument("--scsi", action="store_true", help="also the LUN, device type, block size")
+    p.add_argument(
+        "--scsi",
+        action="store_true",
+        help="also the LUN, the QEMU LUN attach-volume uses, device type, block size",
+    )
     vol_cmd("vol-dumpxml", "vol_dumpxml", "the volume XML")
     vol_cmd("vol-key", "vol_key", "the volume key")
     vol_cmd("vol-path", "vol_path", "the volume path")
