@@ -202,13 +202,63 @@ def _chunks(data: bytes, size: int) -> Iterator[bytes]:
         yield data[i : i + size]
 
 
-def _check_reader(conn: Connection) -> None:
-    """The reader never holds a whole PDU's worth of unconsumed bytes (public API only)."""
-    reader = conn._reader
+def pdu_wire_size(reader: P.PDUReader, header: bytes) -> int:
+    """Bytes one PDU takes on the wire, from its first 48 bytes and the reader's digests."""
+    dlen = int.from_bytes(header[5:8], "big")
+    hd = 4 if reader.header_digest else 0
+    dd = 4 if reader.data_digest and dlen else 0
+    return P.BHS_LEN + header[4] * 4 + hd + dlen + (-dlen & 3) + dd
+
+
+def largest_pdu(reader: P.PDUReader) -> int:
+    """One maximal PDU: BHS + AHS + header digest + MaxRecvDataSegmentLength + pad + digest."""
     hd = 4 if reader.header_digest else 0
     dd = 4 if reader.data_digest else 0
-    largest = P.BHS_LEN + 255 * 4 + hd + reader.max_data + 3 + dd
-    assert reader.buffered < largest, f"reader buffers {reader.buffered} bytes"
+    return P.BHS_LEN + 255 * 4 + hd + reader.max_data + 3 + dd
+
+
+class ReaderWatch:
+    """Counts the wire bytes of every PDU the reader completes (by wrapping ``on_pdu``).
+
+    With the bytes fed so far, that gives what the reader may still hold: only the part of
+    the PDU it is receiving (``fed - consumed``). :meth:`check` asserts, after each feed, that
+    it holds no more than that, that this part is not a whole PDU (a complete PDU must be
+    handled when its last byte arrives) and that it is below one maximal PDU -- properties
+    small inputs can break, unlike a bare comparison with the 263 KB maximum.
+    """
+
+    def __init__(self, conn: Connection, stream: bytes) -> None:
+        self.reader = conn._reader
+        self.stream = stream
+        self.fed = 0
+        self.consumed = 0
+        self.pdus = 0
+        self.peak = 0
+        inner = self.reader.on_pdu
+
+        def on_pdu(pdu: P.PDU) -> None:
+            self.consumed += pdu_wire_size(self.reader, pdu.bhs)
+            self.pdus += 1
+            inner(pdu)
+
+        self.reader.on_pdu = on_pdu
+
+    def check(self) -> None:
+        reader = self.reader
+        pending = self.fed - self.consumed
+        buffered = reader.buffered
+        self.peak = max(self.peak, buffered)
+        assert pending >= 0, f"reader completed PDUs of {self.consumed} bytes from {self.fed}"
+        assert 0 <= buffered <= pending, (
+            f"reader holds {buffered} bytes, but only {pending} belong to an unfinished PDU"
+        )
+        if pending >= P.BHS_LEN:
+            head = self.stream[self.consumed : self.consumed + P.BHS_LEN]
+            size = pdu_wire_size(reader, head)
+            assert pending < size, (
+                f"a complete {size}-byte PDU was left unprocessed ({pending} bytes pending)"
+            )
+        assert buffered < largest_pdu(reader), f"reader buffers {buffered} bytes"
 
 
 def _feed(conn: Connection, chunk: bytes, zero_copy: bool) -> list[Event]:
@@ -249,7 +299,9 @@ def _run_pdu(mode: int, stream: bytes, chunk: int, zero_copy: bool) -> tuple[obj
     done: set[int] = set()
     seen: list[tuple[object, ...]] = []
     sent = bytearray()
+    watch = ReaderWatch(conn, stream)
     for piece in _chunks(stream, chunk):
+        watch.fed += len(piece)
         try:
             events = _feed(conn, piece, zero_copy)
         except RemoteProtocolError as exc:
@@ -257,7 +309,7 @@ def _run_pdu(mode: int, stream: bytes, chunk: int, zero_copy: bool) -> tuple[obj
             assert conn.state is State.FAILED
             assert conn.receive_data(b"\0" * 64) == []  # a failed connection stays inert
             return None, None, str(exc), len(done)
-        _check_reader(conn)
+        watch.check()
         for event in events:
             seen.append(_summary(event))
             if isinstance(event, TaskCompleted):
@@ -309,7 +361,9 @@ def _login_machine(data: bytes) -> bool:
     conn = Connection(login_config(target, mode & 3, chap), 1)
     conn.start_login()
     conn.data_to_send()
+    watch = ReaderWatch(conn, data[1:])
     for chunk in _chunks(data[1:], CHUNKS[mode >> 6]):
+        watch.fed += len(chunk)
         try:
             events = conn.receive_data(chunk)
         except ISCSIError as exc:
@@ -317,7 +371,7 @@ def _login_machine(data: bytes) -> bool:
             text = str(exc).encode()
             assert CHAP_SECRET not in text and OUT_SECRET not in text
             return False
-        _check_reader(conn)
+        watch.check()
         for event in events:
             if isinstance(event, LoginComplete):
                 p = event.params

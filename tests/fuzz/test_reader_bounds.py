@@ -21,26 +21,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from poolbackend.iscsi import pdu as P
-from poolbackend.iscsi.connection import Connection
 from poolbackend.iscsi.digest import digest_bytes
 from poolbackend.iscsi.errors import RemoteProtocolError
-from poolbackend.iscsi.events import TaskCompleted
+from poolbackend.iscsi.events import TaskCompleted, TextReply
+from poolbackend.iscsi.textkeys import encode_pairs
 from poolbackend.scsi import cdb as C
-from tests.fuzz.targets import logged_in_connection
+from tests.fuzz.targets import ReaderWatch, largest_pdu, logged_in_connection
 
 MRDSL = 262144  # what LoginConfig declares by default
-
-
-def _largest_pdu(conn: Connection) -> int:
-    r = conn._reader
-    return (
-        P.BHS_LEN
-        + 255 * 4
-        + (4 if r.header_digest else 0)
-        + r.max_data
-        + 3
-        + (4 if r.data_digest else 0)
-    )
 
 
 def _pieces(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -49,10 +37,13 @@ def _pieces(data: bytes, cuts: list[int]) -> list[bytes]:
 
 
 def _pdu(op: int, flags: int, data: bytes = b"", *, itt: int, ttt: int = P.NO_TAG,
-         statsn: int = 0, f36: int = 0, f40: int = 0, digests: int = 0) -> bytes:  # fmt: skip
+         statsn: int = 0, f36: int = 0, f40: int = 0, digests: int = 0,
+         dlen: int | None = None) -> bytes:  # fmt: skip
+    """A target PDU with correct digests; ``dlen`` overrides the DataSegmentLength field
+    *before* the header digest is computed (a hostile length with a valid digest)."""
     bhs = bytearray(48)
     bhs[0], bhs[1] = op, flags
-    bhs[5:8] = len(data).to_bytes(3, "big")
+    bhs[5:8] = (len(data) if dlen is None else dlen).to_bytes(3, "big")
     struct.pack_into(">IIIIIII", bhs, 16, itt, ttt, statsn, 1, 64, f36, f40)
     out = bytes(bhs) + (digest_bytes(bhs) if digests & 1 else b"")
     if data:
@@ -64,51 +55,101 @@ def _pdu(op: int, flags: int, data: bytes = b"", *, itt: int, ttt: int = P.NO_TA
 def test_reader_declares_our_mrdsl() -> None:
     conn = logged_in_connection(0)
     assert conn._reader.max_data == MRDSL
+    assert largest_pdu(conn._reader) == 48 + 1020 + MRDSL + 3
+
+
+def test_pdu_helper_digests_cover_the_patched_length() -> None:
+    """Guards the helper itself: a header digest over the final header, so a hostile length
+    is refused for its length, not for a digest mismatch."""
+    raw = _pdu(P.Op.NOP_IN, 0x80, itt=P.NO_TAG, digests=1, dlen=MRDSL + 1)
+    assert raw[5:8] == (MRDSL + 1).to_bytes(3, "big")
+    assert raw[48:52] == digest_bytes(raw[:48])
 
 
 @settings(max_examples=200, deadline=None)
 @given(
     mode=st.integers(0, 3),
-    dlen=st.integers(MRDSL + 1, 0xFFFFFF),
+    dlen=st.one_of(st.integers(MRDSL + 1, MRDSL + 8), st.integers(MRDSL + 1, 0xFFFFFF)),
     opcode=st.sampled_from(sorted(P.TARGET_OPCODES)),
-    chunk=st.integers(1, 64),
+    cuts=st.lists(st.integers(0, 2 * MRDSL + 4300), max_size=40),
+    before=st.integers(0, 2),
 )
 def test_hostile_length_refused_once_the_header_is_in(
-    mode: int, dlen: int, opcode: int, chunk: int
+    mode: int, dlen: int, opcode: int, cuts: list[int], before: int
 ) -> None:
+    """After ``before`` valid maximal PDUs, a header claiming more than MRDSL (digest
+    correct) is refused by the feed that completes its BHS, before any buffer is reserved
+    for its segment and before any byte of the segment is taken (the staging buffer may
+    still hold what that same feed brought along)."""
     conn = logged_in_connection(mode)
-    header = bytearray(_pdu(opcode, 0x80, itt=P.NO_TAG, digests=mode & 1))
-    header[5:8] = dlen.to_bytes(3, "big")
-    stream = bytes(header) + bytes(4096)  # the "segment" the target starts to send
-    fed = 0
+    total = before * MRDSL
+    itt = conn.scsi_command(1, C.read16(0, max(1, total // 512)), read_len=max(512, total))
+    conn.data_to_send()
+    lead = b""
+    for n in range(before):
+        lead += _pdu(P.Op.DATA_IN, 0x00, bytes([n + 1]) * MRDSL, itt=itt, f36=n,
+                     f40=n * MRDSL, statsn=0x101, digests=mode)  # fmt: skip
+    header = _pdu(opcode, 0x80, itt=P.NO_TAG, statsn=0x101, digests=mode, dlen=dlen)
+    stream = lead + header + bytes(4096)  # the "segment" the target starts to send
+    watch = ReaderWatch(conn, stream)
     with pytest.raises(RemoteProtocolError, match="above our MaxRecvDataSegmentLength"):
-        for i in range(0, len(stream), chunk):
-            piece = stream[i : i + chunk]
+        for piece in _pieces(stream, cuts):
+            watch.fed += len(piece)
             conn.receive_data(piece)
-            fed += len(piece)
-            assert conn._reader.buffered <= fed < P.BHS_LEN, "segment bytes were buffered"
-    assert fed < P.BHS_LEN  # refused by the chunk that completed the BHS, not later
+            watch.check()  # at most the unfinished part of the current PDU
+            assert watch.fed < len(lead) + P.BHS_LEN, "the hostile header was not refused"
+    # refused by the feed that completed its BHS; no buffer was reserved for the segment
+    assert watch.fed >= len(lead) + P.BHS_LEN and watch.consumed == len(lead)
+    assert conn._reader._dest is None
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     mode=st.integers(0, 3),
-    blob=st.binary(max_size=3000),
-    cuts=st.lists(st.integers(0, 3000), max_size=40),
+    sizes=st.lists(st.integers(MRDSL - 1100, MRDSL), min_size=2, max_size=3),
+    text_size=st.integers(MRDSL - 300, MRDSL),
+    cuts=st.lists(st.integers(0, 4 * MRDSL), max_size=40),
+    small=st.integers(1, 3),
 )
-def test_reader_never_buffers_more_than_one_pdu(mode: int, blob: bytes, cuts: list[int]) -> None:
+def test_reader_never_buffers_more_than_one_pdu(
+    mode: int, sizes: list[int], text_size: int, cuts: list[int], small: int
+) -> None:
+    """Segments at and just below MRDSL, placed (Data-In) and staged (Text Response),
+    between small PDUs, in arbitrary chunkings with correct digests: the stream is several
+    maximal PDUs long, and after every feed the reader holds at most the unfinished part of
+    the current PDU (tests.fuzz.targets.ReaderWatch), which is below one maximal PDU."""
     conn = logged_in_connection(mode)
-    conn.scsi_command(1, C.read16(0, 8), read_len=4096)
-    # A plausible header first, so long random segments are actually being buffered.
-    head = bytearray(_pdu(P.Op.DATA_IN, 0x00, itt=1, digests=mode & 1))
-    head[5:8] = min(len(blob), 0xFFFFFF).to_bytes(3, "big")
-    bound = _largest_pdu(conn)
-    for piece in _pieces(bytes(head) + blob, cuts):
-        try:
-            conn.receive_data(piece)
-        except RemoteProtocolError:
-            return
-        assert conn._reader.buffered < bound
+    total = sum(sizes)
+    itt = conn.scsi_command(1, C.read16(0, 1), read_len=total)
+    text_itt = conn.text_request([("SendTargets", "All")])
+    conn.data_to_send()
+    payload = bytes(i * 13 & 0xFF for i in range(total))
+    stream = b"".join(
+        _pdu(P.Op.NOP_IN, 0x80, itt=P.NO_TAG, ttt=100 + i, statsn=0x101, digests=mode)
+        for i in range(small)
+    )
+    offset = 0
+    for n, size in enumerate(sizes):
+        last = n == len(sizes) - 1
+        stream += _pdu(P.Op.DATA_IN, 0x81 if last else 0x00, payload[offset : offset + size],
+                       itt=itt, statsn=0x101, f36=n, f40=offset, digests=mode)  # fmt: skip
+        offset += size
+    text = encode_pairs([("TargetName", "iqn.2026-11.example:t")])
+    text += b"TargetAddress=" + b"1" * (text_size - len(text) - len("TargetAddress=") - 1) + b"\0"
+    assert len(text) == text_size
+    stream += _pdu(P.Op.TEXT_RSP, 0x80, text, itt=text_itt, statsn=0x102, digests=mode)
+    assert len(stream) > 2 * largest_pdu(conn._reader)  # buffering it all would show
+    watch = ReaderWatch(conn, stream)
+    events = []
+    for piece in _pieces(stream, cuts):
+        watch.fed += len(piece)
+        events += conn.receive_data(piece)
+        watch.check()
+    assert conn._reader.buffered == 0 and watch.consumed == len(stream)
+    assert watch.pdus == small + len(sizes) + 1
+    done, reply = events
+    assert isinstance(done, TaskCompleted) and bytes(done.result.data) == payload
+    assert isinstance(reply, TextReply) and len(reply.pairs) == 2
 
 
 @settings(max_examples=200, deadline=None)
