@@ -16,6 +16,7 @@ import secrets
 from poolbackend.iscsi.errors import AuthenticationFailed, RemoteProtocolError
 
 ALGORITHMS: dict[int, str] = {5: "md5", 6: "sha1", 7: "sha256", 8: "sha3_256"}
+DISPLAY_NAMES: dict[int, str] = {5: "MD5", 6: "SHA-1", 7: "SHA-256", 8: "SHA3-256"}
 ALGORITHM_NAMES: dict[str, int] = {
     "md5": 5,
     "sha1": 6,
@@ -99,6 +100,24 @@ class ChapInitiator:
         self._my_challenge = b""
         self._their_challenge = b""
         self._use_base64 = False
+
+    @property
+    def chosen(self) -> int:
+        """The CHAP_A the target chose (5 until it has chosen)."""
+        return self._algorithm
+
+    def refusal_hint(self) -> str:
+        """What to add to a login refusal that came after our CHAP response: the algorithm we
+        answered with, and, when it was not MD5, the way out (tgt computes CHAP_A=7 as SHA-1
+        and refuses a SHA-256 answer with status 0x0200)."""
+        alg = self._algorithm
+        text = f"; CHAP_A={alg} ({DISPLAY_NAMES[alg]}) was used"
+        if alg != 5:
+            text += (
+                ", which some targets (tgt) compute differently: offer MD5 only "
+                "(<pb:chap algorithms='5'/> in the pool XML, auth=md5 in a URL)"
+            )
+        return text
 
     def __repr__(self) -> str:  # never show secrets
         return f"ChapInitiator(username={self.username!r}, algorithms={self.algorithms})"

@@ -275,6 +275,8 @@ class LoginMachine:
         if status_class != 0:
             self._done = True
             text = login_status_text(status_class, status_detail)
+            if self.config.chap is not None and self._chap_step >= 2:  # after our CHAP_R
+                text += self.config.chap.refusal_hint()
             exc = AuthenticationFailed if (status_class, status_detail) == (2, 1) else LoginFailed
             raise exc(f"login failed: {text}", status_class, status_detail)
         if bhs[3] != 0:

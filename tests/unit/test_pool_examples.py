@@ -25,7 +25,7 @@ INITIATOR = "iqn.2026-11.example:initiator1"
 
 def test_all_examples_present() -> None:
     names = {path.name for path in EXAMPLES.glob("*.xml")}
-    assert names >= {*POOLS, "secret.xml", "source.xml"}
+    assert names >= {*POOLS, "secret.xml", "secret-mutual.xml", "source.xml"}
 
 
 @pytest.mark.parametrize("name", POOLS)
@@ -55,12 +55,12 @@ def test_mutual_chap_example() -> None:
         username="chapuser",
         secret_uuid=None,
         secret_usage="target1-chap",
-        algorithms=(7, 5),
+        algorithms=(5,),
         target_username="target1",
         target_secret_uuid=None,
         target_secret_usage="target1-mutual",
     )
-    assert pool.options == PoolOptions("CRC32C,None", "None", 10.0)
+    assert pool.options == PoolOptions("CRC32C,None", "None,CRC32C", 10.0)
 
 
 def test_ipv6_example() -> None:
@@ -108,6 +108,7 @@ def test_libvirt_parser_accepts_pool_examples(name: str) -> None:
         ("pool-chap.xml", "storagepool"),
         ("pool-ipv6.xml", "storagepool"),
         ("secret.xml", "secret"),
+        ("secret-mutual.xml", "secret"),
     ],
 )
 def test_libvirt_schema_accepts_plain_examples(name: str, schema: str) -> None:
