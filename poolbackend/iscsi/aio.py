@@ -627,10 +627,10 @@ class Session:
         return bytes(r.data)
 
     async def report_luns(self) -> list[int]:
-        """The numbers of the usable LUNs (see :meth:`report_lun_entries`)."""
-        return list((await self.report_lun_entries()).luns)
+        """The numbers of the usable LUNs (see :meth:`report_luns_data`)."""
+        return list((await self.report_luns_data()).luns)
 
-    async def report_lun_entries(self) -> ReportLuns:
+    async def report_luns_data(self) -> ReportLuns:
         """All LUN entries as reported, re-asking with a larger allocation when the list did
         not fit; entries that cannot be used are in ``refused``."""
         alloc = 4096

@@ -52,7 +52,7 @@ async def probe_lun(session: Session, lun: Lun) -> LunInfo:
 
 
 async def scan(session: Session) -> ScanResult:
-    report = await session.report_lun_entries()
+    report = await session.report_luns_data()
     luns = report.entries
     refused = [refused_line(raw, reason) for raw, reason in report.refused]
 
