@@ -18,6 +18,8 @@ from poolbackend.iscsi.errors import ISCSIError
 from poolbackend.iscsi.url import IscsiUrl, parse_url
 from poolbackend.scsi import inquiry as INQ
 from poolbackend.scsi import vpd as VPD
+from poolbackend.scsi.lun import Lun
+from poolbackend.scsi.reportluns import refused_line
 
 
 def exact_size(n: int) -> str:
@@ -29,17 +31,21 @@ def exact_size(n: int) -> str:
 
 
 async def _list_luns(session: Session, out: TextIO) -> None:
-    luns = await session.report_luns()
+    """One line per LUN, each addressed with the entry the target reported; entries that
+    cannot be used get a ``warning:`` line, as in pool-start."""
+    report = await session.report_luns_data()
+    for raw, reason in report.refused:
+        print(f"warning: {refused_line(raw, reason)}", file=sys.stderr)
 
-    async def describe(lun: int) -> str:
+    async def describe(lun: Lun) -> str:
         inq = await session.inquiry(lun)
-        line = f"Lun:{lun:<4} Type:{INQ.device_type_name(inq.device_type)}"
+        line = f"Lun:{lun.number:<4} Type:{INQ.device_type_name(inq.device_type)}"
         if inq.device_type == 0:
             blocks, size = await session.read_capacity(lun)
             line += f" (Size:{exact_size(blocks * size)})"
         return line
 
-    for line in await asyncio.gather(*(describe(lun) for lun in luns)):
+    for line in await asyncio.gather(*(describe(lun) for lun in report.entries)):
         print(line, file=out)
 
 

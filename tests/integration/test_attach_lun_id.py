@@ -207,3 +207,15 @@ def test_disk_of_an_older_version_is_named_not_detached(
     assert err.count("\n") == 1 and err.startswith("error: "), err
     assert "'sdb' names QEMU LUN 300" in err and f"virsh detach-disk {DOMAIN} sdb" in err, err
     assert lab.vm.disk_targets(DOMAIN) == ["sdb"]  # left in place
+
+
+def test_iscsi_ls_lists_each_lun_once_with_its_size(run_cli: RunCli, lab: Lab) -> None:
+    rc, out, err = run_cli("iscsi-ls", "-s", f"iscsi://{lab.tgt.portal}")
+    assert rc == 0 and "Traceback" not in err, err
+    assert re.findall(r"^Lun:(\d+)\s+Type:DIRECT_ACCESS \(Size:1M\)$", out, re.M) == [
+        str(n) for n in (44, 210, 300, 1234)
+    ], out
+    assert err.splitlines() == [
+        "warning: LUN 412c000000000000 left out: LUN 300 is reported twice "
+        "(also as 412c000000000000)"
+    ], err
