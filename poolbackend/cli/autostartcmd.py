@@ -1,14 +1,19 @@
 """autostart-pools: what libvirtd does for autostart pools when it starts, run at boot.
 
 We are not a daemon, so a oneshot unit (contrib/poolbackend-autostart.service) calls this.
-One pool failing (its target down, say) must not keep the others from starting.
+One pool failing (its target down, say) must not keep the others from starting. The goal
+is "every autostart pool is active": a pool that another command (a second autostart-pools,
+a pool-start) activated meanwhile is a success, not a failure.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from poolbackend.pool.backend import Backend
 
 
 def cmd_autostart_pools(args: argparse.Namespace) -> int:
@@ -23,6 +28,9 @@ def cmd_autostart_pools(args: argparse.Namespace) -> int:
         try:
             report = backend.start(name)
         except PoolBackendError as exc:
+            if _active(backend, name):
+                print(f"Pool {name} was started by another command")
+                continue
             failed += 1
             print(f"error: pool {name}: {exc}", file=sys.stderr)
             continue
@@ -30,6 +38,16 @@ def cmd_autostart_pools(args: argparse.Namespace) -> int:
             print(f"warning: pool {name}: {line}", file=sys.stderr)
         print(f"Pool {name} started")
     return 1 if failed else 0
+
+
+def _active(backend: Backend, name: str) -> bool:
+    """Whether the pool is active now (a failing lookup counts as not active)."""
+    from poolbackend.errors import PoolBackendError
+
+    try:
+        return backend.store.get_pool(name).state.active
+    except PoolBackendError:
+        return False
 
 
 def register(sub: Any, cmd: Any) -> None:

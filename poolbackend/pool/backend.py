@@ -22,7 +22,7 @@ from poolbackend.iscsi.portal import Credentials, Portal
 from poolbackend.pool import lookup, naming, scan, transfer, volumelock, wipe
 from poolbackend.pool.model import PoolDef, PoolState, SourceSpec, Volume
 from poolbackend.pool.secrets import SecretStore
-from poolbackend.pool.store import PoolRecord, Store
+from poolbackend.pool.store import PoolRecord, Store, new_activation
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]
@@ -132,30 +132,49 @@ class Backend:
         )
         return volumes, result.failures
 
-    def _refresh(self, record: PoolRecord, *, starting: bool) -> RefreshReport:
-        """Scan the target and save the volume list.
+    def _scan_and_save(self, origin: PoolRecord, *, starting: bool) -> RefreshReport:
+        """Scan the target of ``origin`` and save the volume list, if it still belongs there.
 
-        The scan runs without the store lock (it can take seconds), so the pool's state is
-        checked again under the lock before saving: a concurrent start that won, or a
-        destroy during a refresh, is reported instead of being overwritten.
+        The scan runs without the store lock (it can take long: a slow or stopped target),
+        so the pool may change meanwhile. The result is saved only into exactly what the
+        scan began from: for a start, the same persistent definition of a still inactive
+        pool; for a refresh, the same activation (its id is in the state file) with the same
+        live definition. Otherwise it is discarded with one line, and a failed refresh never
+        deactivates an activation it did not begin from.
         """
-        pool = record.pool
+        name = origin.pool.name
+        pool = origin.pool  # the definition the scan talks to
         try:
             volumes, failures = _run(self.scan_pool(pool))
-        except PoolBackendError:
-            if not starting:
-                with self.store.locked():
-                    self.store.clear_state(pool.name)  # a failed refresh deactivates the pool
+        except PoolBackendError as exc:
+            if starting:
+                raise
+            with self.store.locked():
+                current = self.store.find_pool(name)
+                why = "stopped" if current is None else self._changed(origin, current)
+                if why is None:
+                    self.store.clear_state(name)  # a failed refresh deactivates the pool
+                elif why == "restarted":  # not ours to clear: say why it stays active
+                    raise StateError(
+                        f"{exc} (pool '{name}' was restarted during the refresh and stays active)"
+                    ) from None
             raise
         total = sum(v.capacity for v in volumes)
         with self.store.locked():
-            current = self.store.get_pool(pool.name)
-            if starting and current.state.active:
-                raise StateError(lookup.invalid(pool.name, "is already active"))
-            if not starting and not current.state.active:
+            current = self.store.find_pool(name)
+            why = "undefined" if current is None else self._changed(origin, current)
+            if starting and current is not None and current.state.active:
+                raise StateError(lookup.invalid(name, "is already active"))
+            if not starting and (current is None or not current.state.active):
                 raise StateError(
-                    lookup.invalid(pool.name, "is not active")
-                    + " (it was stopped during the refresh)"
+                    lookup.invalid(name, "is not active") + " (it was stopped during the refresh)"
+                )
+            if why is not None or current is None:
+                raise StateError(
+                    lookup.invalid(
+                        name, f"was {why} during the {'start' if starting else 'refresh'}"
+                    )
+                    + "; the result of scanning its old target was discarded"
                 )
             state = PoolState(
                 active=True,
@@ -165,27 +184,39 @@ class Backend:
                 allocation=total,
                 available=0,
                 volumes=volumes,
+                activation=new_activation() if starting else origin.state.activation,
             )
-            self.store.save_state(pool.name, state)
+            self.store.save_state(name, state, pool=pool)
         return RefreshReport(state, failures)
+
+    @staticmethod
+    def _changed(origin: PoolRecord, current: PoolRecord) -> str | None:
+        """How the pool differs from the one a start/refresh began from (None: it does not)."""
+        if not origin.state.active:  # a start: the persistent definition it scans
+            return None if current.definition == origin.definition else "redefined"
+        if not current.state.active:
+            return "stopped"
+        if (current.state.activation, current.live) != (origin.state.activation, origin.live):
+            return "restarted"
+        return None
 
     def start(self, name: str) -> RefreshReport:
         record = self.store.get_pool(name)
         if record.state.active:
             raise StateError(lookup.invalid(record.pool.name, "is already active"))
-        return self._refresh(record, starting=True)
+        return self._scan_and_save(record, starting=True)
 
     def create(self, pool: PoolDef) -> RefreshReport:
         """A transient pool: started without a persistent definition."""
         with self.store.locked():
-            self.store.create_transient(pool)
-        return self._refresh(self.store.get_pool(pool.name), starting=False)
+            record = self.store.create_transient(pool)
+        return self._scan_and_save(record, starting=False)
 
     def refresh(self, name: str) -> RefreshReport:
         record = self.store.get_pool(name)
         if not record.state.active:
             raise StateError(lookup.invalid(record.pool.name, "is not active"))
-        return self._refresh(record, starting=False)
+        return self._scan_and_save(record, starting=False)
 
     def destroy(self, name: str) -> None:
         with self.store.locked():

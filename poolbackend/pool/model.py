@@ -225,7 +225,9 @@ class PoolState:
 
     ``active`` pools have a state file; ``persistent`` pools have a definition file (a
     transient pool exists only while active); ``available`` is 0 like in libvirt unless the
-    backend computes something better. ``volumes`` are in REPORT LUNS order.
+    backend computes something better. ``volumes`` are in REPORT LUNS order. ``activation``
+    identifies one activation of the pool (written when it starts, "" for state files written
+    before it existed): a slow refresh saves only into the activation it began from.
     """
 
     active: bool = False
@@ -235,6 +237,7 @@ class PoolState:
     allocation: int = 0
     available: int = 0
     volumes: tuple[Volume, ...] = ()
+    activation: str = ""
 
     def find_volume(self, name_key_or_path: str) -> Volume | None:
         """Return the volume with this name, key or path (tried in that order), or None."""

@@ -16,6 +16,7 @@ silently.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,12 +44,17 @@ from poolbackend.pool.xmlio import (
     parse_pool_xml,
 )
 
-__all__ = ["PoolRecord", "Store", "StorePaths"]
+__all__ = ["PoolRecord", "Store", "StorePaths", "new_activation"]
 
 _MAX_NAME_BYTES = 255 - len(".xml")
 
 
 # ---------------------------------------------------------------------------- the store
+
+
+def new_activation() -> str:
+    """A fresh activation id for a pool that starts (see :attr:`PoolState.activation`)."""
+    return os.urandom(8).hex()
 
 
 @dataclass(frozen=True)
@@ -390,7 +396,7 @@ class Store:
         """
         self._validated(pool)
         if state is None:
-            state = PoolState(active=True, persistent=False)
+            state = PoolState(active=True, persistent=False, activation=new_activation())
         with self.locked():
             self._check_duplicates(pool, check_active=True)
             return self.save_state(pool.name, state, pool=pool)

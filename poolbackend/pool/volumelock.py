@@ -23,7 +23,7 @@ from poolbackend.errors import PoolBackendError, StateError
 from poolbackend.pool.fsutil import StorePaths, open_lock_file
 from poolbackend.pool.naming import printable
 
-__all__ = ["lock_path", "volume_lock"]
+__all__ = ["lock_holders", "lock_path", "volume_lock"]
 
 
 def lock_path(paths: StorePaths, volume_key: str) -> Path:
@@ -31,13 +31,49 @@ def lock_path(paths: StorePaths, volume_key: str) -> Path:
     return paths.volume_locks_dir / f"{digest}.lock"
 
 
-def _busy(fd: int) -> str:
-    """What the current holder wrote into the lock file (best effort)."""
+def lock_holders(fd: int, locks_table: str = "/proc/locks") -> list[int]:
+    """Pids holding an ``flock`` on the file open as ``fd``, from the kernel's lock table.
+
+    This is the truth about who holds the lock now: a note in the file may name a reader
+    that has exited while another still holds it. Empty when the table cannot be read.
+    """
+    st = os.fstat(fd)
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    pids: list[int] = []
     with contextlib.suppress(OSError):
-        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
-        if text:
-            return printable(text)
-    return "another operation"
+        with open(locks_table, encoding="ascii", errors="replace") as table:
+            for line in table:
+                fields = line.split()
+                # "N: FLOCK ADVISORY READ|WRITE PID MAJ:MIN:INODE 0 EOF"; "N: -> ..." waits
+                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted:
+                    with contextlib.suppress(ValueError):
+                        pid = int(fields[4])
+                        if pid != os.getpid() and pid not in pids:
+                            pids.append(pid)
+    return pids
+
+
+def _notes(fd: int) -> dict[int, str]:
+    """The ``PID operation`` lines holders appended to the lock file (best effort)."""
+    notes: dict[int, str] = {}
+    with contextlib.suppress(OSError):
+        text = os.pread(fd, 64 * 1024, 0).decode("utf-8", "replace")
+        for line in text.splitlines():
+            pid, _, operation = line.partition(" ")
+            if pid.isdigit() and operation:
+                notes[int(pid)] = operation
+    return notes
+
+
+def _busy(fd: int) -> str:
+    """Who holds the lock now: each live holder with its operation, or nobody named."""
+    holders = lock_holders(fd)
+    if not holders:
+        return "by another operation"
+    notes = _notes(fd)
+    return ", ".join(
+        f"{printable(notes.get(pid, 'an operation'))} in progress (pid {pid})" for pid in holders
+    )
 
 
 @contextlib.contextmanager
@@ -47,6 +83,8 @@ def volume_lock(
     """Hold the lock of one volume for ``operation`` (e.g. ``vol-wipe``) or fail at once."""
     path = lock_path(paths, volume_key)
     fd = open_lock_file(paths, path)
+    with contextlib.suppress(OSError):  # notes are appended: readers write concurrently
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
     try:
         try:
             fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
@@ -59,10 +97,12 @@ def volume_lock(
                 f"Requested operation is not valid: volume '{printable(volume_name)}' is in use "
                 f"({_busy(fd)}); {operation} refused"
             ) from None
-        note = f"{operation} in progress (pid {os.getpid()})".encode()
-        with contextlib.suppress(OSError):  # only informative: shown to whoever is refused
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, note, 0)
+        # Informative only (shown to whoever is refused, for the live pids): one line per
+        # holder. A writer is alone; a reader starts the file afresh when it is alone.
+        with contextlib.suppress(OSError):
+            if exclusive or not lock_holders(fd):
+                os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {operation}\n".encode())
         yield
     finally:
         os.close(fd)  # releases the flock

@@ -1368,7 +1368,8 @@ _VOLUME_TEXT = ("vendor", "product", "revision", "serial")
 def format_pool_state_xml(pool: PoolDef, state: PoolState) -> str:
     """Return the runtime state document: ``<poolstate>`` wrapping the live pool XML (with
     the sizes) and the volumes with everything :class:`Volume` holds."""
-    lines = [f"<poolstate active='{'yes' if state.active else 'no'}'>"]
+    activation = f" activation='{_esc(state.activation)}'" if state.activation else ""
+    lines = [f"<poolstate active='{'yes' if state.active else 'no'}'{activation}>"]
     lines.extend("  " + line for line in format_pool_xml(pool, state).splitlines())
     lines.append("  <volumes>")
     for volume in state.volumes:
@@ -1425,8 +1426,12 @@ def parse_pool_state_xml(
     active = root.get("active", "yes")
     if active not in ("yes", "no"):
         raise _fail(kind, source_name, "attribute 'active' must be 'yes' or 'no'", _line(root))
+    activation = root.get("activation", "")
+    if not all(c in "0123456789abcdef" for c in activation):
+        raise _fail(kind, source_name, "attribute 'activation' must be hexadecimal", _line(root))
     return pool, PoolState(
         active=active == "yes",
+        activation=activation,
         capacity=sizes["capacity"],
         allocation=sizes["allocation"],
         available=sizes["available"],
