@@ -64,7 +64,9 @@ ALLOWED = re.compile(
     r"^error: ("
     r"Storage pool not found: no storage pool with matching name 'cp'"
     r"|Requested operation is not valid: .*"
-    r"(is already active|is not active( \(it was stopped during the refresh\))?|is still active)"
+    r"(is already active|is not active( \(it was stopped during the refresh\))?|is still active"
+    r"|was (redefined|undefined|restarted) during the (start|refresh); the result of scanning "
+    r"its old target was discarded)"
     r"|operation failed: pool 'cp' already exists with uuid .*"
     r")$"
 )
