@@ -22,6 +22,7 @@ from poolbackend.pool.libvirt_conn import import_libvirt, libvirt_message, open_
 from poolbackend.pool.model import PoolDef, Volume
 from poolbackend.pool.secrets import SecretStore
 from poolbackend.pool.store import PoolRecord, Store
+from poolbackend.scsi.lun import MAX_LUN, Lun, decode_lun, refusal
 
 BUSES = ("virtio", "scsi", "sata")
 DEVICES = ("disk", "lun")
@@ -188,19 +189,43 @@ def _is_volume(disk: etree._Element, pool: PoolDef, volume: Volume) -> bool:
 
 
 def _is_qemu_lun(disk: etree._Element, pool: PoolDef, qemu: int) -> bool:
+    return _is_disk_of(disk, pool, lambda number: number == qemu)
+
+
+def _disk_qemu_number(disk: etree._Element, pool: PoolDef) -> int | None:
+    """The QEMU LUN number of an iSCSI disk of *pool*'s portal and target, else None."""
     src = disk.find("source")
     if disk.get("type") != "network" or src is None or src.get("protocol") != "iscsi":
-        return False
-    name = src.get("name")
+        return None
+    name = src.get("name") or ""
     iqn = pool.source.target_iqn
-    if name != f"{iqn}/{qemu}" and not (qemu == 0 and name == iqn):
-        return False
+    if name == iqn:
+        number = 0
+    else:
+        text = name[len(iqn) + 1 :] if name.startswith(iqn + "/") else ""
+        if not (text.isascii() and text.isdigit()) or str(int(text)) != text:
+            return None
+        number = int(text)
     want_host, want_port = naming.connect_address(pool.source.host, pool.source.port)
     for host in src.iterfind("host"):
         port = int(host.get("port") or naming.DEFAULT_PORT)
         if host.get("name") == want_host and port == want_port:
-            return True
-    return False
+            return number
+    return None
+
+
+def _is_disk_of(disk: etree._Element, pool: PoolDef, accept: Callable[[int], bool]) -> bool:
+    number = _disk_qemu_number(disk, pool)
+    return number is not None and accept(number)
+
+
+def _reaches_lun(qemu: int, lun: int) -> bool:
+    """True when QEMU's LUN number *qemu* (sent raw as the first two bytes of the LUN field)
+    addresses LUN *lun* in peripheral or flat space addressing."""
+    if not 0 <= qemu <= 0xFFFF:
+        return False
+    entry = qemu.to_bytes(2, "big") + bytes(6)
+    return refusal(entry) is None and decode_lun(entry) == lun
 
 
 # ----------------------------------------------------------------------------- domain
@@ -235,7 +260,12 @@ class _Domain:
 
     def disk_of(self, flags: int, pool: PoolDef, volume: Volume) -> etree._Element | None:
         """The disk that is *volume*, found by its iSCSI source, or None."""
-        return next((d for d in self.disks(flags) if _is_volume(d, pool, volume)), None)
+        return self.disk_matching(flags, lambda d: _is_volume(d, pool, volume))
+
+    def disk_matching(
+        self, flags: int, match: Callable[[etree._Element], bool]
+    ) -> etree._Element | None:
+        return next((d for d in self.disks(flags) if match(d)), None)
 
 
 def _lookup_domain(conn: Any, name: str) -> Any:
@@ -372,23 +402,24 @@ def detach_volume(
 ) -> DetachResult:
     """Detach the disk of *vol* from *domain*, found by its iSCSI source, not its target.
 
-    A live unplug needs the guest's cooperation; we wait up to *wait* seconds for the disk
-    to leave the live XML and report ``completed=False`` if it has not.
+    The pool need not be active: its definition (portal, target) and the LUN number in the
+    volume's name, key or path are enough to find the disk. A live unplug needs the guest's
+    cooperation; we wait up to *wait* seconds for the disk to leave the live XML and report
+    ``completed=False`` if it has not.
     """
     store = store or Store.default()
     placement = placement or Placement()
-    record, volume = lookup.find_volume(store, vol, pool)
-    volume.address(record.pool.name)  # a state file without the reported LUN: refresh first
+    found_vol = _detach_subject(store, vol, pool)
     own = conn is None
     conn = open_connection(uri) if own else conn
     try:
         dom = _Domain(conn, domain)
         flags = placement.flags(dom.active)
-        found = dom.disk_of(flags, record.pool, volume)
+        found = dom.disk_matching(flags, found_vol.match)
         if found is None:
-            _refuse_legacy_disk(dom, flags, record.pool, volume)
+            _refuse_legacy_disk(dom, flags, found_vol)
             raise NotFoundError(
-                f"volume '{volume.name}' of pool '{record.pool.name}' is not attached to "
+                f"volume '{found_vol.name}' of pool '{found_vol.pool.name}' is not attached to "
                 f"domain '{dom.name}'"
             )
         target = _target_dev(found)
@@ -396,43 +427,114 @@ def detach_volume(
             dom.handle.detachDeviceFlags(etree.tostring(found, encoding="unicode"), flags)
         except dom.libvirt.libvirtError as exc:
             raise PoolBackendError(
-                f"cannot detach volume '{volume.name}' ('{target}') from domain '{dom.name}': "
-                f"{libvirt_message(exc)}"
+                f"cannot detach volume '{found_vol.name}' ('{target}') from domain "
+                f"'{dom.name}': {libvirt_message(exc)}"
             ) from None
         live = bool(flags & AFFECT_LIVE) or (flags == AFFECT_CURRENT and dom.active)
-        completed = not live or _wait_gone(dom, record.pool, volume, wait)
+        completed = not live or _wait_gone(dom, found_vol.match, wait)
         return DetachResult(dom.name, target, completed)
     finally:
         if own:
             conn.close()
 
 
-def _refuse_legacy_disk(dom: _Domain, flags: int, pool: PoolDef, volume: Volume) -> None:
+@dataclass(frozen=True)
+class _DetachSubject:
+    """What detach looks for: the pool definition, the volume's name and LUN, the QEMU
+    number the disk should name, and the test a disk must pass."""
+
+    pool: PoolDef
+    name: str
+    lun: int
+    qemu: int
+    match: Callable[[etree._Element], bool]
+
+
+def _detach_subject(store: Store, vol: str, pool_name: str | None) -> _DetachSubject:
+    """The volume from an active pool's state or, for an inactive pool, from its definition:
+    a name ``unit:0:0:N`` (with the pool) or the key/path libvirt's rule gives LUN N."""
+    try:
+        record, volume = lookup.find_volume(store, vol, pool_name)
+    except (StateError, NotFoundError) as exc:
+        candidates = (
+            [store.get_pool(pool_name)]
+            if pool_name
+            else [r for r in store.list_pools() if not r.state.active]
+        )
+        for record in candidates:
+            if record.state.active:
+                continue
+            lun = _lun_by_definition(record.pool, vol, by_name=pool_name is not None)
+            if lun is not None:
+                return _DetachSubject(
+                    record.pool,
+                    naming.volume_name(lun),
+                    lun,
+                    Lun.of(lun).qemu,
+                    _reaching(record.pool, lun),
+                )
+        raise exc from None
+    qemu = volume.address(record.pool.name).qemu  # a state file without the LUN: refresh first
+    return _DetachSubject(
+        record.pool,
+        volume.name,
+        volume.lun,
+        qemu,
+        lambda d: _is_qemu_lun(d, record.pool, qemu),
+    )
+
+
+def _reaching(pool: PoolDef, lun: int) -> Callable[[etree._Element], bool]:
+    """A test for disks of *pool* whose QEMU number addresses LUN *lun*."""
+
+    def match(disk: etree._Element) -> bool:
+        return _is_disk_of(disk, pool, lambda qemu: _reaches_lun(qemu, lun))
+
+    return match
+
+
+def _lun_by_definition(pool: PoolDef, vol: str, *, by_name: bool) -> int | None:
+    """LUN N when *vol* is volume N of *pool* by libvirt's naming rules, else None."""
+    src = pool.source
+    if by_name and vol.startswith(naming.VOLUME_NAME_PREFIX):
+        try:
+            lun = naming.lun_from_volume_name(vol)
+        except ConfigError:
+            return None
+        return lun if lun <= MAX_LUN else None
+    prefix = naming.volume_key(src.host, src.port, src.target_iqn, 0)[: -len("0")]
+    text = vol[len(prefix) :] if vol.startswith(prefix) else ""
+    if not (text.isascii() and text.isdigit()) or str(int(text)) != text:
+        return None
+    return int(text) if int(text) <= MAX_LUN else None
+
+
+def _refuse_legacy_disk(dom: _Domain, flags: int, subject: _DetachSubject) -> None:
     """Explain a disk an older version attached as ``IQN/<LUN number>``.
 
     For a LUN whose QEMU number differs from its number (tgt's LUNs above 255), that disk
     makes QEMU address another LUN (``IQN/300`` is tgt's LUN 44), so it is not this volume
     and is not detached; the user is told which disk it is.
     """
-    qemu = volume.address(pool.name).qemu
-    if qemu == volume.lun:
+    if subject.qemu == subject.lun:
         return
+    pool = subject.pool
     for disk in dom.disks(flags):
-        if _is_qemu_lun(disk, pool, volume.lun):
+        if _is_qemu_lun(disk, pool, subject.lun):
             raise StateError(
-                f"volume '{volume.name}' of pool '{pool.name}' (QEMU LUN {qemu}) is not "
-                f"attached to domain '{dom.name}', but its disk '{_target_dev(disk)}' names "
-                f"QEMU LUN {volume.lun}, as versions before the fix wrote it: QEMU reaches "
-                "another LUN through it; check it and remove it with 'virsh detach-disk "
-                f"{dom.name} {_target_dev(disk)}'"
+                f"volume '{subject.name}' of pool '{pool.name}' (QEMU LUN {subject.qemu}) is "
+                f"not attached to domain '{dom.name}', but its disk '{_target_dev(disk)}' "
+                f"names QEMU LUN {subject.lun}, as versions before the fix wrote it: QEMU "
+                "reaches another LUN through it; check it and remove it with 'virsh "
+                f"detach-disk {dom.name} {_target_dev(disk)}'"
             )
 
 
-def _wait_gone(dom: _Domain, pool: PoolDef, volume: Volume, wait: float) -> bool:
+def _wait_gone(dom: _Domain, match: Callable[[etree._Element], bool], wait: float) -> bool:
     deadline = time.monotonic() + wait
     while True:
         try:
-            present = dom.disk_of(AFFECT_LIVE, pool, volume) is not None
+            present = dom.disk_matching(AFFECT_LIVE, match) is not None
         except PoolBackendError:
             return True  # the domain went away: nothing holds the disk any more
         if not present:

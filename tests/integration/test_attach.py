@@ -372,9 +372,9 @@ def test_errors(run_cli: RunCli, tmp_path: Path, lab: Lab) -> None:
         )
         _error(run_cli(cmd, lab.domain, "unit:0:0:1", "--pool", "nosuchpool", *uri), "nosuchpool")
         _error(run_cli(cmd, lab.domain, "unit:0:0:9", "--pool", "plain", *uri), "unit:0:0:9")
-        _error(
-            run_cli(cmd, lab.domain, "unit:0:0:1", "--pool", "stopped", *uri), "stopped", "active"
-        )
+        # attach needs the LUN's state; detach finds the disk from the definition alone
+        words = ("active",) if cmd == "attach-volume" else ("not attached",)
+        _error(run_cli(cmd, lab.domain, "unit:0:0:1", "--pool", "stopped", *uri), "stopped", *words)
     assert lab.vm.disk_targets(lab.domain) == []
 
     # The target device is taken (by another LUN).
@@ -430,3 +430,24 @@ def test_vmhost_is_private_and_stops_everything(lab: Lab) -> None:
             continue
         assert state in ("Z", "X"), (pid, state)
     assert not workdir.exists()
+
+
+def test_detach_while_the_pool_is_inactive(run_cli: RunCli, tmp_path: Path, lab: Lab) -> None:
+    """The definition holds all detach needs (portal, target, LUN from the name/key/path)."""
+    _pool(run_cli, tmp_path, lab, "plain")
+    key2 = _ok(run_cli("vol-key", "unit:0:0:2", "--pool", "plain")).strip()
+    _attach(run_cli, lab, "unit:0:0:1", "--pool", "plain", "--target", "sdb", "--bus", "scsi")
+    _attach(run_cli, lab, "unit:0:0:2", "--pool", "plain", "--target", "sdc", "--config")
+    _ok(run_cli("pool-destroy", "plain"))
+    uri = ("--connect", lab.uri)
+    # A volume of the inactive pool that is not attached, and a name without its pool.
+    _error(
+        run_cli("detach-volume", lab.domain, "unit:0:0:3", "--pool", "plain", *uri), "not attached"
+    )
+    _error(run_cli("detach-volume", lab.domain, "unit:0:0:1", *uri), "not found")
+    _detach(run_cli, lab, "unit:0:0:1", "--pool", "plain")
+    assert lab.vm.disk_targets(lab.domain) == []
+    _assert_gone(lab, PLAIN_TID)
+    _detach(run_cli, lab, key2, "--config")
+    assert lab.vm.disk_targets(lab.domain, inactive=True) == []
+    assert "inactive" in _ok(run_cli("pool-list", "--all"))

@@ -304,3 +304,14 @@ def test_cli_print_xml_and_errors(tmp_path: Path, state_dir: Path, run_cli: RunC
     assert rc == 1
     assert err.startswith("error: cannot connect to libvirt at bogus:///x: ")
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_detach_of_an_inactive_pool_matches_the_qemu_number_that_reaches_the_lun() -> None:
+    """Without the pool's state, a disk is the volume's when its QEMU number addresses the
+    LUN of the volume's name (peripheral or flat addressing), never the legacy raw number."""
+    from poolbackend.pool.attach import _reaches_lun
+
+    assert _reaches_lun(1, 1) and _reaches_lun(0x4001, 1)
+    assert _reaches_lun(16684, 300)  # tgt's LUN 300, reported 41 2c
+    assert not _reaches_lun(300, 300)  # 01 2c: peripheral bus 1, tgt's LUN 44
+    assert not _reaches_lun(2, 1) and not _reaches_lun(0x10000, 0)
