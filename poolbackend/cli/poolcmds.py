@@ -232,7 +232,10 @@ def pool_dumpxml(args: argparse.Namespace) -> int:
     from poolbackend.pool.xmlio import format_pool_xml
 
     r = _store().get_pool(args.pool)
-    print(format_pool_xml(r.pool, r.state if r.state.active and not args.inactive else None))
+    if r.state.active and not args.inactive:
+        print(format_pool_xml(r.pool, r.state))  # the running definition with live sizes
+    else:  # what the next start uses: a pool-define on an active pool is pending here
+        print(format_pool_xml(r.inactive_pool))
     return 0
 
 
@@ -558,6 +561,13 @@ def register(sub: Any, cmd: Register) -> None:
     p.add_argument("--details", action="store_true", help="sizes, persistence")
     p.add_argument("--name", action="store_true", help="names only")
     p.add_argument("--uuid", action="store_true", help="UUIDs only")
+    p = cmd(
+        sub,
+        "pool-edit",
+        "editcmd:pool_edit",
+        "edit a pool's definition with $VISUAL/$EDITOR (default vi), then define it",
+    )
+    p.add_argument("pool", metavar="POOL", help="pool name or UUID")
     p = pool_cmd("pool-info", "pool_info", "pool state and sizes")
     p.add_argument("--bytes", action="store_true", help="sizes in bytes")
     p = pool_cmd("pool-dumpxml", "pool_dumpxml", "the pool XML (with live sizes when active)")

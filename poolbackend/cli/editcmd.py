@@ -1,0 +1,87 @@
+"""``pool-edit``: virsh's edit cycle for a pool definition.
+
+The inactive XML (what the next start uses) goes to a private temporary file, ``$VISUAL`` or
+``$EDITOR`` (default ``vi``) runs on it through ``sh -c`` like virsh, and the result is
+defined. An unchanged file changes nothing. A file that does not define cleanly leaves the old
+definition in place; on a terminal the user may edit again (virsh's "Try again?" prompt, with
+the answers y and n), otherwise the command fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+
+from poolbackend.errors import ConfigError, PoolBackendError
+
+DEFAULT_EDITOR = "vi"
+
+
+def _editor() -> str:
+    return os.environ.get("VISUAL") or os.environ.get("EDITOR") or DEFAULT_EDITOR
+
+
+def _run_editor(editor: str, path: str) -> None:
+    from poolbackend.text import printable
+
+    try:
+        rc = subprocess.run(["sh", "-c", f"{editor} {shlex.quote(path)}"], check=False).returncode
+    except OSError as exc:
+        raise ConfigError(f"cannot run the editor: {exc.strerror}") from None
+    if rc != 0:
+        raise ConfigError(
+            f"editor command '{printable(editor)}' failed (exit status {rc}); "
+            "the definition is unchanged"
+        )
+
+
+def _try_again() -> bool:
+    """virsh's question after a failed define; only asked on a terminal."""
+    if not sys.stdin.isatty():
+        return False
+    while True:
+        print("Failed. Try again? [y,n,?]:", end=" ", flush=True)
+        answer = sys.stdin.readline()
+        if not answer:
+            return False
+        answer = answer.strip().lower()
+        if answer in ("y", "n"):
+            return answer == "y"
+        print("y - yes, start editor again\nn - no, throw away my changes\n? - print this help")
+
+
+def pool_edit(args: argparse.Namespace) -> int:
+    from poolbackend.cli.poolcmds import _read_xml, _say, _store
+    from poolbackend.pool.xmlio import format_pool_xml, parse_pool_xml
+
+    store = _store()
+    record = store.get_pool(args.pool)
+    original = format_pool_xml(record.inactive_pool)
+    fd, path = tempfile.mkstemp(prefix="poolbackend", suffix=".xml")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(original)
+        editor = _editor()
+        while True:
+            _run_editor(editor, path)
+            edited = _read_xml(path, "edited pool XML")
+            if edited.decode("utf-8", "surrogateescape") == original:
+                _say(f"Pool {record.pool.name} XML configuration not changed.")
+                return 0
+            try:
+                pool = parse_pool_xml(edited, source_name=path)
+                with store.locked():
+                    store.define(pool)
+            except PoolBackendError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                if _try_again():
+                    continue
+                return 1
+            _say(f"Pool {pool.name} XML configuration edited.")
+            return 0
+    finally:
+        os.unlink(path)
