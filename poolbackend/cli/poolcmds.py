@@ -275,7 +275,9 @@ def find_sources_as(args: argparse.Namespace) -> int:
         if not args.port.isdigit() or not 0 < int(args.port) < 65536:
             raise ConfigError(f"invalid port '{args.port}' (expected 1-65535)")
         port = int(args.port)
-    return _discover(args, SourceSpec(args.host, port, args.initiator))
+    from poolbackend.pool.xmlio import host_name
+
+    return _discover(args, SourceSpec(host_name(args.host), port, args.initiator))
 
 
 def find_sources(args: argparse.Namespace) -> int:

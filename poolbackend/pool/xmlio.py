@@ -86,6 +86,7 @@ __all__ = [
     "format_sources_xml",
     "format_volume_request_xml",
     "format_volume_xml",
+    "host_name",
     "parse_pool_state_xml",
     "parse_pool_xml",
     "parse_secret_xml",
@@ -511,6 +512,20 @@ _V_HOST = _Value(
     "a DNS name or an IPv4/IPv6 address without brackets",
 )
 _V_IQN = _Value(_pattern(IQN_PATTERN), "an iSCSI qualified name iqn.YYYY-MM.domain[:id]")
+
+
+def host_name(text: str) -> str:
+    """A host given on the command line, as a ``<host name>`` the pool XML accepts: an IPv6
+    literal loses its brackets (``[::1]`` -> ``::1``), anything the pool XML would refuse is
+    refused here with the same rule, so what find-storage-pool-sources prints defines."""
+    host = text[1:-1] if text.startswith("[") and text.endswith("]") and ":" in text else text
+    if not _V_HOST.check(host):
+        raise ConfigError(
+            f"invalid host '{printable(text)}' (expected a DNS name or an IPv4/IPv6 address)"
+        )
+    return host
+
+
 _V_POOL_TYPE = _Value(lambda v: v == "iscsi-direct", "'iscsi-direct'")
 _V_AUTH_TYPE = _Value(lambda v: v in ("chap", "ceph"), "'chap' or 'ceph'")
 _V_ALGORITHMS = _Value(
