@@ -499,6 +499,12 @@ def secret_set_value(args: argparse.Namespace) -> int:
         value = sys.stdin.buffer.read().rstrip(b"\n")
     if not value:
         raise ConfigError("refusing to set an empty secret value")
+    if value.endswith((b"\n", b"\r")):  # kept, like virsh's --file --plain: it may be meant
+        print(
+            "warning: the secret value ends in a newline, which is kept as part of it (as "
+            "virsh does) and will be part of the CHAP password; remove it if that is not meant",
+            file=sys.stderr,
+        )
     _secrets().set_value(args.secret, value)
     _say("Secret value set")
     return 0
@@ -658,7 +664,12 @@ def register(sub: Any, cmd: Register) -> None:
     )
     p.add_argument("secret", metavar="SECRET", help="UUID or usage")
     p.add_argument("--file", help="file holding the value (base64 unless --plain)")
-    p.add_argument("--plain", action="store_true", help="the --file content is the raw value")
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="the --file content is the raw value, byte for byte (a trailing newline is kept, "
+        "as virsh does)",
+    )
     p.add_argument("--interactive", action="store_true", help="prompt for the value")
     cmd(sub, "secret-list", me + "secret_list", "list secrets")
     p = cmd(sub, "secret-undefine", me + "secret_undefine", "delete a secret and its value")
