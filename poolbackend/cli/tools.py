@@ -106,6 +106,22 @@ async def _with_lun(
             await result
 
 
+async def _existing_lu(s: Session, url: IscsiUrl, lun: int) -> INQ.StandardInquiry:
+    """The LUN's standard INQUIRY, refused in one line when the target says there is no
+    logical unit there (qualifier 3): tgt still answers INQUIRY, VPD pages included, for a
+    LUN that does not exist (libiscsi's tools fail at their connect-time TEST UNIT READY)."""
+    from poolbackend.errors import NotFoundError
+    from poolbackend.text import printable
+
+    inq = await s.inquiry(lun)
+    if inq.peripheral_qualifier == INQ.QUALIFIER_NO_LU:
+        raise NotFoundError(
+            f"portal {url.portal} target {printable(url.target or '')}: no logical unit at "
+            f"LUN {lun} (INQUIRY peripheral qualifier {INQ.QUALIFIER_NO_LU})"
+        )
+    return inq
+
+
 def _print_standard_inquiry(inq: INQ.StandardInquiry) -> None:
     lines = [
         f"Peripheral Qualifier:{INQ.peripheral_qualifier_name(inq.peripheral_qualifier)}",
@@ -206,8 +222,9 @@ def cmd_iscsi_inq(args: argparse.Namespace) -> int:
             ) from None
 
     async def run(s: Session, lun: int) -> None:
+        inq = await _existing_lu(s, url, lun)
         if page is None:
-            _print_standard_inquiry(await s.inquiry(lun))
+            _print_standard_inquiry(inq)
         else:
             _print_vpd(page, await s.vpd(lun, page))
 
@@ -220,6 +237,7 @@ def cmd_iscsi_readcapacity(args: argparse.Namespace) -> int:
     opts = session_options(args, url)
 
     async def run(s: Session, lun: int) -> None:
+        await _existing_lu(s, url, lun)
         rc = await s.read_capacity16(lun)
         if rc is None:  # the LUN rejects (16): report what READ CAPACITY(10) says
             blocks, block_size = await s.read_capacity10(lun)

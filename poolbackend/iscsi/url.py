@@ -20,8 +20,11 @@ from poolbackend.iscsi.portal import DEFAULT_PORT, Credentials, Portal
 
 _DIGESTS = {
     "none": "None",
-    "crc32c": "CRC32C",
-    "none-crc32c": "None,CRC32C",
+    # libiscsi offers CRC32C alone but then takes whatever the target answers (None
+    # included, lib/login.c), so in effect CRC32C is preferred; offering "CRC32C,None" gives
+    # the same result with a target that has no digests, without a refused negotiation.
+    "crc32c": "CRC32C,None",
+    "none-crc32c": "None,CRC32C",  # QEMU's names
     "crc32c-none": "CRC32C,None",
 }
 

@@ -56,6 +56,11 @@ def device_type_name(device_type: int) -> str:
     return _DEVICE_TYPES.get(device_type, "unknown")
 
 
+QUALIFIER_NO_LU = 3
+"""Peripheral qualifier 3: the target has no logical unit at this LUN (SPC-4 6.6.2); tgt
+answers INQUIRY this way for a LUN that does not exist."""
+
+
 def peripheral_qualifier_name(qualifier: int) -> str:
     """libiscsi's name: ``CONNECTED`` (0), ``DISCONNECTED`` (1), ``NOT_SUPPORTED`` (3)."""
     return _QUALIFIERS.get(qualifier, "unknown")

@@ -153,3 +153,30 @@ def test_silent_listener_gives_error_within_timeout(cmd: list[str], tool: Tool) 
     assert r.returncode == 1
     assert f"error: portal 127.0.0.1:{port}" in r.stderr and "within 1.5 s" in r.stderr
     assert elapsed < 6
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["iscsi-inq"],
+        ["iscsi-inq", "-e", "1", "-c", "0x80"],
+        ["iscsi-inq", "-e", "1", "-c", "0"],
+        ["iscsi-readcapacity"],
+        ["iscsi-readcapacity", "-s"],
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_a_lun_that_does_not_exist_is_one_error_line(
+    tgt: Tgtd, tool: Tool, args: list[str]
+) -> None:
+    """tgt answers INQUIRY (and VPD pages) for a missing LUN with peripheral qualifier 3;
+    that is no logical unit, not data to print (libiscsi's tools fail too, exit 10)."""
+    r = tool(*args, f"iscsi://{tgt.portal}/{IQN}/7")
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == (
+        f"error: portal {tgt.portal} target {IQN}: no logical unit at LUN 7 "
+        "(INQUIRY peripheral qualifier 3)\n"
+    )
+    # The controller LUN 0 and a disk still answer.
+    ok = tool(*args, f"iscsi://{tgt.portal}/{IQN}/{0 if args[0] == 'iscsi-inq' else 1}")
+    assert ok.returncode == 0 and ok.stdout, ok.stderr
