@@ -547,11 +547,11 @@ def register(sub: Any, cmd: Register) -> None:
         return p
 
     p = cmd(sub, "pool-define", me + "pool_define", "define a persistent pool from an XML file")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="pool XML file (<pool type='iscsi-direct'>)")
     p = cmd(
         sub, "pool-create", me + "pool_create", "create and start a transient pool from an XML file"
     )
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="pool XML file (<pool type='iscsi-direct'>)")
     p.add_argument("-c", "--connect", metavar="URI", help="libvirt URI for CHAP secrets")
     pool_cmd("pool-start", "pool_start", "start a pool (log in and scan its LUNs)")
     pool_cmd("pool-refresh", "pool_refresh", "rescan the LUNs of an active pool")
@@ -581,7 +581,7 @@ def register(sub: Any, cmd: Register) -> None:
     p = pool_cmd("pool-dumpxml", "pool_dumpxml", "the pool XML (with live sizes when active)")
     p.add_argument("--inactive", action="store_true", help="the definition without live sizes")
     p = cmd(sub, "pool-name", me + "pool_name", "pool name from its UUID")
-    p.add_argument("uuid", metavar="UUID")
+    p.add_argument("uuid", metavar="UUID", help="pool UUID")
     pool_cmd("pool-uuid", "pool_uuid", "pool UUID from its name")
     p = cmd(
         sub,
@@ -590,8 +590,10 @@ def register(sub: Any, cmd: Register) -> None:
         "discover the targets of a portal (SendTargets)",
     )
     p.add_argument("type", metavar="TYPE", help="iscsi-direct")
-    p.add_argument("host", metavar="HOST", nargs="?")
-    p.add_argument("port", metavar="PORT", nargs="?")
+    p.add_argument(
+        "host", metavar="HOST", nargs="?", help="portal host: DNS name, IPv4 or IPv6 address"
+    )
+    p.add_argument("port", metavar="PORT", nargs="?", help="portal port (default 3260)")
     p.add_argument("--initiator", metavar="IQN", help="initiator IQN (required)")
     p.add_argument("-t", "--timeout", type=float, default=10.0, help="bound for every wait (s)")
     p = cmd(
@@ -600,8 +602,10 @@ def register(sub: Any, cmd: Register) -> None:
         me + "find_sources",
         "discover targets from a <source> spec file",
     )
-    p.add_argument("type", metavar="TYPE")
-    p.add_argument("srcSpec", metavar="FILE", nargs="?")
+    p.add_argument("type", metavar="TYPE", help="iscsi-direct")
+    p.add_argument(
+        "srcSpec", metavar="FILE", nargs="?", help="<source> XML with <host> and <initiator>"
+    )
     p.add_argument("-t", "--timeout", type=float, default=10.0, help="bound for every wait (s)")
 
     def vol_cmd(
@@ -615,7 +619,7 @@ def register(sub: Any, cmd: Register) -> None:
         return p
 
     p = cmd(sub, "vol-list", me + "vol_list", "list the volumes (LUNs) of an active pool")
-    p.add_argument("pool_pos", metavar="POOL", nargs="?")
+    p.add_argument("pool_pos", metavar="POOL", nargs="?", help="pool name or UUID")
     p.add_argument("--pool", help="pool name or UUID")
     p.add_argument("--details", action="store_true", help="type and sizes")
     p = vol_cmd("vol-info", "vol_info", "volume type and sizes")
@@ -642,8 +646,14 @@ def register(sub: Any, cmd: Register) -> None:
         ("vol-upload", "vol_upload", "write FILE's data into a volume"),
     ):
         p = cmd(sub, name, me + func, text)
-        p.add_argument("vol", metavar="VOL")
-        p.add_argument("file", metavar="FILE")
+        p.add_argument("vol", metavar="VOL", help="volume name (with --pool), key or path")
+        p.add_argument(
+            "file",
+            metavar="FILE",
+            help="file to write (created or truncated)"
+            if name == "vol-download"
+            else "file to read",
+        )
         p.add_argument("--pool", help="pool name or UUID")
         p.add_argument("--offset", help="byte offset in the volume")
         p.add_argument("--length", help="number of bytes (default: to the end)")
@@ -655,7 +665,7 @@ def register(sub: Any, cmd: Register) -> None:
 
     unsupported.register(sub, cmd)
     p = cmd(sub, "secret-define", me + "secret_define", "define a CHAP secret from an XML file")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="secret XML file (<secret>, usage type iscsi)")
     p = cmd(
         sub,
         "secret-set-value",
@@ -673,6 +683,6 @@ def register(sub: Any, cmd: Register) -> None:
     p.add_argument("--interactive", action="store_true", help="prompt for the value")
     cmd(sub, "secret-list", me + "secret_list", "list secrets")
     p = cmd(sub, "secret-undefine", me + "secret_undefine", "delete a secret and its value")
-    p.add_argument("secret", metavar="SECRET")
+    p.add_argument("secret", metavar="SECRET", help="UUID or usage")
     p = cmd(sub, "secret-dumpxml", me + "secret_dumpxml", "the secret XML (never the value)")
-    p.add_argument("secret", metavar="SECRET")
+    p.add_argument("secret", metavar="SECRET", help="UUID or usage")
