@@ -41,6 +41,7 @@ from types import FrameType
 import pytest
 
 from tests.harness import HarnessError, find_tool
+from tests.harness.faketarget import FakeTarget
 from tests.harness.libvirtd import Libvirtd
 from tests.harness.tgtd import MiB, Tgtd
 from tests.harness.vmhost import VmHost, qemu_iscsi_driver
@@ -118,6 +119,29 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     with _alarm(item, "teardown"):
         yield
+
+
+def fake_target_errors(since: dict[int, int]) -> list[str]:
+    """Exceptions fake targets recorded after the error counts in ``since`` (by id)."""
+    found = []
+    for target in list(FakeTarget.instances):
+        for exc in target.errors[since.get(id(target), 0) :]:
+            found.append(f"{target!r}: {type(exc).__name__}: {exc}")
+    return found
+
+
+def fake_target_error_counts() -> dict[int, int]:
+    return {id(t): len(t.errors) for t in FakeTarget.instances}
+
+
+@pytest.fixture(autouse=True)
+def _no_fake_target_errors() -> Iterator[None]:
+    """Fail every test during which a FakeTarget's handler crashed (FakeTarget.errors)."""
+    since = fake_target_error_counts()
+    yield
+    found = fake_target_errors(since)
+    if found:
+        pytest.fail("fake target handler crashed:\n" + "\n".join(found), pytrace=False)
 
 
 def _need(tool: str, package: str) -> None:

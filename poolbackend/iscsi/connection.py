@@ -113,6 +113,8 @@ class Connection:
         self.max_cmd_sn = self.cmd_sn
         self.exp_stat_sn = 0
         self.tsih = 0
+        #: target NOP-In pings answered with a NOP-Out (tests prove pings are answered)
+        self.pings_answered = 0
         self._reader = P.PDUReader(max(8192, login.max_recv_data_segment_length))
         self._reader.on_pdu = self._on_pdu
         self._reader.sink = self._sink
@@ -519,6 +521,7 @@ class Connection:
                 P.put32(bhs, 16, P.NO_TAG)
                 P.put32(bhs, 20, pdu.ttt)
                 self._emit_immediate(bhs)
+                self.pings_answered += 1
             return None
         task = self._task(pdu, Kind.NOP)
         self._status_seen(pdu)

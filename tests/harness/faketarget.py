@@ -58,6 +58,7 @@ import threading
 import time
 from dataclasses import dataclass
 from types import TracebackType
+from typing import ClassVar
 
 from tests.harness import HarnessError, format_portal, free_port
 
@@ -366,7 +367,14 @@ def _negotiate(keys: dict[str, str], require_data_digest: bool = False) -> dict[
 
 
 class FakeTarget:
-    """Scripted misbehaving iSCSI target on a loopback port (background threads)."""
+    """Scripted misbehaving iSCSI target on a loopback port (background threads).
+
+    A handler that crashes records the exception in :attr:`errors`; every instance is kept
+    in :attr:`instances` so tests/conftest.py fails any test during which one did (a crashed
+    fault handler must not pass for the fault it was meant to inject).
+    """
+
+    instances: ClassVar[list[FakeTarget]] = []
 
     def __init__(
         self,
@@ -408,6 +416,7 @@ class FakeTarget:
         self._conn_socks: list[socket.socket] = []
         self._deadline = 0.0
         self.errors: list[BaseException] = []
+        FakeTarget.instances.append(self)
 
     # ------------------------------------------------------------ lifecycle
 

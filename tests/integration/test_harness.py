@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BasicTarget, RunCli
+from tests.conftest import BasicTarget, RunCli, fake_target_error_counts, fake_target_errors
 from tests.harness import HarnessError, find_tool
 from tests.harness.faketarget import (
     BHS_LEN,
@@ -322,6 +322,24 @@ def test_fake_refuse() -> None:
         with pytest.raises(ConnectionRefusedError):
             _connect(fake).close()
         assert fake.connections == 0
+
+
+def test_crashed_fake_target_handler_is_reported() -> None:
+    """The autouse check in conftest.py sees a handler's exception (then we clear it, or
+    this test itself would fail, which is the point of the check)."""
+    since = fake_target_error_counts()
+
+    def crash(conn: socket.socket) -> None:
+        raise RuntimeError("handler bug")
+
+    with FakeTarget("silent") as fake:
+        fake._mode_silent = crash  # type: ignore[method-assign]
+        with _connect(fake, timeout=5) as s:
+            assert s.recv(1) == b""  # the handler died and closed the connection
+    assert fake.connections == 1
+    found = fake_target_errors(since)
+    fake.errors.clear()
+    assert found == [f"{fake!r}: RuntimeError: handler bug"]
 
 
 def test_fake_silent() -> None:

@@ -162,6 +162,8 @@ def test_luns_above_255() -> None:
 
 
 def test_target_nop_pings_are_answered() -> None:
+    """tgt pings every second and drops an initiator that ignores 2 pings: pings must reach
+    the session and be answered, counted by the connection, with no reconnect."""
     with Tgtd.start() as t:
         t.new_target(1, IQN)
         t.add_lun(1, 1, 1 * MiB)
@@ -169,8 +171,13 @@ def test_target_nop_pings_are_answered() -> None:
         t.set_param(1, "nop_count", 2)
         with SyncSession.open(portal(t), IQN) as s:
             s.test_unit_ready(1)
-            time.sleep(4.5)  # tgt drops an initiator ignoring 2 pings after ~3 s
-            assert s.session.reconnects == 0
+            conn = s.session._conn
+            assert conn is not None and conn.pings_answered == 0
+            deadline = time.monotonic() + 30
+            while conn.pings_answered < 4 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert conn.pings_answered >= 4, "tgt's NOP-In pings were not answered"
+            assert s.session._conn is conn and s.session.reconnects == 0
             assert s.read_capacity(1) == (2048, 512)
             assert s.ping(b"hello") == b"hello"
 

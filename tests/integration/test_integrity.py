@@ -75,14 +75,16 @@ def _ops(seed: int, bs: int, blocks: int, count: int) -> list[tuple[int, int]]:
 
 
 def test_sessions_offer_only_crc32c(tgt: Tgtd, tmp_path: Path) -> None:
-    """tgt would also accept None, so the proof is ours: the offer is CRC32C alone and a
-    target answer outside the offer fails the login (textkeys.negotiate_answer)."""
+    """The pool used below offers CRC32C alone; that an answer outside the offer fails the
+    login is proven from bytes in tests/unit/test_digest_negotiation.py, and every session
+    below asserts that both digests are on."""
     from poolbackend.pool.backend import session_options
     from poolbackend.pool.xmlio import parse_pool_xml
 
     opts = session_options(parse_pool_xml(_pool(tmp_path, tgt).read_text()))
     assert (opts.header_digest, opts.data_digest) == ("CRC32C", "CRC32C")
-    assert (DIGESTS.header_digest, DIGESTS.data_digest) == ("CRC32C", "CRC32C")
+    with SyncSession.open(Portal(tgt.host, tgt.port), IQN, opts) as s:
+        assert s.session.params.header_digest and s.session.params.data_digest
 
 
 @pytest.mark.timeout(120)

@@ -169,7 +169,8 @@ def test_tgt_operational_login_with_t0_round_trip() -> None:
     assert p.target_portal_group_tag == 1 and conn.tsih == 0x3200 and conn.exp_stat_sn == 8
 
 
-def test_chap_mutual_login_and_reflection_guard() -> None:
+def test_chap_mutual_login() -> None:
+    """The happy path; the reflection guard is in tests/unit/test_chap_algorithms.py."""
     chap = ChapInitiator("inuser", b"insecret12345", (5,), "outuser", b"outsecret12345")
     conn = Connection(LoginConfig("iqn.i", "iqn.t", chap=chap), 1)
     conn.start_login()
