@@ -18,8 +18,8 @@ from poolbackend.iscsi.url import parse_url
 
 BASE = "iscsi://alice%in-secret-1@127.0.0.1:3261/iqn.2026-11.example:t/3"
 #: option -> (query text, expected effect as a dict of IscsiUrl / SessionOptions fields)
-DIGESTS = {"none": "None", "crc32c": "CRC32C", "none-crc32c": "None,CRC32C",
-           "crc32c-none": "CRC32C,None", "CRC32C": "CRC32C"}  # fmt: skip
+DIGESTS = {"none": "None", "crc32c": "CRC32C,None", "none-crc32c": "None,CRC32C",
+           "crc32c-none": "CRC32C,None", "CRC32C": "CRC32C,None"}  # fmt: skip
 AUTH = {"md5": (5,), "sha1": (6, 5), "sha-256": (7, 5), "sha3-256": (8, 5),
         "sha-256,sha1": (7, 6, 5)}  # fmt: skip
 OPTIONS = ["header_digest", "data_digest", "auth", "mutual"]
