@@ -8,6 +8,13 @@
 #                            a private libvirtd/virsh for compatibility tests
 #   libvirt-dev pkg-config gcc python3-dev
 #                            to build libvirt-python (pip, [test] extra)
+#   libxml2-utils            xmllint, which virt-xml-validate (libvirt-clients) runs
+#   libvirt-daemon-driver-qemu qemu-system-x86 qemu-block-extra qemu-utils
+#                            QEMU for the attach tests (its iSCSI driver) and qemu-img
+#   python3 python3-pip      when missing (a debian:12 container or a minbase tree has
+#                            neither); pip installs the package with --break-system-packages
+# tests/integration/test_installed_tools.py runs every program these provide;
+# scripts/test.sh runs it right after this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +28,7 @@ PKGS=(
   libvirt-daemon
   libvirt-daemon-driver-storage-iscsi-direct
   libvirt-clients
+  libxml2-utils
   libvirt-daemon-driver-qemu
   qemu-system-x86
   qemu-block-extra
@@ -29,7 +37,7 @@ PKGS=(
 
 PYTHON=${PYTHON:-python3}
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
-  PKGS+=(python3)
+  PKGS+=(python3 python3-pip)
 elif ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
   PKGS+=(python3-pip)
 fi

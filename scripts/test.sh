@@ -27,6 +27,9 @@ step() {
   fi
 }
 
+# Every external program the suite and the product run, run once: a package missing from
+# install-deps.sh fails here by name instead of somewhere deep in the suite.
+step "installed tools" "$PYTHON" -m pytest -q -p no:cacheprovider tests/integration/test_installed_tools.py
 step "ruff check" "$PYTHON" -m ruff check .
 step "ruff format" "$PYTHON" -m ruff format --check .
 step "mypy" "$PYTHON" -m mypy
