@@ -7,7 +7,16 @@ prints it as ``error: <line>`` and exits non-zero, never with a traceback.
 
 
 class PoolBackendError(Exception):
-    """Base of every user-facing error; ``str(err)`` is a single line."""
+    """Base of every user-facing error; ``str(err)`` is a single line.
+
+    ``lead`` is the line virsh prints before libvirt's message for the same failure (e.g.
+    ``failed to get vol 'x'`` before ``Storage volume not found: ...``); the CLI prints it
+    as its own ``error:`` line first. ``str(err)`` stays libvirt's message alone.
+    """
+
+    def __init__(self, *args: object, lead: str | None = None) -> None:
+        super().__init__(*args)
+        self.lead = lead
 
 
 class ConfigError(PoolBackendError):

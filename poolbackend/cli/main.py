@@ -122,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except PoolBackendError as exc:
+        if exc.lead is not None:
+            print(f"error: {exc.lead}", file=sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

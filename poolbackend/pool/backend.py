@@ -19,7 +19,7 @@ from typing import BinaryIO, TypeVar
 from poolbackend.errors import ConfigError, NotFoundError, PoolBackendError, StateError
 from poolbackend.iscsi.aio import Session, SessionOptions
 from poolbackend.iscsi.portal import Credentials, Portal
-from poolbackend.pool import lookup, naming, scan, transfer, volumelock, wipe
+from poolbackend.pool import lookup, naming, scan, targetid, transfer, volumelock, wipe
 from poolbackend.pool.model import PoolDef, PoolState, SourceSpec, Volume
 from poolbackend.pool.secrets import SecretStore
 from poolbackend.pool.store import PoolRecord, Store, new_activation
@@ -271,7 +271,7 @@ class Backend:
         record, volume = self.find_volume(vol, pool_name)
         if volume.device_type != 0:
             return "nothing to wipe (not a disk LUN)"  # libvirt: LUN 0 wipe is a no-op success
-        with self._volume_lock(volume, "vol-wipe", exclusive=True):
+        with self._volume_lock(record, volume, "vol-wipe", exclusive=True):
             return _run(
                 self._with_geometry(
                     record, volume, lambda s, g: wipe.wipe(s, g, algorithm, progress)
@@ -279,11 +279,16 @@ class Backend:
             )
 
     def _volume_lock(
-        self, volume: Volume, operation: str, *, exclusive: bool
+        self, record: PoolRecord, volume: Volume, operation: str, *, exclusive: bool
     ) -> AbstractContextManager[None]:
-        """One writer or many readers per volume; a busy volume fails at once."""
-        return volumelock.volume_lock(
-            self.store.paths, volume.key, volume.name, operation, exclusive=exclusive
+        """One writer or many readers per LUN, whichever pool (host alias) reaches it.
+
+        Keyed on the target itself (resolved addresses, port, target IQN, LUN), not on the
+        volume key, which differs between pools through ``localhost`` and ``127.0.0.1``.
+        """
+        keys = targetid.lun_lock_keys(record.pool.source, volume.lun)
+        return volumelock.lun_lock(
+            self.store.paths, keys, volume.name, operation, exclusive=exclusive
         )
 
     def _on_disk_lun(
@@ -296,7 +301,7 @@ class Backend:
     ) -> T:
         record, volume = self.find_volume(vol, pool_name)
         self._disk(record, volume)
-        with self._volume_lock(volume, operation, exclusive=exclusive):
+        with self._volume_lock(record, volume, operation, exclusive=exclusive):
             return _run(self._with_geometry(record, volume, fn))
 
     def download(

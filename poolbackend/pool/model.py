@@ -10,6 +10,7 @@ that builds a definition from user arguments should format it to XML and parse i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from poolbackend.errors import StateError
 from poolbackend.pool import naming
@@ -239,12 +240,15 @@ class PoolState:
     volumes: tuple[Volume, ...] = ()
     activation: str = ""
 
-    def find_volume(self, name_key_or_path: str) -> Volume | None:
-        """Return the volume with this name, key or path (tried in that order), or None."""
-        for attribute in ("name", "key", "path"):
-            for volume in self.volumes:
-                if getattr(volume, attribute) == name_key_or_path:
-                    return volume
+    def volume(self, attribute: Literal["name", "key", "path"], value: str) -> Volume | None:
+        """The volume whose ``attribute`` is ``value``, or None.
+
+        One attribute at a time: which ones a VOL argument may match, and in which pools, is
+        :func:`poolbackend.pool.lookup.find_volume`'s decision (a name only within a pool).
+        """
+        for volume in self.volumes:
+            if getattr(volume, attribute) == value:
+                return volume
         return None
 
 

@@ -315,6 +315,34 @@ class Store:
                 )
         return None
 
+    def _check_source_conflict(self, pool: PoolDef) -> None:
+        """libvirt's source-conflict check (``virStoragePoolObjSourceFindDuplicate``).
+
+        libvirt skips it for iscsi-direct pools; poolbackend applies its iscsi rule: another
+        pool (any other name; redefining a pool is not a conflict) with the same target and
+        the same initiator IQN is refused with ``operation failed: Storage source conflict
+        with pool: 'NAME'``. Unlike libvirt, the host counts through its resolved addresses
+        (:func:`poolbackend.pool.targetid.same_target`), so ``localhost`` and ``127.0.0.1``
+        are the same target; a different initiator IQN is a different I_T nexus (libvirt's
+        rule), and the volume locks still keep such pools from writing one LUN at once.
+        """
+        from poolbackend.pool.targetid import same_target
+
+        src = pool.source
+        for record in self.list_pools():
+            if record.name == pool.name:
+                continue
+            for other in (record.live, record.definition):
+                if (
+                    other is not None
+                    and other.source.initiator_iqn == src.initiator_iqn
+                    and same_target(other.source, src)
+                ):
+                    raise StateError(
+                        "operation failed: Storage source conflict with pool: "
+                        f"'{printable(record.name)}'"
+                    )
+
     @staticmethod
     def _validated(pool: PoolDef) -> str:
         """Format ``pool`` and check that the result parses back (catches bad models)."""
@@ -327,12 +355,15 @@ class Store:
 
         Same name and UUID as an existing pool updates it (a running pool keeps its live
         definition until restarted; a running transient pool becomes persistent). Raises
-        ``operation failed: pool 'x' already exists with uuid U`` for a name clash and
-        ``operation failed: pool 'x' is already defined with uuid U`` for a UUID clash.
+        ``operation failed: pool 'x' already exists with uuid U`` for a name clash,
+        ``operation failed: pool 'x' is already defined with uuid U`` for a UUID clash and
+        ``operation failed: Storage source conflict with pool: 'x'`` for another pool on the
+        same target (:meth:`_check_source_conflict`).
         """
         self._check_name(pool.name)
         text = self._validated(pool)
         with self.locked():
+            self._check_source_conflict(pool)
             self._check_duplicates(pool, check_active=False)
             header = _HEADER.format(name=_comment_safe(pool.name))
             atomic_write(
@@ -398,6 +429,7 @@ class Store:
         if state is None:
             state = PoolState(active=True, persistent=False, activation=new_activation())
         with self.locked():
+            self._check_source_conflict(pool)
             self._check_duplicates(pool, check_active=True)
             return self.save_state(pool.name, state, pool=pool)
 

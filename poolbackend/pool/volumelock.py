@@ -4,9 +4,11 @@ libvirt refuses a second wipe/upload of a volume that is busy instead of letting
 at once. We do the same with an ``flock`` on ``<run dir>/volumes/<hash of the volume key>.lock``
 held for the whole transfer: writers take it exclusively, readers shared; a command that
 cannot get it fails at once with one line naming the volume and the operation in progress.
-The key (portal, target, LUN) names the LUN itself, so two pools over the same target
-share the lock. Lock files are never removed (removing a lock file races with ``flock``);
-the kernel drops the lock when the process ends, however it ends.
+The keys (:func:`poolbackend.pool.targetid.lun_lock_keys`: resolved address, port, target
+IQN, LUN) name the LUN itself, so pools through ``localhost`` and ``127.0.0.1`` of one
+target share the lock (:func:`lun_lock` takes one per address). Lock files are never
+removed (removing a lock file races with ``flock``); the kernel drops the lock when the
+process ends, however it ends.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ import errno
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from poolbackend.errors import PoolBackendError, StateError
 from poolbackend.pool.fsutil import StorePaths, open_lock_file
 from poolbackend.pool.naming import printable
 
-__all__ = ["lock_holders", "lock_path", "volume_lock"]
+__all__ = ["lock_holders", "lock_path", "lun_lock", "volume_lock"]
 
 
 def lock_path(paths: StorePaths, volume_key: str) -> Path:
@@ -106,3 +108,16 @@ def volume_lock(
         yield
     finally:
         os.close(fd)  # releases the flock
+
+
+@contextlib.contextmanager
+def lun_lock(
+    paths: StorePaths, keys: Sequence[str], volume_name: str, operation: str, *, exclusive: bool
+) -> Iterator[None]:
+    """:func:`volume_lock` under every key of one LUN (all or none; each fails at once)."""
+    with contextlib.ExitStack() as stack:
+        for key in sorted(set(keys)):
+            stack.enter_context(
+                volume_lock(paths, key, volume_name, operation, exclusive=exclusive)
+            )
+        yield

@@ -10,13 +10,13 @@ from tests.conftest import BasicTarget, RunCli
 INITIATOR = "iqn.2026-11.example:initiator1"
 
 
-def _pool_xml(name: str, host: str, port: int, iqn: str) -> str:
+def _pool_xml(name: str, host: str, port: int, iqn: str, initiator: str = INITIATOR) -> str:
     return f"""<pool type='iscsi-direct'>
   <name>{name}</name>
   <source>
     <host name='{host}' port='{port}'/>
     <device path='{iqn}'/>
-    <initiator><iqn name='{INITIATOR}'/></initiator>
+    <initiator><iqn name='{initiator}'/></initiator>
   </source>
   <pb:iscsi xmlns:pb='https://poolbackend.dev/xmlns/pool/1'><pb:timeout seconds='2'/></pb:iscsi>
 </pool>
@@ -39,7 +39,8 @@ def test_autostart_pools(
     }
     for name, (host, port, autostart) in pools.items():
         path = tmp_path / f"{name}.xml"
-        path.write_text(_pool_xml(name, host, port, tgt_basic.iqn))
+        # "manual" shares auto-ok's target: another initiator name, or it is a source conflict
+        path.write_text(_pool_xml(name, host, port, tgt_basic.iqn, f"{INITIATOR}-{name}"))
         assert run_cli("pool-define", str(path))[0] == 0
         if autostart:
             assert run_cli("pool-autostart", name)[0] == 0

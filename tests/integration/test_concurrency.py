@@ -27,6 +27,7 @@ from poolbackend.errors import StateError
 from poolbackend.pool.backend import Backend
 from poolbackend.pool.model import PoolDef, Volume
 from poolbackend.pool.store import Store, StorePaths
+from poolbackend.pool.targetid import lun_lock_keys
 from poolbackend.pool.volumelock import lock_path
 from poolbackend.pool.xmlio import parse_pool_state_xml, parse_pool_xml
 from tests.conftest import ROOT, RunCli
@@ -185,7 +186,8 @@ def test_one_writer_or_many_readers_per_volume(
     rc, _, err = run_cli("pool-create", str(_pool_xml(tmp_path, tgt)))
     assert rc == 0, err
     paths = StorePaths.under(state_dir)
-    key = f"ip-127.0.0.1:{tgt.port}-iscsi-{IQN}-lun-1"
+    source = Store(paths).get_pool("cp").pool.source
+    [key] = lun_lock_keys(source, 1)  # 127.0.0.1: one address, one lock file
     lock = lock_path(paths, key)
     env = dict(os.environ, POOLBACKEND_STATE_DIR=str(state_dir), PYTHONPATH=str(ROOT))
     payload = bytes(range(256)) * 4096  # 1 MiB

@@ -20,12 +20,12 @@ from poolbackend.pool.xmlio import parse_pool_xml
 
 UUID1 = "6a1f3c2e-9b4d-4e8a-8f27-3c5d1e0b7a94"
 UUID2 = "0b7e0c5f-5a61-4f0e-9d38-4c1e4c2d8f11"
-TARGET = "iqn.2026-11.example:target1"
 INITIATOR = "iqn.2026-11.example:initiator1"
 
 
 def make_pool(name: str = "iscsi-pool", uuid: str = UUID1, host: str = "127.0.0.1") -> PoolDef:
-    return PoolDef(name, uuid, PoolSource(host, 3260, TARGET, INITIATOR))
+    """A pool on a target of its own (one target per pool name: no source conflict)."""
+    return PoolDef(name, uuid, PoolSource(host, 3260, f"iqn.2026-11.example:{name}", INITIATOR))
 
 
 @pytest.fixture

@@ -673,9 +673,11 @@ def test_pool_state_round_trip() -> None:
     live, loaded = parse_pool_state_xml(text)
     assert live == pool
     assert loaded == state
-    assert loaded.find_volume("unit:0:0:1") == volumes[1]
-    assert loaded.find_volume(volumes[0].key) == volumes[0]
-    assert loaded.find_volume("unit:0:0:9") is None
+    assert loaded.volume("name", "unit:0:0:1") == volumes[1]
+    assert loaded.volume("key", volumes[0].key) == volumes[0]
+    assert loaded.volume("path", volumes[0].path) == volumes[0]
+    assert loaded.volume("name", volumes[0].key) is None  # one attribute at a time
+    assert loaded.volume("name", "unit:0:0:9") is None
 
 
 def test_pool_state_with_odd_inquiry_strings() -> None:
