@@ -456,8 +456,9 @@ def _detach_subject(store: Store, vol: str, pool_name: str | None) -> _DetachSub
     try:
         record, volume = lookup.find_volume(store, vol, pool_name)
     except (StateError, NotFoundError) as exc:
+        named = store.find_pool(pool_name) if pool_name else None
         candidates = (
-            [store.get_pool(pool_name)]
+            ([named] if named is not None else [])  # an unknown pool: the lookup's error
             if pool_name
             else [r for r in store.list_pools() if not r.state.active]
         )
