@@ -25,7 +25,8 @@ def add_initiator_options(p: argparse.ArgumentParser) -> None:
         type=float,
         default=10.0,
         metavar="SECONDS",
-        help="bound for every wait: connect, login, each command, logout (default 10)",
+        help="bound for connect and login; a target silent this long while commands are "
+        "outstanding, and unanswered to a NOP-Out ping, is dead (default 10)",
     )
     p.add_argument(
         "--chap-algorithms",
@@ -44,6 +45,7 @@ def session_options(args: argparse.Namespace, url: IscsiUrl | None = None) -> Se
     if not args.timeout > 0:
         raise ConfigError(f"--timeout must be a positive number of seconds, not {args.timeout}")
     opts.timeout = args.timeout
+    opts.timeout_hint = f"--timeout {args.timeout:g}"
     if args.chap_algorithms:
         try:
             opts.chap_algorithms = parse_algorithms(args.chap_algorithms)

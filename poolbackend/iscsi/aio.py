@@ -1,7 +1,11 @@
 """asyncio adapter over the sans-IO core: sockets, timeouts, pipelining, reconnect.
 
-Every wait is bounded by ``SessionOptions.timeout`` and fails with a one-line
-:class:`ISCSITimeout` naming the portal and what we waited for. After a lost connection
+Every wait is bounded and fails with a one-line :class:`ISCSITimeout` naming the portal,
+what we waited for and the setting (``SessionOptions.timeout_hint``). Connect and login are
+bounded by ``SessionOptions.timeout``; commands by liveness (:mod:`.liveness`): a target
+that keeps sending or answers a NOP-Out ping is alive however long its queue, a silent one
+fails ``timeout`` after its last sign of life, and one command is capped at
+:func:`~.liveness.command_cap`. One timer per session, not one per command. After a lost connection
 the session logs in again with the same ISID (the target reinstates, not leaks, the old
 session), re-drives outstanding commands and drains the unit attention that follows.
 """
@@ -44,6 +48,7 @@ from poolbackend.iscsi.events import (
     TextReply,
     TmfReply,
 )
+from poolbackend.iscsi.liveness import Action, Liveness, command_cap
 from poolbackend.iscsi.login import DIGEST_OFFER, LoginConfig, SessionParams
 from poolbackend.iscsi.portal import Credentials, Portal
 from poolbackend.scsi import cdb as C
@@ -106,6 +111,9 @@ class SessionOptions:
     ua_retries: int = 16
     nop_interval: float | None = None
     isid: bytes | None = None
+    #: how the user sets ``timeout``, named in timeout errors: "<pb:timeout seconds='10'/>"
+    #: for pools, "--timeout 10" for the tools
+    timeout_hint: str | None = None
 
 
 class CheckCondition(CommandFailed):
@@ -121,12 +129,11 @@ class _ConnectionLost(Exception):
 
 
 class _Expired(Exception):
-    """Internal: a request's timer ran out."""
+    """Internal: a request is given up; ``message(what)`` says why."""
 
-
-def _expire(fut: asyncio.Future[Event]) -> None:
-    if not fut.done():
-        fut.set_exception(_Expired())
+    def __init__(self, message: Callable[[str], str]) -> None:
+        super().__init__()
+        self.message = message
 
 
 def _sense_describe(sense: SenseData | None) -> str:
@@ -164,6 +171,8 @@ class _Wire:
         self._closed = False
         self._reading = True
         self._writing = False
+        #: loop time of the last sign of life: bytes received, or queued bytes the peer took
+        self.last_progress = self._loop.time()
         self._loop.add_reader(self._fd, self._readable)
 
     # -- receive -------------------------------------------------------------------------
@@ -185,6 +194,7 @@ class _Wire:
                     self._stop_reading()
                     self._lost(None)
                     return
+                self.last_progress = self._loop.time()
                 events = conn.recv_done(n)
                 if events:
                     self._deliver(events)
@@ -247,7 +257,7 @@ class _Wire:
         if out:
             if not self._writing:
                 self._writing = True
-                self._loop.add_writer(self._fd, self.flush)
+                self._loop.add_writer(self._fd, self._writable)
         elif self._writing:
             self._writing = False
             self._loop.remove_writer(self._fd)
@@ -255,6 +265,13 @@ class _Wire:
             if not self._drained.done():
                 self._drained.set_result(None)
             self._drained = None
+
+    def _writable(self) -> None:
+        """The peer took some of what we queued: it is alive (e.g. reading a long write)."""
+        before = self.pending
+        self.flush()
+        if self.pending < before:
+            self.last_progress = self._loop.time()
 
     async def drain(self) -> None:
         if self.pending <= self.HIGH_WATER or self._closed:
@@ -302,6 +319,11 @@ class Session:
         self._wire: _Wire | None = None
         self._nop_task: asyncio.Task[None] | None = None
         self._futures: dict[int, asyncio.Future[Event]] = {}
+        #: per request: (loop time when its cap runs out, the cap) -- checked by the one timer
+        self._caps: dict[int, tuple[float, float]] = {}
+        self._liveness: Liveness | None = None
+        self._ping_itt: int | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._login_future: asyncio.Future[Event] | None = None
         self._reconnect_lock = asyncio.Lock()
         self._generation = 0
@@ -336,13 +358,18 @@ class Session:
     def what(self) -> str:
         return f"portal {self.portal}" + (f" target {self.target}" if self.target else "")
 
+    def _within(self, limit: float) -> str:
+        """``within N s``, naming the setting that controls it when we know it."""
+        hint = self.options.timeout_hint
+        return f"within {limit:g} s" + (f" ({hint})" if hint else "")
+
     async def _bounded(self, aw: Awaitable[T], what: What, timeout: float | None = None) -> T:
         limit = self.options.timeout if timeout is None else timeout
         try:
             return await asyncio.wait_for(aw, limit)
         except TimeoutError:
             text = what if isinstance(what, str) else what()
-            raise ISCSITimeout(f"{self.what}: no answer to {text} within {limit:g} s") from None
+            raise ISCSITimeout(f"{self.what}: no answer to {text} {self._within(limit)}") from None
 
     async def _establish(self) -> None:
         portal = self.portal
@@ -365,7 +392,8 @@ class Session:
             sock = await self._bounded(_connect(portal.host, portal.port), "TCP connect")
         except ISCSITimeout:
             raise ISCSITimeout(
-                f"portal {portal}: TCP connect did not complete within {self.options.timeout:g} s"
+                f"portal {portal}: TCP connect did not complete "
+                f"{self._within(self.options.timeout)}"
             ) from None
         except socket.gaierror as exc:
             raise ConnectionFailed(
@@ -423,6 +451,8 @@ class Session:
             return event
         assert isinstance(event, LoginComplete)
         self.params = event.params
+        self._liveness = Liveness(o.timeout, last_progress=loop.time())
+        self._ping_itt = None
         if o.nop_interval and self._nop_task is None:
             self._nop_task = asyncio.create_task(self._keepalive(o.nop_interval))
         return None
@@ -468,6 +498,11 @@ class Session:
             self._conn.state = State.FAILED
 
     def _deliver(self, event: Event) -> None:
+        if isinstance(event, NopReply) and event.itt == self._ping_itt:  # our liveness ping
+            self._ping_itt = None
+            if self._liveness is not None:
+                self._liveness.ping_answered(asyncio.get_running_loop().time())
+            return
         if isinstance(event, (LoginComplete, LoginRedirected)):
             if self._login_future is not None and not self._login_future.done():
                 self._login_future.set_result(event)
@@ -487,39 +522,102 @@ class Session:
             fut.set_result(event)
 
     async def _drop(self) -> None:
+        self._drop_now()
+
+    def _drop_now(self) -> None:
         self._generation += 1
         wire, self._wire = self._wire, None
         if wire is not None:
             wire.close()
 
     async def _await(self, itt: int, what: What, timeout: float | None) -> Event:
+        """Wait for the answer to request ``itt``; the liveness timer bounds the wait."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Event] = loop.create_future()
+        now = loop.time()
+        if not self._futures and self._liveness is not None:
+            self._liveness.busy(now)  # silence counts from the first command, not before
         self._futures[itt] = fut
+        cap = command_cap(self.options.timeout) if timeout is None else timeout
+        self._caps[itt] = (now + cap, cap)
+        if self._timer is None:
+            self._arm(loop)
         self._write_out()
         wire = self._wire
-        # A plain timer instead of asyncio.wait_for: this is the per-command hot path.
-        limit = self.options.timeout if timeout is None else timeout
-        timer = loop.call_later(limit, _expire, fut)
         try:
             if wire is not None and wire.pending > wire.HIGH_WATER:
-                await self._bounded(wire.drain(), what, timeout)
+                await wire.drain()  # a dead peer is found by the timer, which closes the wire
             try:
                 return await fut
-            except _Expired:
-                text = what if isinstance(what, str) else what()
-                raise ISCSITimeout(f"{self.what}: no answer to {text} within {limit:g} s") from None
-        except ISCSITimeout:
+            except _Expired as exc:
+                raise ISCSITimeout(exc.message(what if isinstance(what, str) else what())) from None
+        except ISCSITimeout as exc:
             self._futures.pop(itt, None)
-            await self._drop()  # results of a timed-out task can't be trusted at ERL 0
-            if self._conn is not None:
+            if self._wire is wire and wire is not None:
+                # One command over its cap on a live target: its result can't be trusted at
+                # ERL 0, so the connection goes; the others reconnect and are re-driven.
+                self._drop_now()
+                self._fail_all(ConnectionFailed(str(exc)))
+            elif self._conn is not None:
                 self._conn.state = State.FAILED
             raise
         except (ConnectionError, OSError) as exc:
             self._futures.pop(itt, None)
             raise _ConnectionLost(str(exc)) from None
         finally:
-            timer.cancel()
+            self._caps.pop(itt, None)
+
+    # -- liveness: one timer per session ---------------------------------------------
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        live = self._liveness
+        if live is None or not self._futures:
+            return
+        due = min(live.due(), min((c[0] for c in self._caps.values()), default=live.due()))
+        self._timer = loop.call_at(due, self._tick)
+
+    def _tick(self) -> None:
+        """Check the outstanding requests: ping a quiet target, give up on a dead one."""
+        self._timer = None
+        live = self._liveness
+        if live is None or not self._futures:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._wire is not None:
+            live.progress(self._wire.last_progress)
+        for itt, (deadline, cap) in list(self._caps.items()):
+            fut = self._futures.get(itt)
+            if now >= deadline and fut is not None and not fut.done():
+                fut.set_exception(_Expired(self._cap_message(cap)))
+        action = live.check(now)
+        if action is Action.PING:
+            conn = self._conn
+            live.pinged(now)
+            if conn is not None and conn.state is State.FULL_FEATURE and self._ping_itt is None:
+                self._ping_itt = conn.nop_ping()
+                self._write_out()
+        elif action is Action.DEAD:
+            message = self._dead_message()
+            for fut in self._futures.values():
+                if not fut.done():
+                    fut.set_exception(_Expired(message))
+            self._drop_now()  # also ends a wait for the send buffer to drain
+            if self._conn is not None:
+                self._conn.state = State.FAILED
+            return
+        self._arm(loop)
+
+    def _dead_message(self) -> Callable[[str], str]:
+        within = self._within(self.options.timeout)
+        return lambda text: f"{self.what}: no answer to {text} nor to a NOP-Out ping {within}"
+
+    def _cap_message(self, cap: float) -> Callable[[str], str]:
+        hint = self.options.timeout_hint
+        why = "3 x the timeout, at least 30 s" + (f"; {hint}" if hint else "")
+        return lambda text: (
+            f"{self.what}: no answer to {text} within {cap:g} s, the limit for one command "
+            f"on a target that is alive ({why})"
+        )
 
     async def _reconnect(self, generation: int, why: str) -> None:
         async with self._reconnect_lock:
@@ -742,6 +840,9 @@ class Session:
         self._closed = True
         if self._nop_task is not None:
             self._nop_task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         conn = self._conn
         try:
             if conn is not None and conn.state is State.FULL_FEATURE:

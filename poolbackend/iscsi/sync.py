@@ -15,6 +15,7 @@ from poolbackend.iscsi.aio import Session, SessionOptions
 from poolbackend.iscsi.digest import Buffer
 from poolbackend.iscsi.errors import ISCSITimeout
 from poolbackend.iscsi.events import ScsiResult
+from poolbackend.iscsi.liveness import command_cap
 from poolbackend.iscsi.portal import Credentials, Portal
 from poolbackend.scsi.inquiry import StandardInquiry
 from poolbackend.scsi.lun import LunRef
@@ -82,7 +83,7 @@ class SyncSession:
     @property
     def _bound(self) -> float:
         o = self.session.options
-        return o.timeout * (o.max_reconnects + 2) * 2 + 5
+        return command_cap(o.timeout) + o.timeout * (o.max_reconnects + 2) * 2 + 5
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._runner.run(coro, self._bound, self.session.what)

@@ -45,6 +45,7 @@ def session_options(pool: PoolDef) -> SessionOptions:
     o = pool.options
     opts = SessionOptions(initiator_name=pool.source.initiator_iqn)
     opts.timeout = o.timeout_seconds or DEFAULT_TIMEOUT
+    opts.timeout_hint = f"<pb:timeout seconds='{opts.timeout:g}'/>"
     if o.header_digest:
         opts.header_digest = o.header_digest
     if o.data_digest:
@@ -230,7 +231,11 @@ class Backend:
         """SendTargets on a discovery session: the IQNs of every target of the portal."""
 
         async def go() -> list[str]:
-            opts = SessionOptions(initiator_name=spec.initiator_iqn, timeout=timeout)
+            opts = SessionOptions(
+                initiator_name=spec.initiator_iqn,
+                timeout=timeout,
+                timeout_hint=f"--timeout {timeout:g}",
+            )
             async with await Session.open(portal_of(spec.host, spec.port), None, opts) as s:
                 return [name for name, _ in await s.send_targets()]
 

@@ -34,6 +34,11 @@ Modes (``FakeTarget(mode, **kw)``):
 ``require_data_digest``
     ``slow`` without delay, but insisting on DataDigest=CRC32C: an offer
     without CRC32C is answered ``DataDigest=Reject``.
+``scsi``
+    A slow but alive target after the ``slow`` login: SCSI commands without data complete
+    GOOD strictly one at a time, ``cmd_interval`` seconds apart, however many are queued;
+    NOP-Out pings are answered after ``nop_delay`` seconds (``None``: never). ``completed``
+    and ``pings`` count them.
 ``hostile_length``
     Answers the first Login Request with a Login Response whose
     DataSegmentLength is 0xFFFFFF, followed by 4 KiB of filler, and then keeps
@@ -51,11 +56,13 @@ connections), ``login_requests`` (every Login Request received, parsed, see
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar
@@ -72,6 +79,7 @@ OP_LOGOUT_REQ = 0x06
 OP_NOP_IN = 0x20
 OP_LOGIN_RSP = 0x23
 OP_LOGOUT_RSP = 0x26
+OP_SCSI_RSP = 0x21
 
 FLAG_T = 0x80  # login: transit
 FLAG_C = 0x40  # login: continue
@@ -88,6 +96,7 @@ MODES = (
     "login_status",
     "hostile_length",
     "require_data_digest",
+    "scsi",
 )
 
 
@@ -316,6 +325,18 @@ def recv_pdu(sock: socket.socket) -> Pdu:
 _TARGET_MRDSL = 8192
 
 
+def _scsi_response(pdu: Pdu, stat_sn: int) -> bytes:
+    """SCSI Response, GOOD, for a command without data (the window stays 32 wide)."""
+    return pack_bhs(
+        OP_SCSI_RSP,
+        FLAG_F,
+        itt=pdu.itt,
+        stat_sn=stat_sn,
+        exp_cmd_sn=pdu.cmd_sn + 1,
+        max_cmd_sn=pdu.cmd_sn + 32,
+    )
+
+
 def _negotiate(keys: dict[str, str], require_data_digest: bool = False) -> dict[str, str]:
     """Answer operational keys with RFC 7143 result functions (minimal target).
 
@@ -388,6 +409,8 @@ class FakeTarget:
         seed: int = 0,
         lifetime: float = 60.0,
         io_timeout: float = 30.0,
+        cmd_interval: float = 0.0,
+        nop_delay: float | None = 0.0,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
@@ -403,6 +426,10 @@ class FakeTarget:
         self.target_address = target_address
         self.lifetime = lifetime
         self.io_timeout = io_timeout
+        self.cmd_interval = cmd_interval
+        self.nop_delay = nop_delay
+        self.completed = 0  # scsi: commands completed
+        self.pings = 0  # scsi: NOP-Out pings received
         self.port = 0
         self.login_requests: list[Pdu] = []
         self.logins_completed = 0
@@ -598,90 +625,157 @@ class FakeTarget:
         self._drain_until_closed(conn)
 
     def _mode_slow(self, conn: socket.socket) -> None:
-        stat_sn = 0x100
-        first = True
-        logged_in = False
-        while not self._stop.is_set():
-            pdu = self._recv_login(conn) if not logged_in else recv_pdu(conn)
-            if not logged_in:
-                if pdu.opcode != OP_LOGIN_REQ:
-                    return
-                if first and self.delay > 0 and self._stop.wait(self.delay):
-                    return
-                keys_out: dict[str, str] = {}
-                if first:
-                    keys_out["TargetPortalGroupTag"] = "1"
-                first = False
-                if pdu.cont:  # partial key set: acknowledge, wait for the rest
-                    conn.sendall(login_response(pdu, csg=pdu.csg, stat_sn=stat_sn))
-                    stat_sn += 1
-                    continue
-                keys = pdu.keys
-                if pdu.csg == 0:
-                    methods = keys.get("AuthMethod", "None").split(",")
-                    if "None" not in methods:
-                        conn.sendall(
-                            login_response(
-                                pdu, csg=0, stat_sn=stat_sn, status_class=2, status_detail=1
-                            )
-                        )
-                        conn.shutdown(socket.SHUT_WR)
-                        self._drain_until_closed(conn)
-                        return
-                    if "AuthMethod" in keys:
-                        keys_out["AuthMethod"] = "None"
-                keys_out.update(_negotiate(keys, self.mode == "require_data_digest"))
-                if pdu.csg == 1 or (pdu.transit and pdu.nsg == 3):
-                    keys_out.setdefault("MaxRecvDataSegmentLength", str(_TARGET_MRDSL))
-                final = pdu.transit and pdu.nsg == 3
-                if final:  # count before sending, so a client that got the reply sees it
-                    logged_in = True
-                    with self._lock:
-                        self.logins_completed += 1
-                conn.sendall(
-                    login_response(
-                        pdu,
-                        keys=keys_out,
-                        transit=pdu.transit,
-                        csg=pdu.csg,
-                        nsg=pdu.nsg,
-                        tsih=1 if final else 0,
-                        stat_sn=stat_sn,
-                    )
-                )
-                stat_sn += 1
-                continue
+        stat_sn = self._login_phase(conn)
+        while stat_sn is not None and not self._stop.is_set():
+            pdu = recv_pdu(conn)
             # full feature phase: NOP and Logout only
             if pdu.opcode == OP_NOP_OUT:
                 if pdu.itt != 0xFFFFFFFF:
-                    conn.sendall(
-                        pack_bhs(
-                            OP_NOP_IN,
-                            FLAG_F,
-                            itt=pdu.itt,
-                            word20=0xFFFFFFFF,
-                            stat_sn=stat_sn,
-                            exp_cmd_sn=pdu.cmd_sn + (0 if pdu.immediate else 1),
-                            max_cmd_sn=pdu.cmd_sn + 32,
-                        )
-                    )
+                    conn.sendall(self._nop_in(pdu, stat_sn))
                     stat_sn += 1
                 continue
             if pdu.opcode == OP_LOGOUT_REQ:
-                conn.sendall(
-                    pack_bhs(
-                        OP_LOGOUT_RSP,
-                        FLAG_F,
-                        itt=pdu.itt,
-                        stat_sn=stat_sn,
-                        exp_cmd_sn=pdu.cmd_sn + (0 if pdu.immediate else 1),
-                        max_cmd_sn=pdu.cmd_sn + 32,
-                    )
-                )
-                conn.shutdown(socket.SHUT_WR)
-                self._drain_until_closed(conn)
+                self._logout(conn, pdu, stat_sn)
                 return
             return  # anything else: not supported, close
+
+    @staticmethod
+    def _nop_in(pdu: Pdu, stat_sn: int) -> bytes:
+        return pack_bhs(
+            OP_NOP_IN,
+            FLAG_F,
+            itt=pdu.itt,
+            word20=0xFFFFFFFF,
+            stat_sn=stat_sn,
+            exp_cmd_sn=pdu.cmd_sn + (0 if pdu.immediate else 1),
+            max_cmd_sn=pdu.cmd_sn + 32,
+        )
+
+    def _logout(self, conn: socket.socket, pdu: Pdu, stat_sn: int) -> None:
+        conn.sendall(
+            pack_bhs(
+                OP_LOGOUT_RSP,
+                FLAG_F,
+                itt=pdu.itt,
+                stat_sn=stat_sn,
+                exp_cmd_sn=pdu.cmd_sn + (0 if pdu.immediate else 1),
+                max_cmd_sn=pdu.cmd_sn + 32,
+            )
+        )
+        conn.shutdown(socket.SHUT_WR)
+        self._drain_until_closed(conn)
+
+    def _login_phase(self, conn: socket.socket) -> int | None:
+        """The ``slow`` login (``delay`` before the first answer); the next StatSN, or None."""
+        stat_sn = 0x100
+        first = True
+        while not self._stop.is_set():
+            pdu = self._recv_login(conn)
+            if pdu.opcode != OP_LOGIN_REQ:
+                return None
+            if first and self.delay > 0 and self._stop.wait(self.delay):
+                return None
+            keys_out: dict[str, str] = {}
+            if first:
+                keys_out["TargetPortalGroupTag"] = "1"
+            first = False
+            if pdu.cont:  # partial key set: acknowledge, wait for the rest
+                conn.sendall(login_response(pdu, csg=pdu.csg, stat_sn=stat_sn))
+                stat_sn += 1
+                continue
+            keys = pdu.keys
+            if pdu.csg == 0:
+                methods = keys.get("AuthMethod", "None").split(",")
+                if "None" not in methods:
+                    conn.sendall(
+                        login_response(pdu, csg=0, stat_sn=stat_sn, status_class=2, status_detail=1)
+                    )
+                    conn.shutdown(socket.SHUT_WR)
+                    self._drain_until_closed(conn)
+                    return None
+                if "AuthMethod" in keys:
+                    keys_out["AuthMethod"] = "None"
+            keys_out.update(_negotiate(keys, self.mode == "require_data_digest"))
+            if pdu.csg == 1 or (pdu.transit and pdu.nsg == 3):
+                keys_out.setdefault("MaxRecvDataSegmentLength", str(_TARGET_MRDSL))
+            final = pdu.transit and pdu.nsg == 3
+            if final:  # count before sending, so a client that got the reply sees it
+                with self._lock:
+                    self.logins_completed += 1
+            conn.sendall(
+                login_response(
+                    pdu,
+                    keys=keys_out,
+                    transit=pdu.transit,
+                    csg=pdu.csg,
+                    nsg=pdu.nsg,
+                    tsih=1 if final else 0,
+                    stat_sn=stat_sn,
+                )
+            )
+            stat_sn += 1
+            if final:
+                return stat_sn
+        return None
+
+    def _mode_scsi(self, conn: socket.socket) -> None:
+        """A slow but alive target: SCSI commands (no data) complete GOOD one at a time,
+        ``cmd_interval`` s apart, in arrival order, however many are queued; NOP-Out pings
+        are answered after ``nop_delay`` s (None: never). Counts in ``completed``/``pings``."""
+        stat_sn = self._login_phase(conn)
+        if stat_sn is None:
+            return
+        send_lock = threading.Lock()
+        sn = [stat_sn]
+        queue: list[Pdu] = []
+        ready = threading.Condition()
+
+        def send(pdu: Pdu, build: Callable[[int], bytes]) -> None:
+            with send_lock:
+                data = build(sn[0])
+                sn[0] += 1
+                conn.sendall(data)
+
+        def worker() -> None:
+            while not self._stop.is_set():
+                with ready:
+                    while not queue and not self._stop.is_set():
+                        ready.wait(0.1)
+                    if self._stop.is_set():
+                        return
+                    pdu = queue.pop(0)
+                if self._stop.wait(self.cmd_interval):
+                    return
+                with contextlib.suppress(OSError):
+                    send(pdu, lambda n, p=pdu: _scsi_response(p, n))
+                    with self._lock:
+                        self.completed += 1
+
+        def answer_ping(pdu: Pdu) -> None:
+            if self.nop_delay is None:
+                return
+            if self.nop_delay and self._stop.wait(self.nop_delay):
+                return
+            with contextlib.suppress(OSError):
+                send(pdu, lambda n: self._nop_in(pdu, n))
+
+        threading.Thread(target=worker, daemon=True).start()
+        while not self._stop.is_set():
+            pdu = recv_pdu(conn)
+            if pdu.opcode == OP_SCSI_CMD:
+                with ready:
+                    queue.append(pdu)
+                    ready.notify()
+            elif pdu.opcode == OP_NOP_OUT and pdu.itt != 0xFFFFFFFF:
+                with self._lock:
+                    self.pings += 1
+                threading.Thread(target=answer_ping, args=(pdu,), daemon=True).start()
+            elif pdu.opcode == OP_LOGOUT_REQ:
+                with send_lock:
+                    self._logout(conn, pdu, sn[0])
+                return
+            elif pdu.opcode != OP_NOP_OUT:
+                return
 
     def _mode_require_data_digest(self, conn: socket.socket) -> None:
         """Like ``slow`` (no delay), but DataDigest must be CRC32C. Only NOP-Out and Logout

@@ -1,0 +1,80 @@
+"""Slow is not dead: the session tells a busy target from a dead one (issue 10 / issue 11).
+
+Against the scripted fake target's ``scsi`` mode (tgt cannot be made to hold a command while
+answering pings on cue): commands complete strictly one at a time, ``cmd_interval`` apart,
+and NOP-Out pings are answered after ``nop_delay`` (or never). The timeout is 1 s throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from poolbackend.iscsi.aio import Session, SessionOptions
+from poolbackend.iscsi.errors import ISCSITimeout
+from poolbackend.iscsi.portal import Portal
+from tests.harness.faketarget import FakeTarget
+
+IQN = "iqn.2026-11.example:fake"
+TIMEOUT = 1.0
+MARGIN = 4.0  # a loaded 2-core machine; only an upper bound on a failure, never on success
+
+
+def _options() -> SessionOptions:
+    return SessionOptions(timeout=TIMEOUT, timeout_hint="<pb:timeout seconds='1'/>")
+
+
+async def _queue(fake: FakeTarget, n: int, timeout: float | None = None) -> None:
+    async with await Session.open(Portal(fake.host, fake.port), IQN, _options()) as s:
+        await asyncio.gather(*(s.execute(0, bytes(6), timeout=timeout) for _ in range(n)))
+
+
+@pytest.mark.parametrize("nop_delay", [0.0, None], ids=["pings answered", "pings ignored"])
+def test_slow_but_alive_target_with_a_deep_queue_succeeds(nop_delay: float | None) -> None:
+    """8 commands queued, one completed every 0.5 s: the last waits 4 s, four timeouts.
+
+    The target is alive either way: it answers pings, or it keeps completing commands.
+    """
+    with FakeTarget("scsi", cmd_interval=0.5, nop_delay=nop_delay) as fake:
+        asyncio.run(_queue(fake, 8))
+        assert fake.completed == 8
+
+
+def test_one_long_command_is_kept_alive_by_answered_pings() -> None:
+    """A single command that takes 2.5 timeouts, on a target that answers pings at once."""
+    with FakeTarget("scsi", cmd_interval=2.5, nop_delay=0.0) as fake:
+        asyncio.run(_queue(fake, 1))
+        assert fake.completed == 1
+        assert fake.pings >= 2  # kept alive by pings, not by a longer stopwatch
+
+
+@pytest.mark.parametrize(
+    "nop_delay", [None, 2.0], ids=["silent", "ping answered after the timeout"]
+)
+def test_silent_target_fails_within_the_timeout(nop_delay: float | None) -> None:
+    with FakeTarget("scsi", cmd_interval=60.0, nop_delay=nop_delay) as fake:
+        start = time.monotonic()
+        with pytest.raises(ISCSITimeout) as info:
+            asyncio.run(_queue(fake, 3))
+        elapsed = time.monotonic() - start
+        assert str(info.value) == (
+            f"portal {fake.portal} target {IQN}: no answer to TEST UNIT READY on LUN 0 "
+            "nor to a NOP-Out ping within 1 s (<pb:timeout seconds='1'/>)"
+        )
+        assert fake.pings == 1 and fake.completed == 0
+        assert TIMEOUT <= elapsed < TIMEOUT + MARGIN
+
+
+def test_one_command_on_a_live_target_is_capped() -> None:
+    """Pings are answered but the command never completes: its own cap ends it."""
+    with FakeTarget("scsi", cmd_interval=60.0, nop_delay=0.0) as fake:
+        with pytest.raises(ISCSITimeout) as info:
+            asyncio.run(_queue(fake, 1, timeout=2.5))
+        assert str(info.value) == (
+            f"portal {fake.portal} target {IQN}: no answer to TEST UNIT READY on LUN 0 within "
+            "2.5 s, the limit for one command on a target that is alive (3 x the timeout, at "
+            "least 30 s; <pb:timeout seconds='1'/>)"
+        )
+        assert fake.pings >= 2
