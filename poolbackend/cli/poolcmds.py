@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import io
+import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from poolbackend.errors import ConfigError, PoolBackendError
+from poolbackend.text import printable
 
 if TYPE_CHECKING:
     from poolbackend.pool.backend import Backend, RefreshReport
@@ -33,7 +37,6 @@ def _store() -> Store:
 
 def _read_file(path: str, what: str, limit: int = 16 * 1024 * 1024) -> bytes:
     """The file's content; refused (never truncated) when it is larger than ``limit``."""
-    from poolbackend.pool.naming import printable
 
     try:
         with open(path, "rb") as f:
@@ -393,7 +396,16 @@ class _Bar:
         self._last = -1
 
     def __call__(self, done: int, total: int) -> None:
-        if not self.enabled or total <= 0:
+        if not self.enabled:
+            return
+        if total <= 0:  # unknown total (reading a pipe): the amount so far, each MiB
+            step = done >> 20
+            if step != self._last:
+                self._last = step
+                from poolbackend.cli.table import pretty_capacity
+
+                text = f"\r{self.label} {pretty_capacity(done)}"
+                print(f"{text:<40}", end="", file=sys.stderr, flush=True)
             return
         pct = min(100, done * 100 // total)
         if pct != self._last:
@@ -454,15 +466,66 @@ def vol_upload(args: argparse.Namespace) -> int:
     length = _size_arg(args.length, "--length")
     bar = _Bar("Uploading")
     try:
-        with open(args.file, "rb") as src:
+        with open(args.file, "rb") as f:
+            src = _refuse_image(f, args.file, args.force)
             _backend(args).upload(
                 args.vol, args.pool, src, offset=offset, length=length, progress=bar
             )
     except OSError as exc:
-        raise ConfigError(f"cannot read '{args.file}': {exc.strerror}") from None
+        raise ConfigError(f"cannot read '{printable(args.file)}': {exc.strerror}") from None
     finally:
         bar.close()
     return 0
+
+
+class _Rejoined(io.RawIOBase):
+    """The bytes already read from a pipe, then the rest of the pipe."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._rest.fileno()
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _refuse_image(f: BinaryIO, name: str, force: bool) -> BinaryIO:
+    """``f`` positioned where it was, after refusing an image file that is not a raw disk
+    (qcow2, vmdk, ...) unless ``force``; a pipe's first bytes are read and put back."""
+    from poolbackend.pool.imagefmt import HEAD_BYTES, image_format
+
+    head = b""
+    while len(head) < HEAD_BYTES:
+        data = f.read(HEAD_BYTES - len(head))
+        if not data:
+            break
+        head += data
+    if f.seekable():
+        f.seek(-len(head), os.SEEK_CUR)
+        src: BinaryIO = f
+    else:
+        src = io.BufferedReader(_Rejoined(head, f), 1 << 20)
+    fmt = image_format(head)
+    if fmt is not None and not force:
+        raise ConfigError(
+            f"'{printable(name)}' is a {fmt} image, not a raw disk: its bytes are not the disk "
+            f"it describes; convert it first (qemu-img convert -f {fmt} -O raw "
+            f"{shlex.quote(printable(name))} disk.raw) or upload it as it is with --force"
+        )
+    return src
 
 
 # -- secrets -----------------------------------------------------------------------------
@@ -661,6 +724,12 @@ def register(sub: Any, cmd: Register) -> None:
         p.add_argument("-c", "--connect", metavar="URI", help="libvirt URI for CHAP secrets")
         if name == "vol-download":
             p.add_argument("--sparse", action="store_true", help="leave holes for zero blocks")
+        else:
+            p.add_argument(
+                "--force",
+                action="store_true",
+                help="upload an image file (qcow2, vmdk, vhdx, ...) byte for byte anyway",
+            )
         p.set_defaults(pool_pos=None)
     from poolbackend.cli import unsupported
 

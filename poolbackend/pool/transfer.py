@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from poolbackend.scsi.vpd import parse_block_limits, parse_supported_pages
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]
+"""``progress(done, total)`` in bytes; ``total`` 0 when it is not known (a pipe)."""
 DEFAULT_CHUNK = 1 << 20
 DEPTH = 8
 READ_CHUNK = 1 << 20  # download: bytes per READ(16)
@@ -205,8 +207,9 @@ async def upload(
         raise ConfigError(
             f"--offset {offset} is not a multiple of LUN {geo.lun}'s {bs}-byte blocks"
         )
-    try:
-        size = os.fstat(src.fileno()).st_size - src.tell()
+    try:  # only a regular file has a size; pipes, FIFOs and devices are read to the end
+        st = os.fstat(src.fileno())
+        size = st.st_size - src.tell() if stat.S_ISREG(st.st_mode) else -1
     except (OSError, ValueError):
         size = -1
     want = length if length else (size if size >= 0 else None)
@@ -239,7 +242,7 @@ async def upload(
         await session.write(geo.lun, lba, data, bs)
         written += len(job[1])
         if progress is not None:
-            progress(written, want or read)
+            progress(written, want if want is not None else 0)  # 0: total unknown (a pipe)
 
     await pipelined(chunks(), put)
     return read
