@@ -110,3 +110,17 @@ def test_progress_bar_with_an_unknown_total(capsys: pytest.CaptureFixture[str]) 
     assert err.count("\r") == 2
     assert "Uploading 100.00 B" in err and "Uploading 5.00 MiB" in err
     assert "%" not in err
+
+
+def test_a_device_is_read_to_the_end_not_taken_as_empty(pool: Tgtd, state_dir: Path) -> None:
+    """A device's st_size is 0; it used to be taken as the source size, so nothing was
+    written and the command succeeded. /dev/zero never ends: the LUN fills, then one error."""
+    backing = pool.backing_path(1, 1)
+    backing.write_bytes(b"\xff" * backing.stat().st_size)
+    rc, _, err = _cli(state_dir, "vol-upload", "--pool", "up", "unit:0:0:1", "/dev/zero")
+    assert rc == 1 and "larger than LUN 1" in err and len(err.splitlines()) == 1, err
+    rc, _, err = _cli(
+        state_dir, "vol-upload", "--pool", "up", "unit:0:0:1", "/dev/zero", "--length", "4096"
+    )
+    assert rc == 0, err
+    assert backing.read_bytes()[:4096] == bytes(4096)
