@@ -545,6 +545,11 @@ def secret_define(args: argparse.Namespace) -> int:
 
 
 def secret_set_value(args: argparse.Namespace) -> int:
+    if args.value is not None or args.value_option is not None:
+        raise ConfigError(
+            "a secret value is never taken from the command line (visible to every user in "
+            "the process list); use --file, standard input or the prompt"
+        )
     if args.file:
         value = _read_file(args.file, "secret value file")
         if not args.plain:
@@ -751,6 +756,20 @@ def register(sub: Any, cmd: Register) -> None:
         "as virsh does)",
     )
     p.add_argument("--interactive", action="store_true", help="prompt for the value")
+    # Caught here so that the refusal never repeats the value (argparse's error would).
+    p.add_argument(
+        "value",
+        nargs="?",
+        metavar="VALUE",
+        help="refused: a value on the command line is visible to every user (ps, /proc)",
+    )
+    p.add_argument(
+        "--base64",
+        "--value",
+        dest="value_option",
+        metavar="VALUE",
+        help="refused, like VALUE (virsh's --base64 takes the value from argv)",
+    )
     cmd(sub, "secret-list", me + "secret_list", "list secrets")
     p = cmd(sub, "secret-undefine", me + "secret_undefine", "delete a secret and its value")
     p.add_argument("secret", metavar="SECRET", help="UUID or usage")
