@@ -7,6 +7,8 @@
 * A volume being written (vol-upload / vol-wipe) refuses a second writer and readers with
   one line naming the volume and the operation in progress; downloads share the volume.
   The long-running transfers are held open deterministically with named pipes (FIFOs).
+* The same holds across pools: one through ``localhost`` and one through ``127.0.0.1`` (own
+  initiator names, else a source conflict) share the LUN's lock, keyed on the target.
 """
 
 from __future__ import annotations
@@ -290,3 +292,107 @@ def test_second_start_during_start_is_refused(
         "unit:0:0:1",
         "unit:0:0:2",
     ]
+
+
+def _alias_pool_xml(tmp: Path, t: Tgtd, name: str, host: str, initiator: str) -> Path:
+    path = tmp / f"{name}.xml"
+    path.write_text(
+        f"<pool type='iscsi-direct'><name>{name}</name><source>"
+        f"<host name='{host}' port='{t.port}'/><device path='{IQN}'/>"
+        f"<initiator><iqn name='{initiator}'/></initiator></source></pool>"
+    )
+    return path
+
+
+@pytest.mark.timeout(120)
+def test_host_aliases_share_the_volume_lock(
+    tgt: Tgtd, tmp_path: Path, state_dir: Path, run_cli: RunCli
+) -> None:
+    """Pools through ``localhost`` and ``127.0.0.1`` reach one LUN: one writer at a time.
+
+    Same target and initiator would be a source conflict, so the second pool has its own
+    initiator name (libvirt's rule lets it exist); the lock is on the target, not the pool.
+    """
+    via_name = _alias_pool_xml(tmp_path, tgt, "via-name", "localhost", INITIATOR)
+    via_ip = _alias_pool_xml(tmp_path, tgt, "via-ip", "127.0.0.1", INITIATOR + "-2")
+    same = _alias_pool_xml(tmp_path, tgt, "same", "127.0.0.1", INITIATOR)
+    for xml in (via_name, via_ip):
+        rc, _, err = run_cli("pool-create", str(xml))
+        assert rc == 0, err
+    conflict = "error: operation failed: Storage source conflict with pool: 'via-name'\n"
+    assert run_cli("pool-define", str(same)) == (1, "", conflict)
+    key_name = run_cli("vol-key", "unit:0:0:1", "--pool", "via-name")[1].strip()
+    key_ip = run_cli("vol-key", "unit:0:0:1", "--pool", "via-ip")[1].strip()
+    assert key_name != key_ip  # libvirt's keys differ; the LUN is the same
+
+    paths = StorePaths.under(state_dir)
+    env = dict(os.environ, POOLBACKEND_STATE_DIR=str(state_dir), PYTHONPATH=str(ROOT))
+    first, second = bytes([0xA1]) * MiB, bytes([0xB2]) * MiB
+    (tmp_path / "second.bin").write_bytes(second)
+
+    fifo = tmp_path / "first.fifo"
+    os.mkfifo(fifo)
+    upload = subprocess.Popen(
+        [sys.executable, "-m", "poolbackend", "vol-upload", key_name, str(fifo),
+         "--length", str(len(first))],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    with open(fifo, "wb") as feed:
+        feed.write(first[:4096])
+        feed.flush()
+        _wait_volume_lock(paths, upload)
+        for vol, pool in ((key_ip, None), ("unit:0:0:1", "via-ip")):
+            args = ["--pool", pool] if pool else []
+            _refused(
+                run_cli, "vol-upload", vol, str(tmp_path / "second.bin"), *args, busy="vol-upload"
+            )
+            _refused(run_cli, "vol-wipe", vol, *args, busy="vol-upload")
+            _refused(run_cli, "vol-download", vol, str(tmp_path / "x"), *args, busy="vol-upload")
+        feed.write(first[4096:])
+    _, err = upload.communicate(timeout=60)
+    assert upload.returncode == 0, err
+    assert tgt.backing_path(1, 1).read_bytes()[: len(first)] == first  # only the first writer
+
+    # And the other way round: a reader through 127.0.0.1 keeps a writer through localhost out.
+    fifo2 = tmp_path / "down.fifo"
+    os.mkfifo(fifo2)
+    download = subprocess.Popen(
+        [sys.executable, "-m", "poolbackend", "vol-download", "unit:0:0:1", str(fifo2),
+         "--pool", "via-ip", "--length", str(len(first))],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    with open(fifo2, "rb") as drain:
+        _wait_volume_lock(paths, download)
+        _refused(
+            run_cli, "vol-upload", "unit:0:0:1", str(tmp_path / "second.bin"),
+            "--pool", "via-name", busy="vol-download",
+        )  # fmt: skip
+        got = drain.read()
+    _, err = download.communicate(timeout=60)
+    assert download.returncode == 0, err
+    assert got == first
+    rc, _, err = run_cli("vol-upload", key_name, str(tmp_path / "second.bin"))  # free again
+    assert rc == 0, err
+    assert tgt.backing_path(1, 1).read_bytes()[: len(second)] == second
+    store = Store(paths)
+    [key] = lun_lock_keys(store.get_pool("via-name").pool.source, 1)
+    assert lun_lock_keys(store.get_pool("via-ip").pool.source, 1) == [key]
+    assert not _held(lock_path(paths, key))
+
+
+def _wait_volume_lock(paths: StorePaths, proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    """Wait until ``proc`` holds an ``flock`` on some volume lock file (whatever its key)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        inodes = set()
+        if paths.volume_locks_dir.is_dir():
+            inodes = {f.stat().st_ino for f in paths.volume_locks_dir.iterdir()}
+        with open("/proc/locks", encoding="ascii") as table:
+            for line in table:
+                fields = line.split()  # N: FLOCK ADVISORY READ|WRITE PID MAJ:MIN:INODE ...
+                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[4] == str(proc.pid):
+                    if int(fields[5].rsplit(":", 1)[1]) in inodes:
+                        return
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the transfer never took a volume lock"
+        time.sleep(0.02)
