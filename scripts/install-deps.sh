@@ -33,6 +33,7 @@ PKGS=(
   qemu-system-x86
   qemu-block-extra
   qemu-utils
+  mount
 )
 
 PYTHON=${PYTHON:-python3}

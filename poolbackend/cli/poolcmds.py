@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import io
-import os
-import shlex
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from poolbackend.errors import ConfigError, PoolBackendError
 from poolbackend.text import printable
@@ -388,7 +384,11 @@ def vol_pool(args: argparse.Namespace) -> int:
 
 
 class _Bar:
-    """A progress bar on stderr, only when stdout is a terminal."""
+    """A progress bar on stderr, only when stdout is a terminal.
+
+    A total of 0 means it is not known (reading from a pipe): the bar then shows the bytes
+    done so far instead of a percentage.
+    """
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -437,95 +437,52 @@ def _size_arg(value: str | None, name: str) -> int | None:
 
 
 def vol_download(args: argparse.Namespace) -> int:
+    from poolbackend.pool import localfile
+
     offset = _size_arg(args.offset, "--offset") or 0
     length = _size_arg(args.length, "--length")
     b = _backend(args)
-    b.find_volume(args.vol, args.pool)  # fail before creating the output file
+    b.find_volume(args.vol, args.pool)  # fail before anything else
+    out = localfile.Output(args.file)  # checks the output; touches nothing
+    localfile.interrupt_on_sigterm()
     bar = _Bar("Downloading")
-    out_path = Path(args.file)
     try:
-        with open(out_path, "wb") as out:
-            b.download(
-                args.vol,
-                args.pool,
-                out,
-                offset=offset,
-                length=length,
-                sparse=args.sparse,
-                progress=bar,
-            )
+        b.download(
+            args.vol,
+            args.pool,
+            out.open,
+            offset=offset,
+            length=length,
+            sparse=args.sparse and out.holes,  # elsewhere zeros are written
+            progress=bar,
+        )
+        out.commit()
     except OSError as exc:
-        raise ConfigError(f"cannot write '{args.file}': {exc.strerror}") from None
+        raise out.error(exc) from None
     finally:
+        out.abort()  # nothing new is left behind unless committed
         bar.close()
     return 0
 
 
 def vol_upload(args: argparse.Namespace) -> int:
+    from poolbackend.pool import localfile
+
     offset = _size_arg(args.offset, "--offset") or 0
     length = _size_arg(args.length, "--length")
+    src = localfile.Input(args.file, force=args.force)  # a regular file is checked now
+    localfile.interrupt_on_sigterm()
     bar = _Bar("Uploading")
     try:
-        with open(args.file, "rb") as f:
-            src = _refuse_image(f, args.file, args.force)
-            _backend(args).upload(
-                args.vol, args.pool, src, offset=offset, length=length, progress=bar
-            )
+        _backend(args).upload(
+            args.vol, args.pool, src.open, offset=offset, length=length, progress=bar
+        )
     except OSError as exc:
-        raise ConfigError(f"cannot read '{printable(args.file)}': {exc.strerror}") from None
+        raise src.error(exc) from None
     finally:
+        src.close()
         bar.close()
     return 0
-
-
-class _Rejoined(io.RawIOBase):
-    """The bytes already read from a pipe, then the rest of the pipe."""
-
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
-        self._head = memoryview(head)
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def fileno(self) -> int:
-        return self._rest.fileno()
-
-    def readinto(self, buffer: Any) -> int:
-        if self._head:
-            n = min(len(buffer), len(self._head))
-            buffer[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._rest.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
-def _refuse_image(f: BinaryIO, name: str, force: bool) -> BinaryIO:
-    """``f`` positioned where it was, after refusing an image file that is not a raw disk
-    (qcow2, vmdk, ...) unless ``force``; a pipe's first bytes are read and put back."""
-    from poolbackend.pool.imagefmt import HEAD_BYTES, image_format
-
-    head = b""
-    while len(head) < HEAD_BYTES:
-        data = f.read(HEAD_BYTES - len(head))
-        if not data:
-            break
-        head += data
-    if f.seekable():
-        f.seek(-len(head), os.SEEK_CUR)
-        src: BinaryIO = f
-    else:
-        src = io.BufferedReader(_Rejoined(head, f), 1 << 20)
-    fmt = image_format(head)
-    if fmt is not None and not force:
-        raise ConfigError(
-            f"'{printable(name)}' is a {fmt} image, not a raw disk: its bytes are not the disk "
-            f"it describes; convert it first (qemu-img convert -f {fmt} -O raw "
-            f"{shlex.quote(printable(name))} disk.raw) or upload it as it is with --force"
-        )
-    return src
 
 
 # -- secrets -----------------------------------------------------------------------------
@@ -719,9 +676,10 @@ def register(sub: Any, cmd: Register) -> None:
         p.add_argument(
             "file",
             metavar="FILE",
-            help="file to write (created or truncated)"
+            help="file to write, - for standard output (a file is replaced only when the "
+            "download succeeded)"
             if name == "vol-download"
-            else "file to read",
+            else "file to read, - for standard input",
         )
         p.add_argument("--pool", help="pool name or UUID")
         p.add_argument("--offset", help="byte offset in the volume")

@@ -313,39 +313,49 @@ class Backend:
         self,
         vol: str,
         pool_name: str | None,
-        out: BinaryIO,
+        open_output: Callable[[], BinaryIO],
         *,
         offset: int = 0,
         length: int | None = None,
         sparse: bool = False,
         progress: Progress | None = None,
     ) -> int:
-        return self._on_disk_lun(
-            vol,
-            pool_name,
-            lambda s, g: transfer.download(
-                s, g, out, offset=offset, length=length, sparse=sparse, progress=progress
-            ),
-            "vol-download",
-            exclusive=False,
-        )
+        """Copy the volume to what ``open_output()`` returns. It is called only after the
+        login and a fresh READ CAPACITY accepted the range, so a refused download has not
+        touched the output."""
+
+        async def run(session: Session, geo: transfer.Geometry) -> int:
+            transfer.check_range(geo, offset, length)
+            return await transfer.download(
+                session,
+                geo,
+                open_output(),
+                offset=offset,
+                length=length,
+                sparse=sparse,
+                progress=progress,
+            )
+
+        return self._on_disk_lun(vol, pool_name, run, "vol-download", exclusive=False)
 
     def upload(
         self,
         vol: str,
         pool_name: str | None,
-        src: BinaryIO,
+        open_input: Callable[[], BinaryIO],
         *,
         offset: int = 0,
         length: int | None = None,
         progress: Progress | None = None,
     ) -> int:
-        return self._on_disk_lun(
-            vol,
-            pool_name,
-            lambda s, g: transfer.upload(
-                s, g, src, offset=offset, length=length, progress=progress
-            ),
-            "vol-upload",
-            exclusive=True,
-        )
+        """Write what ``open_input()`` returns into the volume; it is called only after the
+        login and a fresh READ CAPACITY accepted the range, so a refused upload has not read
+        from a pipe."""
+
+        async def run(session: Session, geo: transfer.Geometry) -> int:
+            transfer.check_upload_range(geo, offset, length)
+            return await transfer.upload(
+                session, geo, open_input(), offset=offset, length=length, progress=progress
+            )
+
+        return self._on_disk_lun(vol, pool_name, run, "vol-upload", exclusive=True)

@@ -19,6 +19,8 @@ _SIGNATURES: tuple[tuple[str, int, bytes], ...] = (
     ("vhdx", 0, b"vhdxfile"),
     ("vpc", 0, b"conectix"),  # VHD with a header copy of its footer (dynamic disks)
     ("vdi", 0x40, b"\x7f\x10\xda\xbe"),  # VDI signature 0xbeda107f, little-endian
+    ("parallels", 0, b"WithoutFreeSpace"),
+    ("parallels", 0, b"WithouFreSpacExt"),
 )
 
 

@@ -8,16 +8,17 @@ VPD block limits and is capped so memory stays bounded whatever the volume size.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, TypeVar
 
-from poolbackend.errors import ConfigError
+from poolbackend.errors import ConfigError, PoolBackendError
 from poolbackend.iscsi.aio import Session
-from poolbackend.iscsi.errors import CommandFailed
+from poolbackend.iscsi.errors import CommandFailed, ISCSIError
 from poolbackend.scsi.lun import LunRef
 from poolbackend.scsi.vpd import parse_block_limits, parse_supported_pages
 
@@ -93,6 +94,8 @@ async def geometry(session: Session, lun: LunRef) -> Geometry:
 def _range(geo: Geometry, offset: int, length: int | None) -> tuple[int, int]:
     if offset < 0 or (length is not None and length < 0):
         raise ConfigError("--offset and --length must not be negative")
+    if geo.capacity <= 0:
+        raise ConfigError(f"LUN {geo.lun} reports a capacity of 0 bytes: nothing to transfer")
     if offset > geo.capacity:
         raise ConfigError(
             f"offset {offset} is beyond the end of LUN {geo.lun} ({geo.capacity} bytes)"
@@ -103,6 +106,54 @@ def _range(geo: Geometry, offset: int, length: int | None) -> tuple[int, int]:
             f"offset {offset} + length {length} exceeds LUN {geo.lun}'s {geo.capacity} bytes"
         )
     return offset, end
+
+
+def check_range(geo: Geometry, offset: int, length: int | None) -> None:
+    """Refuse a range the LUN does not have, before anything is opened for writing."""
+    _range(geo, offset, length)
+
+
+def check_upload_range(geo: Geometry, offset: int, length: int | None) -> None:
+    """What an upload can check before reading its source: alignment and the range."""
+    if offset % geo.block_size:
+        raise ConfigError(
+            f"--offset {offset} is not a multiple of LUN {geo.lun}'s {geo.block_size}-byte blocks"
+        )
+    _range(geo, offset, length)
+
+
+class LunResized(PoolBackendError):
+    """The LUN's size changed while a transfer ran: what was copied is not one snapshot."""
+
+
+async def _same_size(session: Session, geo: Geometry) -> None:
+    """A fresh READ CAPACITY must still give the size the transfer was planned for."""
+    blocks, block_size = await session.read_capacity(geo.lun)
+    if (blocks, block_size) != (geo.block_count, geo.block_size):
+        raise LunResized(
+            f"LUN {geo.lun} changed size during the transfer ({geo.capacity} bytes at the "
+            f"start, {blocks * block_size} bytes now); the transfer was stopped"
+        )
+
+
+@contextlib.asynccontextmanager
+async def _sized(session: Session, geo: Geometry) -> AsyncIterator[None]:
+    """Around a transfer: a failed command is explained by a size change if there was one,
+    and a transfer that completed is checked against a fresh READ CAPACITY."""
+    try:
+        yield
+    except CommandFailed:
+        with contextlib.suppress(ISCSIError):  # the LUN may be gone: keep the first error
+            await _same_size(session, geo)
+        raise
+    await _same_size(session, geo)
+
+
+def _can_seek(out: BinaryIO) -> bool:
+    try:
+        return out.seekable()
+    except (OSError, ValueError):
+        return False
 
 
 async def pipelined(
@@ -149,20 +200,25 @@ async def download(
     sparse: bool = False,
     progress: Progress | None = None,
 ) -> int:
-    """Copy [offset, offset+length) of the LUN to ``out`` in order; returns bytes written."""
+    """Copy [offset, offset+length) of the LUN to ``out`` in order; returns bytes written.
+
+    ``sparse`` skips zero chunks by seeking; it is only right for a fresh file (anything else
+    would keep old data there), and an output that cannot seek gets the zeros written.
+    Work is generated lazily: memory is ``READ_DEPTH`` chunks whatever the capacity says.
+    """
     start, end = _range(geo, offset, length)
     bs = geo.block_size
     chunk = geo.chunk_blocks(READ_CHUNK)
-    last_lba = -(-end // bs)
-    jobs = [(lba, min(chunk, last_lba - lba)) for lba in range(start // bs, last_lba, chunk)]
+    first_lba, last_lba = start // bs, -(-end // bs)
+    n_jobs = -(-(last_lba - first_lba) // chunk)
     # Job i reads into buffers[i % n]; it is started only after job i - n was written out.
-    buffers = [bytearray(chunk * bs) for _ in range(min(READ_DEPTH, len(jobs)) or 1)]
-    zero = memoryview(bytes(chunk * bs)) if sparse else None
+    buffers = [bytearray(chunk * bs) for _ in range(min(READ_DEPTH, n_jobs) or 1)]
+    holes = sparse and _can_seek(out)
+    zero = memoryview(bytes(chunk * bs)) if holes else None
     done = 0
 
-    async def fetch(i: int) -> memoryview:
-        lba, blocks = jobs[i]
-        view = memoryview(buffers[i % len(buffers)])
+    async def fetch(lba: int, blocks: int, buffer: bytearray) -> memoryview:
+        view = memoryview(buffer)
         await session.read(geo.lun, lba, blocks, bs, into=view[: blocks * bs])
         return view[max(start - lba * bs, 0) : min(blocks * bs, end - lba * bs)]
 
@@ -177,17 +233,19 @@ async def download(
             progress(done, end - start)
 
     pending: deque[asyncio.Task[memoryview]] = deque()
-    try:
-        for i in range(len(jobs)):
-            pending.append(asyncio.create_task(fetch(i)))
-            if len(pending) == len(buffers):
+    async with _sized(session, geo):
+        try:
+            for i, lba in enumerate(range(first_lba, last_lba, chunk)):
+                blocks = min(chunk, last_lba - lba)
+                pending.append(asyncio.create_task(fetch(lba, blocks, buffers[i % len(buffers)])))
+                if len(pending) == len(buffers):
+                    write(await pending.popleft())
+            while pending:
                 write(await pending.popleft())
-        while pending:
-            write(await pending.popleft())
-    finally:
-        for task in pending:
-            task.cancel()
-    if sparse:
+        finally:
+            for task in pending:
+                task.cancel()
+    if holes:
         out.truncate(out.tell())
     return done
 
@@ -203,10 +261,7 @@ async def upload(
 ) -> int:
     """Write ``src`` to the LUN at ``offset`` (a block multiple); a partial last block is merged."""
     bs = geo.block_size
-    if offset % bs:
-        raise ConfigError(
-            f"--offset {offset} is not a multiple of LUN {geo.lun}'s {bs}-byte blocks"
-        )
+    check_upload_range(geo, offset, length)
     try:  # only a regular file has a size; pipes, FIFOs and devices are read to the end
         st = os.fstat(src.fileno())
         size = st.st_size - src.tell() if stat.S_ISREG(st.st_mode) else -1
@@ -244,5 +299,6 @@ async def upload(
         if progress is not None:
             progress(written, want if want is not None else 0)  # 0: total unknown (a pipe)
 
-    await pipelined(chunks(), put)
+    async with _sized(session, geo):
+        await pipelined(chunks(), put)
     return read

@@ -713,15 +713,19 @@ def test_connection_deleted_mid_download_reconnects(
         start = time.monotonic()
         proc = spawn_cli(state_dir, "vol-download", "--pool", POOL, "unit:0:0:1", str(out_path))
         deleted: list[tuple[int, int, float]] = []
+        done = 0
         try:
             deadline = time.monotonic() + 60
             sessions: list[tuple[int, int]] = []
             while not deleted and proc.poll() is None and time.monotonic() < deadline:
+                # The download writes a temporary file next to big.bin until it succeeded.
+                partial = next(tmp_path.glob(".big.bin.*.part"), None)
                 if not sessions:  # learn the download's connection early (tgtadm is slow);
-                    if out_path.exists():  # the file is created just before its login
+                    if partial is not None:  # the file is created just after its login
                         sessions = t.sessions(1)
                     continue
-                done = out_path.stat().st_size if out_path.exists() else 0
+                with contextlib.suppress(OSError):
+                    done = partial.stat().st_size if partial is not None else 0
                 if done >= DELETE_AFTER_BYTES:
                     sid, cid = sessions[0]
                     t.delete_connection(1, sid, cid)

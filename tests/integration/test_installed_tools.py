@@ -44,6 +44,8 @@ PROGRAMS = {
     "dd": "coreutils",
     "timeout": "coreutils",
     "getent": "libc-bin",
+    "mount": "mount",  # a 1 MiB tmpfs for the full-disk test of vol-download
+    "umount": "mount",
 }
 
 
@@ -114,6 +116,8 @@ def test_shell_tools() -> None:
     _ok("dd", "if=/dev/zero", "of=/dev/null", "bs=4096", "count=1")
     _ok("timeout", "5", "sh", "-c", "true")
     _ok("getent", "passwd", "nobody")
+    assert "mount" in _ok("mount", "--version")
+    assert "umount" in _ok("umount", "--version")
 
 
 def test_python_side() -> None:

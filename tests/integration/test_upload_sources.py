@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 IQN = "iqn.2026-11.example:upload"
 INITIATOR = "iqn.2026-11.example:initiator1"
 MiB = 1 << 20
-FORMATS = ["qcow2", "qed", "vmdk", "vhdx", "vpc", "vdi"]
+FORMATS = ["qcow2", "qed", "vmdk", "vhdx", "vpc", "vdi", "parallels"]
 
 
 @pytest.fixture
