@@ -23,7 +23,7 @@ from poolbackend.scsi.inquiry import (
     version_descriptor_name,
     version_name,
 )
-from poolbackend.scsi.lun import LUN0, MAX_LUN, Lun, LunRef, decode_lun, encode_lun, lun_field
+from poolbackend.scsi.lun import MAX_LUN, Lun, LunRef, decode_lun, encode_lun, lun_field
 from poolbackend.scsi.reportluns import ReportLuns, build_report_luns_data, parse_report_luns
 from poolbackend.scsi.sense import (
     RetryClass,
@@ -61,7 +61,6 @@ from poolbackend.scsi.vpd import (
 )
 
 __all__ = [
-    "LUN0",
     "MAX_LUN",
     "PAGE_BLOCK_CHARACTERISTICS",
     "PAGE_BLOCK_LIMITS",

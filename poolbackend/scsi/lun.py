@@ -109,8 +109,6 @@ class Lun:
 LunRef = int | Lun
 """How the initiator API takes a LUN: a scanned :class:`Lun`, or a number to encode."""
 
-LUN0 = Lun(bytes(8))
-
 
 def lun_field(lun: LunRef) -> bytes:
     """The 8 bytes for the BHS LUN field: the reported entry, or ``encode_lun(number)``."""
