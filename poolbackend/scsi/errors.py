@@ -12,7 +12,8 @@ class ScsiParseError(ValueError):
 
 
 class UnsupportedLunFormat(ScsiParseError):
-    """A LUN uses an address method other than single-level peripheral or flat space.
+    """A LUN uses an address method other than single-level peripheral or flat space, or more
+    than two bytes (see :func:`poolbackend.scsi.lun.refusal`).
 
     ``raw`` keeps the 8-byte entry so callers can log it or skip it; ``reason`` says why.
     """

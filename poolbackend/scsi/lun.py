@@ -1,11 +1,12 @@
 """SAM encoding of the 8-byte LUN field (BHS LUN and REPORT LUNS entries).
 
-LUNs 0-255 use peripheral device addressing and 256-16383 flat space addressing, like tgt and
-the Linux initiator. A LUN the target reported is kept as :class:`Lun`, the entry exactly as
-reported: commands address it with those bytes, and QEMU's iSCSI driver (libiscsi), which
-copies its LUN number raw into the first two bytes of the field, is given
+:func:`encode_lun` writes LUNs 0-255 in peripheral device addressing and 256-16383 in flat
+space addressing, like tgt. A LUN the target reported is kept as :class:`Lun`, the entry
+exactly as reported: commands address it with those bytes, and QEMU's iSCSI driver
+(libiscsi), which copies its LUN number raw into the first two bytes of the field, is given
 :attr:`Lun.qemu` (tgt's LUN 300, reported ``41 2c``, is QEMU LUN 16684; QEMU given 300 sends
-``01 2c``, which tgt reads as LUN 44).
+``01 2c``, which tgt reads as LUN 44). Linux's LIO reports its LUN 300 as ``01 2c``
+(peripheral addressing, the 16-bit number raw): that is LUN 300 and QEMU LUN 300.
 """
 
 from __future__ import annotations
@@ -30,21 +31,20 @@ def refusal(entry: bytes) -> str | None:
     """Why an 8-byte LUN entry cannot be used, or None when it can.
 
     The one rule: a usable LUN is single-level and fits the first two bytes (bytes 2-7 zero),
-    in peripheral addressing on bus 0 or in flat space addressing. Only those have one number
-    to show users and one 16-bit number QEMU's iSCSI driver can send.
+    in peripheral or flat space addressing. Only those have one 14-bit number to show users
+    and a 16-bit number QEMU's iSCSI driver can send.
     """
     if any(entry[2:8]):
         return "it is reported in more than two bytes, which QEMU's iSCSI driver cannot address"
     method = entry[0] >> 6
-    if method == 0b00 and entry[0] & 0x3F:
-        return f"peripheral addressing on bus {entry[0] & 0x3F} is not supported (only bus 0)"
     if method in _METHODS:
         return f"{_METHODS[method]} is not supported (only peripheral and flat space)"
     return None
 
 
 def decode_lun(raw: bytes) -> int:
-    """Decode the first 8 bytes of ``raw`` as a single-level peripheral or flat space LUN.
+    """Decode the first 8 bytes of ``raw`` as a single-level peripheral or flat space LUN:
+    the 14 bits after the address method (``41 2c`` and LIO's ``01 2c`` are both 300).
 
     Anything :func:`refusal` refuses raises :class:`UnsupportedLunFormat`, which keeps the raw
     entry and the reason.
@@ -55,8 +55,6 @@ def decode_lun(raw: bytes) -> int:
     reason = refusal(entry)
     if reason is not None:
         raise UnsupportedLunFormat(entry, reason)
-    if entry[0] == 0x00:
-        return entry[1]
     return (entry[0] & 0x3F) << 8 | entry[1]
 
 

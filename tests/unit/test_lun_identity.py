@@ -50,8 +50,12 @@ USABLE = [
     ("412c000000000000", 300, 16684),  # tgt's LUN 300
     ("44d2000000000000", 1234, 0x44D2),
     ("7fff000000000000", 16383, 0x7FFF),
+    ("012c000000000000", 300, 300),  # LIO's LUN 300: peripheral, the number raw
+    ("3fff000000000000", 16383, 0x3FFF),
     ("4005000000000000", 5, 0x4005),  # flat LUN 5: QEMU must send 40 05, not 00 05
 ]
+#: the first entry of each number (a second one with the same number is refused)
+UNIQUE = [u for i, u in enumerate(USABLE) if u[1] not in {v[1] for v in USABLE[:i]}]
 
 
 @pytest.mark.parametrize(("raw", "number", "qemu"), USABLE)
@@ -70,7 +74,6 @@ REFUSED = [
     ("e200000000000001", "more than two bytes"),  # long extended LUN
     ("d200000000000000", "extended addressing"),
     ("8001000000000000", "logical unit addressing"),
-    ("0201000000000000", "peripheral addressing on bus 2"),
 ]
 
 
@@ -87,12 +90,12 @@ def test_from_hex_refuses_malformed_text(text: str) -> None:
 
 
 def test_report_luns_splits_usable_and_refused_entries_in_one_rule() -> None:
-    raws = [bytes.fromhex(raw) for raw, _, _ in USABLE[:-1]]
+    raws = [bytes.fromhex(raw) for raw, _, _ in UNIQUE]
     bad = [bytes.fromhex(raw) for raw, _ in REFUSED]
     data = build_report_luns_data([*raws[:3], *bad, *raws[3:]])
     report = parse_report_luns(data)
     assert [lun.raw for lun in report.entries] == raws
-    assert report.luns == tuple(number for _, number, _ in USABLE[:-1])
+    assert report.luns == tuple(number for _, number, _ in UNIQUE)
     assert report.unsupported == tuple(bad)
     for (raw, why), (got, reason) in zip(REFUSED, report.refused, strict=True):
         assert got.hex() == raw and why in reason
@@ -131,14 +134,14 @@ def test_volume_keeps_the_report_and_the_state_file_round_trips_it() -> None:
     pool = _pool()
     volumes = tuple(
         Volume.for_lun(pool.source, Lun(bytes.fromhex(raw)), capacity=1 << 20, block_size=512)
-        for raw, _, _ in USABLE[:-1]
+        for raw, _, _ in UNIQUE
     )
-    assert [v.name for v in volumes] == [f"unit:0:0:{n}" for _, n, _ in USABLE[:-1]]
+    assert [v.name for v in volumes] == [f"unit:0:0:{n}" for _, n, _ in UNIQUE]
     text = format_pool_state_xml(pool, PoolState(active=True, volumes=volumes))
     assert "<volume lun='300' reported='412c000000000000'" in text
     _, state = parse_pool_state_xml(text)
     assert state.volumes == volumes
-    assert [v.address(pool.name).qemu for v in state.volumes] == [q for _, _, q in USABLE[:-1]]
+    assert [v.address(pool.name).qemu for v in state.volumes] == [q for _, _, q in UNIQUE]
 
 
 @pytest.mark.parametrize(

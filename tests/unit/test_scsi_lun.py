@@ -35,12 +35,17 @@ def test_flat_space_small_lun_decodes_to_same_number() -> None:
     assert decode_lun(bytes.fromhex("4005000000000000")) == 5
 
 
+def test_peripheral_with_bus_bits_is_the_16_bit_number() -> None:
+    # Linux's LIO reports its LUN 300 as 01 2c (int_to_scsilun: the number raw)
+    assert decode_lun(bytes.fromhex("012c000000000000")) == 300
+    assert decode_lun(bytes.fromhex("0201000000000000")) == 513
+
+
 @pytest.mark.parametrize(
     "raw",
     [
         "c101000000000000",  # extended addressing: REPORT LUNS well-known LU
         "8001000000000000",  # logical unit addressing
-        "0201000000000000",  # peripheral addressing with bus 2
         "0001000200000000",  # second-level LUN
     ],
 )
