@@ -221,10 +221,17 @@ def _is_disk_of(disk: etree._Element, pool: PoolDef, accept: Callable[[int], boo
 
 def _reaches_lun(qemu: int, lun: int) -> bool:
     """True when QEMU's LUN number *qemu* (sent raw as the first two bytes of the LUN field)
-    addresses LUN *lun* in peripheral or flat space addressing."""
+    addresses LUN *lun* in peripheral (bus 0) or flat space addressing.
+
+    Peripheral addressing with bus bits (``01 2c`` = QEMU number 300) is LUN 300 on Linux's
+    LIO but LUN 44 on tgt, which ignores the bus: without the target's report (the pool is
+    inactive) such a disk is nobody's.
+    """
     if not 0 <= qemu <= 0xFFFF:
         return False
     entry = qemu.to_bytes(2, "big") + bytes(6)
+    if entry[0] >> 6 == 0b00 and entry[0] != 0:
+        return False
     return refusal(entry) is None and decode_lun(entry) == lun
 
 
