@@ -15,7 +15,8 @@ still hold exactly that, with no temporary file left in its directory:
   (``test_lun_emptied_while_pool_active``).
 
 Success replaces the file atomically (new inode, the old mode kept; a symlink is followed and
-stays), ``-`` is standard output/input, ``--sparse`` into a pipe gives the same bytes, and
+stays), ``-`` is standard output/input, ``--sparse`` into a pipe gives the same bytes and into
+a block device (a loop device) writes the zeros, and
 a qcow2 image on standard input is refused unless ``--force``.
 """
 
@@ -432,6 +433,34 @@ def test_download_to_stdout_and_pipes(
         _, err_b = proc.communicate(timeout=120)
     assert proc.returncode == 0, err_b
     assert got == tgt.sparse
+
+
+@contextlib.contextmanager
+def loop_device(backing: Path) -> Iterator[Path]:
+    r = subprocess.run(
+        ["losetup", "--find", "--show", str(backing)], capture_output=True, text=True, timeout=30
+    )
+    if r.returncode != 0:
+        pytest.fail(f"cannot set up a loop device (needs root): {r.stderr.strip()}")
+    device = Path(r.stdout.strip())
+    try:
+        yield device
+    finally:
+        subprocess.run(["losetup", "--detach", str(device)], check=True, timeout=30)
+
+
+def test_sparse_to_a_block_device_writes_zeros(
+    tgt: Target, run_cli: RunCli, tmp_path: Path
+) -> None:
+    """A device is written in place and keeps no old data where the LUN has zeros."""
+    ok(run_cli, "pool-create", str(pool_xml(tmp_path, "fs", tgt.tgtd.port)))
+    backing = tmp_path / "device.img"
+    backing.write_bytes(b"\xff" * SPARSE)
+    with loop_device(backing) as device:
+        ok(run_cli, "vol-download", "--pool", "fs", "unit:0:0:2", str(device), "--sparse")
+        assert device.is_block_device()
+        with open(device, "rb") as f:
+            assert f.read() == tgt.sparse
 
 
 def test_upload_from_stdin(tgt: Target, run_cli: RunCli, state_dir: Path, tmp_path: Path) -> None:

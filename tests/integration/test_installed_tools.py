@@ -46,6 +46,7 @@ PROGRAMS = {
     "getent": "libc-bin",
     "mount": "mount",  # a 1 MiB tmpfs for the full-disk test of vol-download
     "umount": "mount",
+    "losetup": "mount",  # a block device for vol-download's in-place output
 }
 
 
@@ -118,6 +119,7 @@ def test_shell_tools() -> None:
     _ok("getent", "passwd", "nobody")
     assert "mount" in _ok("mount", "--version")
     assert "umount" in _ok("umount", "--version")
+    assert "losetup" in _ok("losetup", "--version")
 
 
 def test_python_side() -> None:
