@@ -10,8 +10,9 @@ line as the last safety net.
 from __future__ import annotations
 
 import re
+import sys
 
-__all__ = ["printable", "printable_line"]
+__all__ = ["emit", "printable", "printable_line"]
 
 # C0 and C1 controls, DEL, line/paragraph separators, the bidirectional controls
 # (embeddings, overrides, isolates, marks), zero-width joiners and the byte order mark, and
@@ -49,3 +50,12 @@ def printable(text: str, limit: int = 200) -> str:
 def printable_line(text: str) -> str:
     """``text`` with every unsafe character escaped and no length limit (for whole lines)."""
     return _UNSAFE.sub(_escape, text)
+
+
+def emit(kind: str, text: str) -> None:
+    """Print ``<kind>: <text>`` to stderr as exactly one line (``error``/``warning``).
+
+    The last safety net of the CLI: whatever a message holds, control characters are
+    escaped here, so nothing from outside can add lines or send terminal sequences.
+    """
+    print(f"{kind}: {printable_line(text)}", file=sys.stderr)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from poolbackend.text import emit, printable
+
 Register = Any
 
 
@@ -32,7 +34,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
         sys.stdout.write(result.xml)
         return 0
     for warning in result.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        emit("warning", warning)
     print(f"Disk attached successfully as '{result.target}' (bus {result.bus})\n")
     return 0
 
@@ -44,10 +46,11 @@ def cmd_detach(args: argparse.Namespace) -> int:
         args.domain, args.vol, pool=args.pool, placement=_placement(args), uri=args.connect
     )
     if not result.completed:
-        print(
-            f"warning: detach of '{result.target}' requested; the guest of domain "
-            f"'{result.domain}' has not released it yet (it will disappear when it does)",
-            file=sys.stderr,
+        emit(
+            "warning",
+            f"detach of '{result.target}' requested; the guest of domain "
+            f"'{printable(result.domain)}' has not released it yet (it will disappear when it "
+            "does)",
         )
         print("Disk detach requested\n")
         return 0
@@ -87,7 +90,8 @@ def register(sub: Any, cmd: Register) -> None:
     p.add_argument(
         "--define-secret",
         action="store_true",
-        help="copy the pool's CHAP secret from the local store into libvirt (value not shown)",
+        help="copy the pool's CHAP secret value from the local store into libvirt, defining "
+        "the secret there or replacing a stale value (the value is never shown)",
     )
     p = cmd(
         sub,

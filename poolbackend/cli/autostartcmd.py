@@ -9,11 +9,12 @@ a pool-start) activated meanwhile is a success, not a failure.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from poolbackend.pool.backend import Backend
+
+from poolbackend.text import emit, printable
 
 
 def cmd_autostart_pools(args: argparse.Namespace) -> int:
@@ -26,17 +27,17 @@ def cmd_autostart_pools(args: argparse.Namespace) -> int:
         if backend.store.get_pool(name).state.active:
             continue
         try:
-            report = backend.start(name)
+            started = backend.start(name)
         except PoolBackendError as exc:
             if _active(backend, name):
                 print(f"Pool {name} was started by another command")
                 continue
             failed += 1
-            print(f"error: pool {name}: {exc}", file=sys.stderr)
+            emit("error", f"pool {printable(name)}: {exc}")
             continue
-        for line in report.failures:
-            print(f"warning: pool {name}: {line}", file=sys.stderr)
-        print(f"Pool {name} started")
+        for line in started.failures:
+            emit("warning", f"pool {printable(name)}: {line}")
+        print(f"Pool {printable(name)} started")
     return 1 if failed else 0
 
 

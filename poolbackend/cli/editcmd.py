@@ -17,6 +17,7 @@ import sys
 import tempfile
 
 from poolbackend.errors import ConfigError, PoolBackendError
+from poolbackend.text import emit
 
 DEFAULT_EDITOR = "vi"
 
@@ -77,7 +78,7 @@ def pool_edit(args: argparse.Namespace) -> int:
                 with store.locked():
                     store.define(pool)
             except PoolBackendError as exc:
-                print(f"error: {exc}", file=sys.stderr)
+                emit("error", str(exc))
                 if _try_again():
                     continue
                 return 1

@@ -6,6 +6,8 @@ import argparse
 from typing import TYPE_CHECKING
 
 from poolbackend.errors import ConfigError
+from poolbackend.numbers import MAX_SECONDS, seconds
+from poolbackend.text import printable
 
 if TYPE_CHECKING:
     from poolbackend.iscsi.aio import SessionOptions
@@ -22,8 +24,7 @@ def add_initiator_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-t",
         "--timeout",
-        type=float,
-        default=10.0,
+        default="10",
         metavar="SECONDS",
         help="bound for connect and login; a target silent this long while commands are "
         "outstanding, and unanswered to a NOP-Out ping, is dead (default 10)",
@@ -35,6 +36,17 @@ def add_initiator_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def timeout_option(args: argparse.Namespace) -> float:
+    """``--timeout`` of every command that has one: seconds, ASCII decimal, 0 < t <= 1 day."""
+    try:
+        return seconds(args.timeout)
+    except ValueError:
+        raise ConfigError(
+            "--timeout must be a positive number of seconds (at most "
+            f"{MAX_SECONDS:g}), not '{printable(args.timeout)}'"
+        ) from None
+
+
 def session_options(args: argparse.Namespace, url: IscsiUrl | None = None) -> SessionOptions:
     from poolbackend.iscsi.aio import SessionOptions
     from poolbackend.iscsi.chap import parse_algorithms
@@ -42,10 +54,8 @@ def session_options(args: argparse.Namespace, url: IscsiUrl | None = None) -> Se
     opts = SessionOptions()
     if args.initiator_name:
         opts.initiator_name = args.initiator_name
-    if not args.timeout > 0:
-        raise ConfigError(f"--timeout must be a positive number of seconds, not {args.timeout}")
-    opts.timeout = args.timeout
-    opts.timeout_hint = f"--timeout {args.timeout:g}"
+    opts.timeout = timeout_option(args)
+    opts.timeout_hint = f"--timeout {opts.timeout:g}"
     if args.chap_algorithms:
         try:
             opts.chap_algorithms = parse_algorithms(args.chap_algorithms)

@@ -10,11 +10,21 @@ import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from poolbackend import __version__
 from poolbackend.cli.initiator_opts import add_initiator_options
+from poolbackend.text import emit, printable_line
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse quotes the offending argument in its errors: escape it like our own."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {printable_line(message)}\n")
 
 
 def _lazy(target: str) -> Handler:
@@ -66,7 +76,7 @@ def _add_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "url", metavar="URL", help="iscsi://[user[%%password]@]host[:port]/target-iqn/lun"
     )
-    p.add_argument("-e", "--evpd", type=int, choices=(0, 1), default=0, help="1: read a VPD page")
+    p.add_argument("-e", "--evpd", choices=("0", "1"), default="0", help="1: read a VPD page")
     p.add_argument(
         "-c",
         "--page",
@@ -88,12 +98,14 @@ def _add_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="poolbackend",
         description="iscsi-direct storage pools with an embedded userspace iSCSI initiator",
     )
     parser.add_argument("--version", action="version", version=f"poolbackend {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=_Parser
+    )
     sub.required = True
     _add_tools(sub)
     try:
@@ -127,11 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except PoolBackendError as exc:
         if exc.lead is not None:
-            print(f"error: {exc.lead}", file=sys.stderr)
-        print(f"error: {exc}", file=sys.stderr)
+            emit("error", exc.lead)
+        emit("error", str(exc))
         return 1
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        emit("error", "interrupted")
         return 130
     except BrokenPipeError:
         return 1

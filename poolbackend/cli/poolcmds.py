@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from poolbackend.errors import ConfigError, PoolBackendError
-from poolbackend.text import printable
+from poolbackend.numbers import ascii_int
+from poolbackend.text import emit, printable
 
 if TYPE_CHECKING:
     from poolbackend.pool.backend import Backend, RefreshReport
@@ -56,7 +57,7 @@ def _say(text: str) -> None:
 
 def _report(report: RefreshReport) -> None:
     for line in report.failures:
-        print(f"warning: {line}", file=sys.stderr)
+        emit("warning", line)
 
 
 # -- pools -------------------------------------------------------------------------------
@@ -127,7 +128,8 @@ def pool_build(args: argparse.Namespace) -> int:
     record = store.get_pool(args.pool)
     if record.state.active:
         raise PoolBackendError(
-            f"Requested operation is not valid: storage pool '{record.pool.name}' is already active"
+            "Requested operation is not valid: storage pool "
+            f"'{printable(record.pool.name)}' is already active"
         )
     _say(f"Pool {record.pool.name} built")
     return 0
@@ -139,7 +141,8 @@ def pool_delete(args: argparse.Namespace) -> int:
     record = _store().get_pool(args.pool)
     if record.state.active:
         raise PoolBackendError(
-            f"Requested operation is not valid: storage pool '{record.pool.name}' is still active"
+            "Requested operation is not valid: storage pool "
+            f"'{printable(record.pool.name)}' is still active"
         )
     raise not_supported("pool does not support pool deletion")
 
@@ -249,16 +252,17 @@ def pool_uuid(args: argparse.Namespace) -> int:
 
 
 def _discover(args: argparse.Namespace, spec: SourceSpec) -> int:
+    from poolbackend.cli.initiator_opts import timeout_option
     from poolbackend.pool.xmlio import format_sources_xml
 
-    targets = _backend(args).find_sources(spec, args.timeout)
+    targets = _backend(args).find_sources(spec, timeout_option(args))
     print(format_sources_xml(spec.host, spec.port, spec.initiator_iqn, targets))
     return 0
 
 
 def _check_type(args: argparse.Namespace) -> None:
     if args.type != "iscsi-direct":
-        raise ConfigError(f"unsupported pool type '{args.type}' (only iscsi-direct)")
+        raise ConfigError(f"unsupported pool type '{printable(args.type)}' (only iscsi-direct)")
 
 
 def find_sources_as(args: argparse.Namespace) -> int:
@@ -271,9 +275,10 @@ def find_sources_as(args: argparse.Namespace) -> int:
         raise ConfigError("unsupported configuration: missing initiator IQN")
     port = None
     if args.port is not None:
-        if not args.port.isdigit() or not 0 < int(args.port) < 65536:
-            raise ConfigError(f"invalid port '{args.port}' (expected 1-65535)")
-        port = int(args.port)
+        try:
+            port = ascii_int(args.port, low=1, high=65535)
+        except ValueError:
+            raise ConfigError(f"invalid port '{printable(args.port)}' (expected 1-65535)") from None
     from poolbackend.pool.xmlio import host_name
 
     return _discover(args, SourceSpec(host_name(args.host), port, args.initiator))
@@ -391,7 +396,7 @@ class _Bar:
     """
 
     def __init__(self, label: str) -> None:
-        self.label = label
+        self.label = printable(label)
         self.enabled = sys.stdout.isatty() and sys.stderr.isatty()
         self._last = -1
 
@@ -431,9 +436,12 @@ def vol_wipe(args: argparse.Namespace) -> int:
 def _size_arg(value: str | None, name: str) -> int | None:
     if value is None:
         return None
-    if not value.isdigit():
-        raise ConfigError(f"{name} must be a non-negative number of bytes, not '{value}'")
-    return int(value)
+    try:
+        return ascii_int(value)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be a non-negative number of bytes, not '{printable(value)}'"
+        ) from None
 
 
 def vol_download(args: argparse.Namespace) -> int:
@@ -526,10 +534,10 @@ def secret_set_value(args: argparse.Namespace) -> int:
     if not value:
         raise ConfigError("refusing to set an empty secret value")
     if value.endswith((b"\n", b"\r")):  # kept, like virsh's --file --plain: it may be meant
-        print(
-            "warning: the secret value ends in a newline, which is kept as part of it (as "
+        emit(
+            "warning",
+            "the secret value ends in a newline, which is kept as part of it (as "
             "virsh does) and will be part of the CHAP password; remove it if that is not meant",
-            file=sys.stderr,
         )
     _secrets().set_value(args.secret, value)
     _say("Secret value set")
@@ -621,7 +629,9 @@ def register(sub: Any, cmd: Register) -> None:
     )
     p.add_argument("port", metavar="PORT", nargs="?", help="portal port (default 3260)")
     p.add_argument("--initiator", metavar="IQN", help="initiator IQN (required)")
-    p.add_argument("-t", "--timeout", type=float, default=10.0, help="bound for every wait (s)")
+    p.add_argument(
+        "-t", "--timeout", default="10", metavar="SECONDS", help="bound for every wait (s)"
+    )
     p = cmd(
         sub,
         "find-storage-pool-sources",
@@ -632,7 +642,9 @@ def register(sub: Any, cmd: Register) -> None:
     p.add_argument(
         "srcSpec", metavar="FILE", nargs="?", help="<source> XML with <host> and <initiator>"
     )
-    p.add_argument("-t", "--timeout", type=float, default=10.0, help="bound for every wait (s)")
+    p.add_argument(
+        "-t", "--timeout", default="10", metavar="SECONDS", help="bound for every wait (s)"
+    )
 
     def vol_cmd(
         name: str, func: str, text: str, pool_required: bool = False

@@ -16,10 +16,12 @@ from poolbackend.cli.initiator_opts import session_options
 from poolbackend.iscsi.aio import Session, SessionOptions
 from poolbackend.iscsi.errors import ISCSIError
 from poolbackend.iscsi.url import IscsiUrl, parse_url
+from poolbackend.numbers import ascii_int
 from poolbackend.scsi import inquiry as INQ
 from poolbackend.scsi import vpd as VPD
 from poolbackend.scsi.lun import Lun
 from poolbackend.scsi.reportluns import refused_line
+from poolbackend.text import emit, printable
 
 
 def exact_size(n: int) -> str:
@@ -35,7 +37,7 @@ async def _list_luns(session: Session, out: TextIO) -> None:
     cannot be used get a ``warning:`` line, as in pool-start."""
     report = await session.report_luns_data()
     for raw, reason in report.refused:
-        print(f"warning: {refused_line(raw, reason)}", file=sys.stderr)
+        emit("warning", refused_line(raw, reason))
 
     async def describe(lun: Lun) -> str:
         inq = await session.inquiry(lun)
@@ -83,7 +85,7 @@ async def iscsi_ls_async(
                 else:
                     await _list_luns(s, out)
         except ISCSIError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            emit("error", str(exc))
             status = 1
     return status
 
@@ -211,14 +213,15 @@ def cmd_iscsi_inq(args: argparse.Namespace) -> int:
     url = parse_url(args.url, need_lun=True)
     opts = session_options(args, url)
     page: int | None = None
-    if args.evpd:
+    if args.evpd == "1":
         try:
-            page = int(args.page or "0", 0)
+            page = ascii_int("0" if args.page is None else args.page, high=255, allow_hex=True)
         except ValueError:
             from poolbackend.errors import ConfigError
 
             raise ConfigError(
-                f"--page must be a number (decimal or 0x hex), not {args.page!r}"
+                f"--page must be a number from 0 to 255 (decimal or 0x hex), not "
+                f"'{printable(args.page or '')}'"
             ) from None
 
     async def run(s: Session, lun: int) -> None:

@@ -62,6 +62,7 @@ from poolbackend.scsi.lun import LunRef
 from poolbackend.scsi.reportluns import ReportLuns, parse_report_luns
 from poolbackend.scsi.sense import SenseData, parse_sense
 from poolbackend.scsi.status import ScsiStatus, status_name
+from poolbackend.text import printable
 
 T = TypeVar("T")
 What = str | Callable[[], str]  # what we wait for, for messages; callables are built lazily
@@ -71,8 +72,11 @@ MAX_REDIRECTS = 5
 async def _connect(host: str, port: int) -> socket.socket:
     """A connected non-blocking TCP socket (every resolved address is tried in turn)."""
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    error: OSError = OSError(f"no address for {host}")
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError:  # the IDNA codec refuses control and format characters
+        raise OSError(f"invalid host name '{printable(host)}'") from None
+    error: OSError = OSError(f"no address for {printable(host)}")
     for family, kind, proto, _, addr in infos:
         sock = socket.socket(family, kind, proto)
         try:
@@ -314,7 +318,10 @@ class Session:
         # reconnect reinstates the old session on the target instead of leaking it.
         self.isid = self.options.isid or bytes([0x80]) + secrets.token_bytes(5)
         self.params = SessionParams()
+        #: reconnects over the session's whole life (statistics)
         self.reconnects = 0
+        #: reconnects since a command last completed; at most ``options.max_reconnects``
+        self._reconnects_without_progress = 0
         self._conn: Connection | None = None
         self._wire: _Wire | None = None
         self._nop_task: asyncio.Task[None] | None = None
@@ -356,7 +363,8 @@ class Session:
 
     @property
     def what(self) -> str:
-        return f"portal {self.portal}" + (f" target {self.target}" if self.target else "")
+        where = f"portal {printable(str(self.portal))}"
+        return where + (f" target {printable(self.target)}" if self.target else "")
 
     def _within(self, limit: float) -> str:
         """``within N s``, naming the setting that controls it when we know it."""
@@ -392,16 +400,19 @@ class Session:
             sock = await self._bounded(_connect(portal.host, portal.port), "TCP connect")
         except ISCSITimeout:
             raise ISCSITimeout(
-                f"portal {portal}: TCP connect did not complete "
+                f"portal {printable(str(portal))}: TCP connect did not complete "
                 f"{self._within(self.options.timeout)}"
             ) from None
         except socket.gaierror as exc:
             raise ConnectionFailed(
-                f"portal {portal}: cannot resolve host {portal.host!r}: {exc.strerror}"
+                f"portal {printable(str(portal))}: cannot resolve host "
+                f"'{printable(portal.host)}': {exc.strerror}"
             ) from None
         except OSError as exc:
             reason = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
-            raise ConnectionFailed(f"portal {portal}: cannot connect: {reason}") from None
+            raise ConnectionFailed(
+                f"portal {printable(str(portal))}: cannot connect: {printable(reason)}"
+            ) from None
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
@@ -627,18 +638,21 @@ class Session:
                 and self._conn.state is State.FULL_FEATURE
             ):
                 return  # someone else already reconnected
-            if (
-                not self.options.reconnect
-                or self._closed
-                or self.reconnects >= self.options.max_reconnects
-            ):
+            message = why if why.startswith(("portal", "target")) else f"{self.what}: {why}"
+            if not self.options.reconnect or self._closed:
+                raise ConnectionFailed(message)
+            if self._reconnects_without_progress >= self.options.max_reconnects:
                 raise ConnectionFailed(
-                    why if why.startswith(("portal", "target")) else f"{self.what}: {why}"
+                    f"{message} (gave up after {self._reconnects_without_progress} reconnects "
+                    f"without progress: max_reconnects={self.options.max_reconnects})"
+                    if self._reconnects_without_progress
+                    else message
                 )
             failed = self._reconnect_failed
             if failed is not None and generation <= failed[0]:
                 raise ConnectionFailed(failed[1])
             self.reconnects += 1
+            self._reconnects_without_progress += 1
             await self._drop()
             await asyncio.sleep(min(self.params.default_time2wait, 2, self.options.timeout))
             try:
@@ -661,9 +675,15 @@ class Session:
                 await self._reconnect(gen, str(self._last_error or "connection lost"))
                 continue
             try:
-                return await op(conn)
+                result = await op(conn)
             except _ConnectionLost as exc:
                 await self._reconnect(gen, str(exc))
+                continue
+            if gen == self._generation:
+                # A command completed on the current connection: the session makes
+                # progress, so the reconnect budget limits only consecutive failures.
+                self._reconnects_without_progress = 0
+            return result
 
     # -- SCSI --------------------------------------------------------------------------
     async def execute(

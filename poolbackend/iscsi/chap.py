@@ -14,6 +14,7 @@ import hmac
 import secrets
 
 from poolbackend.iscsi.errors import AuthenticationFailed, RemoteProtocolError
+from poolbackend.numbers import ascii_int, is_ascii_uint
 
 ALGORITHMS: dict[int, str] = {5: "md5", 6: "sha1", 7: "sha256", 8: "sha3_256"}
 DISPLAY_NAMES: dict[int, str] = {5: "MD5", 6: "SHA-1", 7: "SHA-256", 8: "SHA3-256"}
@@ -37,7 +38,7 @@ def parse_algorithms(text: str) -> tuple[int, ...]:
         if not item:
             continue
         num = ALGORITHM_NAMES.get(item)
-        if num is None and item.isdigit() and int(item) in ALGORITHMS:
+        if num is None and is_ascii_uint(item) and int(item) in ALGORITHMS:
             num = int(item)
         if num is None:
             raise ValueError(f"unknown CHAP algorithm {item!r} (use md5, sha1, sha-256, sha3-256)")
@@ -132,8 +133,8 @@ class ChapInitiator:
     def respond(self, keys: dict[str, str]) -> list[tuple[str, str]]:
         """Answer the target's CHAP_A/CHAP_I/CHAP_C with CHAP_N/CHAP_R (+ our challenge)."""
         try:
-            alg = int(keys["CHAP_A"])
-            ident = int(keys["CHAP_I"], 0)
+            alg = ascii_int(keys["CHAP_A"])
+            ident = ascii_int(keys["CHAP_I"], allow_hex=True)
             chal_text = keys["CHAP_C"]
         except KeyError as exc:
             raise RemoteProtocolError(f"target's CHAP challenge lacks {exc.args[0]}") from exc

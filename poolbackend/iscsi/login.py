@@ -28,6 +28,7 @@ from poolbackend.iscsi.textkeys import (
     parse_bool,
     parse_number,
 )
+from poolbackend.text import printable
 
 SECURITY, OPERATIONAL, FULL_FEATURE = 0, 1, 3
 MAX_LOGIN_PDUS = 32
@@ -319,7 +320,9 @@ class LoginMachine:
                     return self._request(SECURITY, OPERATIONAL, True, [])
                 return self._enter_operational(nsg)
             if method != "CHAP":
-                raise RemoteProtocolError(f"target chose AuthMethod={method}, we offered CHAP,None")
+                raise RemoteProtocolError(
+                    f"target chose AuthMethod={printable(str(method))}, we offered CHAP,None"
+                )
             self._chap_step = 1
             return self._request(SECURITY, OPERATIONAL, False, chap.offer())
         if self._chap_step == 1:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from poolbackend.numbers import ascii_int
+
 DEFAULT_PORT = 3260
 
 
@@ -30,9 +32,10 @@ class Portal:
             raise ValueError(f"portal {text!r} has no host")
         port = default_port
         if port_text:
-            if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-                raise ValueError(f"portal {text!r} has an invalid port {port_text!r}")
-            port = int(port_text)
+            try:
+                port = ascii_int(port_text, low=1, high=65535)
+            except ValueError:
+                raise ValueError(f"portal {text!r} has an invalid port {port_text!r}") from None
         return cls(host, port)
 
 

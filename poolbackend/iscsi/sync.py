@@ -19,6 +19,7 @@ from poolbackend.iscsi.liveness import command_cap
 from poolbackend.iscsi.portal import Credentials, Portal
 from poolbackend.scsi.inquiry import StandardInquiry
 from poolbackend.scsi.lun import LunRef
+from poolbackend.text import printable
 
 T = TypeVar("T")
 
@@ -67,7 +68,7 @@ class SyncSession:
             session = runner.run(
                 Session.open(portal, target, options, credentials),
                 options.timeout * 8 + 5,
-                f"login to portal {portal}",
+                f"login to portal {printable(str(portal))}",
             )
         except BaseException:
             runner.stop()

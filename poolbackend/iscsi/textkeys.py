@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from poolbackend.iscsi.errors import RemoteProtocolError
+from poolbackend.numbers import ascii_int
+from poolbackend.text import printable
 
 Pairs = list[tuple[str, str]]
 
@@ -33,7 +35,7 @@ def decode_pairs(data: bytes | bytearray | memoryview, what: str = "text") -> Pa
             raise RemoteProtocolError(f"{what}: key=value data is not UTF-8") from exc
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise RemoteProtocolError(f"{what}: malformed key=value item {item[:60]!r}")
+            raise RemoteProtocolError(f"{what}: malformed key=value item '{printable(item, 60)}'")
         out.append((key, value))
     return out
 
@@ -85,9 +87,9 @@ SPECIAL = frozenset({"NotUnderstood", "Irrelevant", "Reject"})
 
 def parse_number(key: str, value: str) -> int:
     try:
-        n = int(value, 0) if value.lower().startswith("0x") else int(value, 10)
+        n = ascii_int(value, allow_hex=True)
     except ValueError as exc:
-        raise RemoteProtocolError(f"target sent non-numeric {key}={value!r}") from exc
+        raise RemoteProtocolError(f"target sent non-numeric {key}='{printable(value)}'") from exc
     spec = KEYS.get(key)
     if spec and spec.high and not spec.low <= n <= spec.high:
         raise RemoteProtocolError(
@@ -101,7 +103,7 @@ def parse_bool(key: str, value: str) -> bool:
         return True
     if value == "No":
         return False
-    raise RemoteProtocolError(f"target sent {key}={value!r}, expected Yes or No")
+    raise RemoteProtocolError(f"target sent {key}='{printable(value)}', expected Yes or No")
 
 
 def negotiate_answer(key: str, offered: str, answer: str | None) -> str:
@@ -124,7 +126,8 @@ def negotiate_answer(key: str, offered: str, answer: str | None) -> str:
         choices = offered.split(",")
         if answer not in choices:
             raise RemoteProtocolError(
-                f"target answered {key}={answer}, which is not one of our offer {offered}"
+                f"target answered {key}={printable(answer)}, which is not one of our offer "
+                f"{offered}"
             )
         return answer
     if spec.kind in (Kind.AND, Kind.OR):
@@ -132,7 +135,7 @@ def negotiate_answer(key: str, offered: str, answer: str | None) -> str:
         expect = (ours and theirs) if spec.kind is Kind.AND else (ours or theirs)
         if theirs != expect:
             raise RemoteProtocolError(
-                f"target answered {key}={answer} to our {offered}, violating the "
+                f"target answered {key}={printable(answer)} to our {offered}, violating the "
                 f"{spec.kind.value.upper()} result function"
             )
         return answer

@@ -17,6 +17,8 @@ from urllib.parse import parse_qsl, unquote_plus
 from poolbackend.errors import ConfigError
 from poolbackend.iscsi.chap import parse_algorithms
 from poolbackend.iscsi.portal import DEFAULT_PORT, Credentials, Portal
+from poolbackend.numbers import ascii_int, is_ascii_uint
+from poolbackend.text import printable
 
 _DIGESTS = {
     "none": "None",
@@ -47,42 +49,60 @@ class IscsiUrl:
         return f"iscsi://{user}{self.portal}{path}"
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    """``text`` with control characters escaped and cut to ``limit`` characters, so that a
-    user-supplied value can neither split an error line nor drive the terminal."""
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-    return _CONTROL.sub(lambda m: named.get(m.group(0), f"\\x{ord(m.group(0)):02x}"), text)
+_SHOWN_ARGUMENTS = frozenset({"target_user", "header_digest", "data_digest", "auth"})
+"""Query arguments whose values errors may show; every other value is masked."""
 
 
 def redact(url: str) -> str:
-    """The URL with every password masked: the user part's password (after the first % or :
-    up to the *last* '@' before the query, so a password holding '@' or '/' is masked whole)
-    and any ``target_password`` argument, also when its key is percent-encoded."""
-    m = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)?([^?]*)@", url)
-    if m:
-        user = re.split(r"[%:]", m.group(2), maxsplit=1)
-        masked = user[0] + ("%***" if len(user) > 1 else "")
-        url = (m.group(1) or "") + masked + url[m.end() - 1 :]
-    head, sep, query = url.partition("?")
+    """The URL with everything that may be a password masked, found by position.
+
+    The text is ambiguous when a password holds '@', '?', '&' or '=' (libiscsi cannot even
+    parse some of those), so this masks what is a password under *any* reading: from the
+    first '%' or ':' after the scheme to the last '@' of the whole text; everything after
+    that too if the masked part holds a '?' followed by '=' (the rest may continue a query
+    value). In the query that remains, everything from the value of the first argument
+    not in :data:`_SHOWN_ARGUMENTS` on is masked, whatever its key's case or encoding.
+    """
+    scheme, sep, rest = url.partition("://")
+    head = scheme + sep if sep else ""
     if not sep:
-        return url
+        rest = url
+    split = re.search(r"[%:]", rest)
+    last_at = rest.rfind("@")
+    if split is not None and last_at > split.start():
+        masked = rest[split.end() : last_at]
+        qmark = masked.find("?")
+        head += rest[: split.start()] + "%***"
+        if qmark != -1 and "=" in masked[qmark:]:
+            return head
+        head += "@"
+        rest = rest[last_at + 1 :]
+    path, qmark_text, query = rest.partition("?")
+    if not qmark_text:
+        return head + path
     pieces = []
     for piece in query.split("&"):
-        key, eq, value = piece.partition("=")
-        if eq and unquote_plus(key) == "target_password":
-            value = "***"
-        pieces.append(key + eq + value)
-    return head + sep + "&".join(pieces)
+        key, eq, _ = piece.partition("=")
+        if unquote_plus(key) not in _SHOWN_ARGUMENTS:
+            # Maybe a password, and a password may hold '&' or '=': hide the rest.
+            pieces.append(key + eq + "***" if eq else "***")
+            break
+        pieces.append(piece)
+    return head + path + qmark_text + "&".join(pieces)
 
 
 _LABEL = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}"
 _HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
 _IPV6 = re.compile(r"[0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?")
+
+
+class _Bad(ValueError):
+    """A refusal whose ``why`` quotes ``pieces`` of the URL (``{}`` placeholders)."""
+
+    def __init__(self, why: str, *pieces: str) -> None:
+        super().__init__(why)
+        self.why = why
+        self.pieces = pieces
 
 
 def _parse_portal(authority: str) -> Portal:
@@ -91,34 +111,33 @@ def _parse_portal(authority: str) -> Portal:
     if authority.startswith("["):
         host, bracket, rest = authority[1:].partition("]")
         if not bracket:
-            raise ValueError(f"unclosed '[' in '{authority}'")
+            raise _Bad("unclosed '[' in '{}'", authority)
         if rest and not rest.startswith(":"):
-            raise ValueError(f"unexpected '{rest}' after ']' (expected ]:port)")
+            raise _Bad("unexpected '{}' after ']' (expected ]:port)", rest)
         if not host:
-            raise ValueError("empty IPv6 address in brackets")
+            raise _Bad("empty IPv6 address in brackets")
         if not _IPV6.fullmatch(host) or ":" not in host:
-            raise ValueError(f"'{host}' in brackets is not an IPv6 address")
+            raise _Bad("'{}' in brackets is not an IPv6 address", host)
         port_text = rest[1:] if rest else None
     elif authority.count(":") > 1:
         host, port_text = authority, None
         if not _IPV6.fullmatch(host):
-            raise ValueError(f"invalid host '{host}'")
+            raise _Bad("invalid host '{}'", host)
     else:
         host, colon, port_text_or_empty = authority.partition(":")
         port_text = port_text_or_empty if colon else None
         if not host:
-            raise ValueError("missing host")
+            raise _Bad("missing host")
         if len(host) > 253 or not _HOST_NAME.fullmatch(host):
-            raise ValueError(
-                f"invalid host '{host}' (expected a DNS name, an IPv4 address or [IPv6])"
-            )
+            raise _Bad("invalid host '{}' (expected a DNS name, an IPv4 address or [IPv6])", host)
     port = DEFAULT_PORT
     if port_text is not None:
         if not port_text:
-            raise ValueError("empty port after ':'")
-        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
-            raise ValueError(f"invalid port '{port_text}' (expected 1-65535)")
-        port = int(port_text)
+            raise _Bad("empty port after ':'")
+        try:
+            port = ascii_int(port_text, low=1, high=65535)
+        except ValueError:
+            raise _Bad("invalid port '{}' (expected 1-65535)", port_text) from None
     return Portal(host, port)
 
 
@@ -131,19 +150,25 @@ def parse_url(
 ) -> IscsiUrl:
     """Parse an iSCSI URL (or a bare ``host[:port]`` portal) into its parts."""
     env = os.environ if env is None else env
-    shown = _one_line(redact(text))
+    redacted = redact(text)
+    shown = printable(redacted, 300)
 
-    def bad(why: str) -> ConfigError:
-        return ConfigError(f"invalid iSCSI URL '{shown}': {_one_line(why)}")
+    def bad(why: str, *pieces: str) -> ConfigError:
+        """``why`` with ``{}`` replaced by ``pieces`` of the URL; a piece the redacted URL
+        does not show verbatim (it may hold part of a password) is shown as ``***``."""
+        quoted = [printable(p, 300) if p in redacted else "***" for p in pieces]
+        return ConfigError(
+            f"invalid iSCSI URL '{shown}': {printable(why.format(*quoted) if pieces else why, 600)}"
+        )
 
     scheme, sep, rest = text.partition("://")
     if not sep:
         rest, scheme = text, "iscsi"
-    scheme = scheme.lower()
+    original_scheme, scheme = scheme, scheme.lower()
     if scheme == "iser":
         raise ConfigError(f"'{shown}': iSER (RDMA) transport is not supported; use iscsi://")
     if scheme != "iscsi":
-        raise bad(f"unknown scheme '{scheme}://' (expected iscsi://)")
+        raise bad("unknown scheme '{}://' (expected iscsi://)", original_scheme)
     rest, _, query = rest.partition("?")
     user = password = None
     if "@" in rest:  # the user part ends at the last '@' (a password may hold '/' or '@')
@@ -159,16 +184,16 @@ def parse_url(
         raise bad("missing host")
     try:
         portal = _parse_portal(authority)
-    except ValueError as exc:
-        raise bad(str(exc)) from None
+    except _Bad as exc:
+        raise bad(exc.why, *exc.pieces) from None
     segments = [s for s in path.split("/") if s] if path else []
     target = segments[0] if segments else None
     lun = None
     if len(segments) > 2:
         raise bad("too many path parts (expected /target-iqn/lun)")
     if len(segments) == 2:
-        if not (segments[1].isascii() and segments[1].isdigit()):
-            raise bad(f"LUN '{segments[1]}' is not a number")
+        if not is_ascii_uint(segments[1]):
+            raise bad("LUN '{}' is not a number", segments[1])
         lun = int(segments[1])
         if lun > 16383:
             raise bad(f"LUN {lun} is above 16383, the largest flat-space LUN")
@@ -179,11 +204,11 @@ def parse_url(
     args: dict[str, str] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key in args:
-            raise bad(f"argument '{key}' given twice")
+            raise bad("argument '{}' given twice", key)
         args[key] = value
     unknown = set(args) - {"target_user", "target_password", "header_digest", "data_digest", "auth"}
     if unknown:
-        raise bad(f"unknown argument '{sorted(unknown)[0]}'")
+        raise bad("unknown argument '{}'", sorted(unknown)[0])
     user = user or env.get("LIBISCSI_CHAP_USERNAME") or None
     if password is None:
         password = env.get("LIBISCSI_CHAP_PASSWORD")
@@ -195,7 +220,8 @@ def parse_url(
     if user is not None:
         if password is None:
             raise bad(
-                f"CHAP user '{user}' has no password (give user%password or LIBISCSI_CHAP_PASSWORD)"
+                "CHAP user '{}' has no password (give user%password or LIBISCSI_CHAP_PASSWORD)",
+                user,
             )
         if (t_user is None) != (t_pass is None):
             raise bad("mutual CHAP needs both target_user and target_password")
@@ -213,7 +239,7 @@ def parse_url(
         if value is None:
             return None
         if value.lower() not in _DIGESTS:
-            raise bad(f"{name} must be crc32c or none, not '{value}'")
+            raise bad(f"{name} must be crc32c or none, not '{{}}'", value)
         return _DIGESTS[value.lower()]
 
     algorithms = None
@@ -221,7 +247,7 @@ def parse_url(
         try:
             algorithms = parse_algorithms(args["auth"])
         except ValueError as exc:
-            raise bad(str(exc)) from None
+            raise bad(str(exc)) from None  # about the auth value, which errors show
     return IscsiUrl(
         portal, target, lun, creds, digest("header_digest"), digest("data_digest"), algorithms
     )

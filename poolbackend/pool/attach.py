@@ -17,6 +17,7 @@ from typing import Any
 from lxml import etree
 
 from poolbackend.errors import ConfigError, NotFoundError, PoolBackendError, StateError
+from poolbackend.numbers import is_ascii_uint
 from poolbackend.pool import lookup, naming
 from poolbackend.pool.libvirt_conn import import_libvirt, libvirt_message, open_connection
 from poolbackend.pool.model import PoolDef, Volume
@@ -27,7 +28,7 @@ from poolbackend.scsi.lun import MAX_LUN, Lun, decode_lun, refusal
 BUSES = ("virtio", "scsi", "sata")
 DEVICES = ("disk", "lun")
 _PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd"}
-_TARGET_RE = re.compile(r"^(vd|sd)([a-z]{1,3})$")
+_TARGET_RE = re.compile(r"(vd|sd)([a-z]{1,3})")
 DETACH_WAIT_SECONDS = 5.0
 
 # virDomainModificationImpact
@@ -99,22 +100,22 @@ def source_name(pool: PoolDef, volume: Volume) -> str:
 def resolve_bus(options: DiskOptions) -> str:
     """The bus for *options*, refusing combinations libvirt or QEMU cannot honour."""
     if options.device not in DEVICES:
-        raise ConfigError(f"unsupported disk device '{options.device}': expected disk or lun")
+        raise ConfigError(f"unsupported disk device '{_q(options.device)}': expected disk or lun")
     if options.bus is not None and options.bus not in BUSES:
-        raise ConfigError(f"unsupported bus '{options.bus}': expected {', '.join(BUSES)}")
+        raise ConfigError(f"unsupported bus '{_q(options.bus)}': expected {', '.join(BUSES)}")
     bus = options.bus
     if options.target is not None:
-        match = _TARGET_RE.match(options.target)
+        match = _TARGET_RE.fullmatch(options.target)
         if match is None:
             raise ConfigError(
-                f"invalid target device '{options.target}': expected vdX (virtio) or sdX "
+                f"invalid target device '{_q(options.target)}': expected vdX (virtio) or sdX "
                 "(scsi, sata), X being letters a-z"
             )
         if bus is None:
             bus = "virtio" if match.group(1) == "vd" else "scsi"
         elif _PREFIX[bus] != match.group(1):
             raise ConfigError(
-                f"target device '{options.target}' does not fit bus '{bus}': "
+                f"target device '{_q(options.target)}' does not fit bus '{bus}': "
                 f"use {_PREFIX[bus]}X for {bus}"
             )
     if bus is None:
@@ -275,10 +276,20 @@ class _Domain:
         return next((d for d in self.disks(flags) if match(d)), None)
 
 
+def _q(text: str) -> str:
+    """Outside text (names from argv, XML or libvirt) made safe for a message."""
+    return naming.printable(text)
+
+
 def _lookup_domain(conn: Any, name: str) -> Any:
     libvirt = import_libvirt()
+    not_found = NotFoundError(f"failed to get domain '{_q(name)}': no such domain")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes in argv: no domain can have this name
+        raise not_found from None
     lookups: list[Callable[[], Any]] = [lambda: conn.lookupByName(name)]
-    if name.isdigit():
+    if is_ascii_uint(name) and int(name) < 2**31:  # a domain id (a C int in libvirt)
         lookups.append(lambda: conn.lookupByID(int(name)))
     lookups.append(lambda: conn.lookupByUUIDString(name))
     for lookup_fn in lookups:
@@ -286,7 +297,7 @@ def _lookup_domain(conn: Any, name: str) -> Any:
             return lookup_fn()
         except libvirt.libvirtError:
             continue
-    raise NotFoundError(f"failed to get domain '{naming.printable(name)}': no such domain")
+    raise not_found
 
 
 def _volume_of(store: Store, vol: str, pool_name: str | None) -> tuple[PoolRecord, Volume]:
@@ -294,7 +305,7 @@ def _volume_of(store: Store, vol: str, pool_name: str | None) -> tuple[PoolRecor
     volume.address(record.pool.name)  # a state file without the reported LUN: refresh first
     if volume.device_type != 0:
         raise ConfigError(
-            f"volume '{volume.name}' of pool '{record.pool.name}' is LUN {volume.lun}, a "
+            f"volume '{volume.name}' of pool '{_q(record.pool.name)}' is LUN {volume.lun}, a "
             f"{volume.device_type_name} device, not a disk: it cannot be attached as a disk"
         )
     return record, volume
@@ -303,7 +314,11 @@ def _volume_of(store: Store, vol: str, pool_name: str | None) -> tuple[PoolRecor
 def _check_libvirt_secret(
     conn: Any, pool: PoolDef, secrets: SecretStore, define_secret: bool, uri: str | None
 ) -> list[str]:
-    from poolbackend.pool.libvirt_secrets import copy_secret_to_libvirt, find_secret
+    from poolbackend.pool.libvirt_secrets import (
+        copy_secret_to_libvirt,
+        find_secret,
+        set_libvirt_secret_value,
+    )
 
     auth = pool.source.auth
     if auth is None:
@@ -311,27 +326,35 @@ def _check_libvirt_secret(
     warnings = []
     if auth.mutual:
         warnings.append(
-            f"pool '{pool.name}' uses mutual CHAP; QEMU's iSCSI driver authenticates only the "
-            "initiator, so the VM's connection does not verify the target"
+            f"pool '{_q(pool.name)}' uses mutual CHAP; QEMU's iSCSI driver authenticates only "
+            "the initiator, so the VM's connection does not verify the target"
         )
-    ref = f"uuid '{auth.secret_uuid}'" if auth.secret_uuid else f"usage '{auth.secret_usage}'"
-    if find_secret(conn, uuid=auth.secret_uuid, usage=auth.secret_usage) is not None:
+    ref = (
+        f"uuid '{_q(auth.secret_uuid)}'"
+        if auth.secret_uuid
+        else f"usage '{_q(auth.secret_usage or '')}'"
+    )
+    existing = find_secret(conn, uuid=auth.secret_uuid, usage=auth.secret_usage)
+    if existing is not None and not define_secret:
         return warnings
     where = uri or "the default libvirt URI"
     if not define_secret:
         raise StateError(
-            f"the CHAP secret of pool '{pool.name}' ({ref}) is not defined in libvirt at "
-            f"{where}, where QEMU reads it: rerun with --define-secret to copy it from the "
+            f"the CHAP secret of pool '{_q(pool.name)}' ({ref}) is not defined in libvirt at "
+            f"{_q(where)}, where QEMU reads it: rerun with --define-secret to copy it from the "
             "local secret store"
         )
     local = secrets.find(auth.secret_uuid or auth.secret_usage or "")
     if local is None:
         raise NotFoundError(
-            f"cannot copy the CHAP secret of pool '{pool.name}' to libvirt: no local secret "
+            f"cannot copy the CHAP secret of pool '{_q(pool.name)}' to libvirt: no local secret "
             f"with {ref} (define it with secret-define and secret-set-value)"
         )
     value = secrets.chap_secret(uuid=auth.secret_uuid, usage=auth.secret_usage)
-    copy_secret_to_libvirt(conn, local, value.reveal())
+    if existing is not None:  # after a password rotation libvirt's copy is stale: replace it
+        set_libvirt_secret_value(existing, local, value.reveal())
+    else:
+        copy_secret_to_libvirt(conn, local, value.reveal())
     return warnings
 
 
@@ -373,12 +396,14 @@ def attach_volume(
         for disk in disks:
             if _is_volume(disk, record.pool, volume):
                 raise StateError(
-                    f"volume '{volume.name}' of pool '{record.pool.name}' is already "
-                    f"attached to domain '{dom.name}' as '{_target_dev(disk)}'"
+                    f"volume '{volume.name}' of pool '{_q(record.pool.name)}' is already "
+                    f"attached to domain '{_q(dom.name)}' as '{_q(_target_dev(disk))}'"
                 )
         target = options.target or next_free_target(used, bus)
         if target in used:
-            raise StateError(f"target device '{target}' is already in use by domain '{dom.name}'")
+            raise StateError(
+                f"target device '{_q(target)}' is already in use by domain '{_q(dom.name)}'"
+            )
         xml = disk_xml(record.pool, volume, target=target, bus=bus, device=options.device)
         if print_only:
             return AttachResult(dom.name, target, bus, xml)
@@ -387,8 +412,8 @@ def attach_volume(
             dom.handle.attachDeviceFlags(xml, flags)
         except dom.libvirt.libvirtError as exc:
             raise PoolBackendError(
-                f"cannot attach volume '{volume.name}' of pool '{record.pool.name}' to domain "
-                f"'{dom.name}' as '{target}': {libvirt_message(exc)}"
+                f"cannot attach volume '{volume.name}' of pool '{_q(record.pool.name)}' to domain "
+                f"'{_q(dom.name)}' as '{_q(target)}': {libvirt_message(exc)}"
             ) from None
         return AttachResult(dom.name, target, bus, xml, tuple(warnings))
     finally:
@@ -426,16 +451,16 @@ def detach_volume(
         if found is None:
             _refuse_legacy_disk(dom, flags, found_vol)
             raise NotFoundError(
-                f"volume '{found_vol.name}' of pool '{found_vol.pool.name}' is not attached to "
-                f"domain '{dom.name}'"
+                f"volume '{found_vol.name}' of pool '{_q(found_vol.pool.name)}' is not attached to "
+                f"domain '{_q(dom.name)}'"
             )
         target = _target_dev(found)
         try:
             dom.handle.detachDeviceFlags(etree.tostring(found, encoding="unicode"), flags)
         except dom.libvirt.libvirtError as exc:
             raise PoolBackendError(
-                f"cannot detach volume '{found_vol.name}' ('{target}') from domain "
-                f"'{dom.name}': {libvirt_message(exc)}"
+                f"cannot detach volume '{found_vol.name}' ('{_q(target)}') from domain "
+                f"'{_q(dom.name)}': {libvirt_message(exc)}"
             ) from None
         live = bool(flags & AFFECT_LIVE) or (flags == AFFECT_CURRENT and dom.active)
         completed = not live or _wait_gone(dom, found_vol.match, wait)
@@ -530,11 +555,11 @@ def _refuse_legacy_disk(dom: _Domain, flags: int, subject: _DetachSubject) -> No
     for disk in dom.disks(flags):
         if _is_qemu_lun(disk, pool, subject.lun):
             raise StateError(
-                f"volume '{subject.name}' of pool '{pool.name}' (QEMU LUN {subject.qemu}) is "
-                f"not attached to domain '{dom.name}', but its disk '{_target_dev(disk)}' "
-                f"names QEMU LUN {subject.lun}, as versions before the fix wrote it: QEMU "
-                "reaches another LUN through it; check it and remove it with 'virsh "
-                f"detach-disk {dom.name} {_target_dev(disk)}'"
+                f"volume '{subject.name}' of pool '{_q(pool.name)}' (QEMU LUN {subject.qemu}) "
+                f"is not attached to domain '{_q(dom.name)}', but its disk "
+                f"'{_q(_target_dev(disk))}' names QEMU LUN {subject.lun}, as versions before "
+                "the fix wrote it: QEMU reaches another LUN through it; check it and remove it "
+                f"with 'virsh detach-disk {_q(dom.name)} {_q(_target_dev(disk))}'"
             )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from poolbackend.errors import PoolBackendError
+from poolbackend.text import printable
 
 
 def import_libvirt() -> Any:
@@ -25,10 +26,10 @@ def import_libvirt() -> Any:
 
 
 def libvirt_message(exc: Exception) -> str:
-    """libvirt's own one-line text of a libvirtError."""
+    """libvirt's own one-line text of a libvirtError (it quotes names we passed, escaped)."""
     getter = getattr(exc, "get_error_message", None)
     text = getter() if getter else None
-    return " ".join(str(text or exc).split())
+    return printable(" ".join(str(text or exc).split()), 1000)
 
 
 def open_connection(uri: str | None) -> Any:
@@ -37,7 +38,7 @@ def open_connection(uri: str | None) -> Any:
     try:
         return libvirt.open(uri)
     except libvirt.libvirtError as exc:
-        where = uri or "the default URI"
+        where = printable(uri) if uri else "the default URI"
         raise PoolBackendError(
             f"cannot connect to libvirt at {where}: {libvirt_message(exc)}"
         ) from None

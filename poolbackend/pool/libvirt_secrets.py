@@ -14,6 +14,7 @@ from poolbackend.errors import NotFoundError, PoolBackendError
 from poolbackend.pool.libvirt_conn import import_libvirt, libvirt_message, open_connection
 from poolbackend.pool.model import SecretDef
 from poolbackend.pool.xmlio import format_secret_xml
+from poolbackend.text import printable
 
 VIR_SECRET_USAGE_TYPE_ISCSI = 3
 
@@ -26,7 +27,7 @@ def find_secret(conn: Any, *, uuid: str | None, usage: str | None) -> Any | None
             secret = conn.secretLookupByUUIDString(uuid)
             if secret.usageType() != VIR_SECRET_USAGE_TYPE_ISCSI:
                 raise PoolBackendError(
-                    f"invalid argument: secret with uuid {uuid} is not of type 'iscsi'"
+                    f"invalid argument: secret with uuid {printable(uuid)} is not of type 'iscsi'"
                 )
             return secret
         return conn.secretLookupByUsage(VIR_SECRET_USAGE_TYPE_ISCSI, usage)
@@ -43,9 +44,10 @@ def lookup_secret(uri: str, *, uuid: str | None, usage: str | None) -> bytes:
     try:
         secret = find_secret(conn, uuid=uuid, usage=usage)
         if secret is None:
-            what = f"uuid '{uuid}'" if uuid else f"usage '{usage}'"
+            what = f"uuid '{printable(uuid)}'" if uuid else f"usage '{printable(usage or '')}'"
             raise NotFoundError(
-                f"Secret not found: no secret with matching {what} (also not in libvirt at {uri})"
+                f"Secret not found: no secret with matching {what} (also not in libvirt at "
+                f"{printable(uri)})"
             )
         try:
             return bytes(secret.value())
@@ -73,6 +75,18 @@ def copy_secret_to_libvirt(conn: Any, secret: SecretDef, value: bytes) -> None:
         handle.setValue(value, 0)
     except libvirt.libvirtError as exc:
         raise PoolBackendError(
-            f"cannot define secret {secret.uuid} ({secret.usage_text}) in libvirt: "
+            f"cannot define secret {secret.uuid} ({printable(secret.usage_text)}) in libvirt: "
             f"{libvirt_message(exc)}"
+        ) from None
+
+
+def set_libvirt_secret_value(handle: Any, secret: SecretDef, value: bytes) -> None:
+    """Set the value of libvirt's existing secret *handle* (a rotated password)."""
+    libvirt = import_libvirt()
+    try:
+        handle.setValue(value, 0)
+    except libvirt.libvirtError as exc:
+        raise PoolBackendError(
+            f"cannot set the value of secret {handle.UUIDString()} "
+            f"({printable(secret.usage_text)}) in libvirt: {libvirt_message(exc)}"
         ) from None

@@ -29,8 +29,8 @@ from typing import Literal
 
 from poolbackend.errors import ConfigError, NotFoundError, PoolBackendError, StateError
 from poolbackend.pool.model import Volume
-from poolbackend.pool.naming import printable
 from poolbackend.pool.store import PoolRecord, Store
+from poolbackend.text import printable
 
 
 def invalid(pool: str, what: str) -> str:

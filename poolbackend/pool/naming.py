@@ -16,9 +16,8 @@ socket, which libiscsi derives by splitting the portal at its last ``:``.
 
 from __future__ import annotations
 
-import re
-
 from poolbackend.errors import ConfigError
+from poolbackend.numbers import is_ascii_uint
 from poolbackend.text import printable as printable  # the one escaping rule, re-exported
 
 DEFAULT_PORT = 3260
@@ -27,7 +26,6 @@ DEFAULT_PORT = 3260
 VOLUME_NAME_PREFIX = "unit:0:0:"
 """Prefix of every iscsi-direct volume name; the LUN number follows in decimal."""
 
-_LUN_DIGITS = re.compile(r"[0-9]+")
 _MAX_LUN_FROM_NAME = 2**31 - 1  # libvirt parses the suffix as a C int
 
 
@@ -59,7 +57,7 @@ def lun_from_volume_name(name: str) -> int:
     name does not have the prefix or the rest is not a decimal number.
     """
     rest = name[len(VOLUME_NAME_PREFIX) :] if name.startswith(VOLUME_NAME_PREFIX) else ""
-    if not _LUN_DIGITS.fullmatch(rest) or int(rest) > _MAX_LUN_FROM_NAME:
+    if not is_ascii_uint(rest) or int(rest) > _MAX_LUN_FROM_NAME:
         raise ConfigError(f"Invalid volume name {printable(name)}")
     return int(rest)
 

@@ -15,6 +15,7 @@ from poolbackend.errors import ConfigError
 from poolbackend.iscsi.aio import CheckCondition, Session
 from poolbackend.pool.transfer import Geometry, Progress, pipelined
 from poolbackend.scsi import cdb as C
+from poolbackend.text import printable
 
 # libvirt's virStorageVolWipeAlgorithm numbering and names.
 ALGORITHMS = (
@@ -65,7 +66,7 @@ def algorithm_number(name: str) -> int:
         return ALGORITHMS.index(name)
     except ValueError:
         raise ConfigError(
-            f"unsupported wipe algorithm '{name}' (use one of: {', '.join(ALGORITHMS)})"
+            f"unsupported wipe algorithm '{printable(name)}' (use one of: {', '.join(ALGORITHMS)})"
         ) from None
 
 

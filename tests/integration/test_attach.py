@@ -278,6 +278,32 @@ def test_chap_define_secret(run_cli: RunCli, tmp_path: Path, lab: Lab) -> None:
     _assert_gone(lab, CHAP_TID)
 
 
+def test_define_secret_replaces_a_stale_value(run_cli: RunCli, tmp_path: Path, lab: Lab) -> None:
+    """After a password rotation libvirt still holds the old value: a plain attach fails
+    like QEMU does (authentication), ``--define-secret`` replaces the value, never shown."""
+    _pool(run_cli, tmp_path, lab, "chap", chap_usage="attach-chap-3")
+    stale = b"old-rotated-away-password"
+    uuid = lab.vm.define_iscsi_secret("attach-chap-3", stale)  # readable: not private
+    scsi = ("--target", "sdb", "--bus", "scsi")
+    base = ("attach-volume", lab.domain, "unit:0:0:1", "--pool", "chap", "--connect", lab.uri)
+
+    _error(run_cli(*base, *scsi))  # QEMU logs in with the stale value
+    assert lab.vm.disk_targets(lab.domain) == []
+    assert lab.vm.secret_value(uuid) == stale
+
+    rc, out, err = run_cli(*base, *scsi, "--define-secret")
+    assert rc == 0, err
+    for text in (out, err):
+        assert CHAP_PASSWORD not in text and stale.decode() not in text
+    assert lab.vm.secret_uuids() == [uuid]
+    assert lab.vm.secret_value(uuid) == CHAP_PASSWORD.encode()
+    capacity = _capacity(run_cli, "chap", "unit:0:0:1")
+    _assert_qemu_opened(lab, "sdb", tid=CHAP_TID, lun=1, capacity=capacity, user=CHAP_USER)
+
+    _detach(run_cli, lab, "unit:0:0:1", "--pool", "chap")
+    _assert_gone(lab, CHAP_TID)
+
+
 def test_config_and_persistent(run_cli: RunCli, tmp_path: Path, lab: Lab) -> None:
     _pool(run_cli, tmp_path, lab, "plain")
     vol = ("unit:0:0:1", "--pool", "plain")

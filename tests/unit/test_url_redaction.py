@@ -1,0 +1,87 @@
+"""No error about an iSCSI URL shows any part of a password, wherever it sits in the URL.
+
+Passwords are drawn from marker characters that appear nowhere else in the URLs or in our
+messages (``Q``, ``X``, ``Z``, ``é``, ``☃``) mixed with every URL delimiter; a message that
+holds any marker character leaked (part of) a password, however the URL was split.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from poolbackend.errors import ConfigError
+from poolbackend.iscsi.url import parse_url, redact
+
+MARKERS = "QXZé☃"
+PASSWORDS = st.text(alphabet=MARKERS + "?#@/%&=:+ ;[]", min_size=1, max_size=24)
+IQN = "iqn.2026-11.example:target1"
+
+# Something after the credentials that makes the URL fail (or not: then nothing to check).
+TAILS = [
+    f"127.0.0.1:1/{IQN}/1",
+    f"127.0.0.1:1/{IQN}/x",
+    f"127.0.0.1:0/{IQN}/1",
+    f"127.0.0.1:1/{IQN}/1?header_digest=md5",
+    f"127.0.0.1:1/{IQN}/1?bogus=1",
+    f"bad_host!/{IQN}/1",
+    f"[::1/{IQN}/1",
+]
+
+
+def _errors(url: str) -> str | None:
+    try:
+        parse_url(url, need_lun=True, env={})
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(password=PASSWORDS, tail=st.sampled_from(TAILS), separator=st.sampled_from("%:"))
+def test_user_password_never_shown(password: str, tail: str, separator: str) -> None:
+    assume(any(c in MARKERS for c in password))
+    url = f"iscsi://chapuser{separator}{password}@{tail}"
+    message = _errors(url)
+    if message is not None:
+        assert not any(c in message for c in MARKERS), (url, message)
+    assert not any(c in redact(url) for c in MARKERS)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    password=PASSWORDS,
+    tail=st.sampled_from(TAILS),
+    key=st.sampled_from(
+        ["target_password", "Target_Password", "TARGET_PASSWORD", "target%5Fpassword"]
+    ),
+    after=st.sampled_from(["", "&header_digest=md5", "&bogus=1", "&target_password=x"]),
+)
+def test_target_password_never_shown(password: str, tail: str, key: str, after: str) -> None:
+    assume(any(c in MARKERS for c in password))
+    joiner = "&" if "?" in tail else "?"
+    url = f"iscsi://chapuser%pw@{tail}{joiner}target_user=tu&{key}={password}{after}"
+    message = _errors(url)
+    if message is not None:
+        assert not any(c in message for c in MARKERS), (url, message)
+    assert not any(c in redact(url) for c in MARKERS)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            f"iscsi://user%pa?ssword@127.0.0.1:1/{IQN}/1",
+            f"invalid iSCSI URL 'iscsi://user%***@127.0.0.1:1/{IQN}/1': invalid host '***' "
+            "(expected a DNS name, an IPv4 address or [IPv6])",
+        ),
+        (
+            f"iscsi://127.0.0.1:1/{IQN}/1?target_user=tu&Target_Password=hunter2",
+            f"invalid iSCSI URL 'iscsi://127.0.0.1:1/{IQN}/1?target_user=tu&Target_Password=***"
+            "': unknown argument 'Target_Password'",
+        ),
+    ],
+)
+def test_reported_cases(url: str, expected: str) -> None:
+    assert _errors(url) == expected
