@@ -38,12 +38,18 @@ def add_initiator_options(p: argparse.ArgumentParser) -> None:
 
 def timeout_option(args: argparse.Namespace) -> float:
     """``--timeout`` of every command that has one: seconds, ASCII decimal, 0 < t <= 1 day."""
+    value = args.timeout
     try:
-        return seconds(args.timeout)
+        if isinstance(value, str):
+            return seconds(value)
+        # A Namespace built in code may hold a number: the same bounds apply.
+        if isinstance(value, (int, float)) and 0 < value <= MAX_SECONDS:
+            return float(value)
+        raise ValueError(value)
     except ValueError:
         raise ConfigError(
             "--timeout must be a positive number of seconds (at most "
-            f"{MAX_SECONDS:g}), not '{printable(args.timeout)}'"
+            f"{MAX_SECONDS:g}), not '{printable(str(value))}'"
         ) from None
 
 

@@ -20,6 +20,9 @@ from poolbackend.iscsi.errors import RemoteProtocolError
 from poolbackend.iscsi.portal import Portal
 from poolbackend.iscsi.textkeys import parse_number
 from poolbackend.numbers import ascii_int, seconds
+from poolbackend.pool.fsutil import StorePaths
+from poolbackend.pool.model import PoolDef, PoolSource, PoolState, Volume
+from poolbackend.pool.store import Store
 
 VALUES = ["²", "\uff13", "1_000", " 1", "+1", "-1", "0x10", ""]
 TARGET = "iqn.2026-11.example:target1"
@@ -100,13 +103,17 @@ def test_non_ascii_numbers_refused(
 
 
 @pytest.mark.parametrize("value", ["²", "\uff13", "1_000", " 1", "+1", "-1", ""])
-def test_domain_id_is_ascii(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_domain_id_is_ascii(value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A domain "id" like '²' is looked up as a name (libvirt's test driver), no traceback."""
-    rc = main(["attach-volume", "-c", "test:///default", value or "x", "unit:0:0:1",
-               "--pool", "p"])  # fmt: skip
+    store = Store(StorePaths.under(tmp_path / "state"))
+    source = PoolSource("127.0.0.1", 1, TARGET, INITIATOR)
+    store.define(PoolDef("p", "11111111-2222-4333-8444-555555555555", source))
+    volume = Volume.for_lun(source, 1, capacity=1 << 20, block_size=512)
+    store.save_state("p", PoolState(active=True, volumes=(volume,)))
+    rc = main(["attach-volume", "-c", "test:///default", value, "unit:0:0:1", "--pool", "p"])
     captured = capsys.readouterr()
     assert rc == 1 and "Traceback" not in captured.err
-    assert captured.err.count("\n") == 1, captured.err
+    assert captured.err == f"error: failed to get domain '{value}': no such domain\n"
 
 
 @pytest.mark.parametrize("value", VALUES)
