@@ -23,9 +23,11 @@ from __future__ import annotations
 import base64
 import os
 import re
+import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +35,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.harness.faketarget import decode_keys, recv_pdu
 from tests.harness.tgtd import MiB, Tgtd
 
 SECRET = "S3cr3t-Zebra-4711"
@@ -97,8 +100,8 @@ class Cli:
         argv_secret_free: bool = True,
     ) -> str:
         proc = self.popen(*args, env=env)
-        if argv_secret_free:
-            check_process(proc.pid)
+        if argv_secret_free:  # best effort: a quick command may be gone already
+            check_process(proc.pid, environ_clean=env is None)
         out, err = proc.communicate(input.encode() if input is not None else b"", timeout=120)
         self.outputs.append((list(args), out + err))
         text = (out + err).decode(errors="replace")
@@ -112,18 +115,77 @@ class Cli:
         return text
 
 
-def check_process(pid: int) -> None:
-    """The CLI process: no secret in its command line, no child processes."""
+def check_process(pid: int, *, required: bool = False, environ_clean: bool = True) -> bool:
+    """The CLI process: no secret in its command line or environment, no children.
+
+    Returns whether it could look. ``required``: the caller knows the process is alive
+    (blocked mid-operation), so not being able to look fails the test instead of passing.
+    """
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
         children = b"".join(
             Path(f"/proc/{pid}/task/{tid}/children").read_bytes()
             for tid in os.listdir(f"/proc/{pid}/task")
         )
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (FileNotFoundError, ProcessLookupError):
-        return  # already gone
+        assert not required, f"process {pid} was gone before its /proc entry could be read"
+        return False
+    if state == "Z":  # exited, not yet reaped: cmdline is empty, nothing was checked
+        assert not required, f"process {pid} had exited before it could be checked"
+        return False
+    if not cmdline:  # between fork and exec, or exiting
+        assert not required, f"process {pid}: empty command line, nothing to check"
+        return False
     assert not _hits(cmdline), cmdline
+    if environ_clean:  # unless the caller put secrets there (LIBISCSI_CHAP_*)
+        assert not _hits(environ), f"process {pid} has a secret in its environment"
     assert children.strip() == b"", f"the CLI started child processes: {children!r}"
+    return True
+
+
+def _wait_blocked(pid: int) -> None:
+    """Until the process sits in read(0, ...): blocked on stdin (bounded)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        syscall = Path(f"/proc/{pid}/syscall").read_text().split()
+        if syscall[:2] == ["0", "0x0"]:  # x86-64 read() on fd 0
+            return
+        time.sleep(0.05)
+    pytest.fail(f"process {pid} never blocked reading stdin")
+
+
+class StallingTarget:
+    """Accepts one connection, reads the first Login Request and then answers nothing until
+    :meth:`release`: the CLI is held mid-login (with its CHAP secrets loaded) for as long as
+    the test needs to read /proc."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.login = threading.Event()
+        self.released = threading.Event()
+        self.keys: dict[str, str] = {}
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        self.listener.settimeout(60)
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(60)
+            self.keys = decode_keys(recv_pdu(conn).data)
+            self.login.set()
+            self.released.wait(60)
+
+    def release(self) -> None:
+        self.released.set()
+        self.thread.join(10)
+        self.listener.close()
 
 
 def _xml(tmp: Path, name: str, text: str) -> str:
@@ -146,8 +208,8 @@ def test_no_secret_anywhere(tgt: Tgtd, tmp_path: Path, state_dir: Path) -> None:
             "<secret ephemeral='no' private='yes'><usage type='iscsi'>"
             f"<target>{usage}</target></usage></secret>"))  # fmt: skip
     waiting = cli.popen("secret-set-value", "leak-in")
-    time.sleep(0.5)  # reading stdin now
-    check_process(waiting.pid)
+    _wait_blocked(waiting.pid)  # reading stdin now
+    check_process(waiting.pid, required=True)
     out, err = waiting.communicate(SECRET.encode(), timeout=60)
     assert waiting.returncode == 0, err
     cli.outputs.append((["secret-set-value", "leak-in"], out + err))
@@ -189,7 +251,7 @@ def test_no_secret_anywhere(tgt: Tgtd, tmp_path: Path, state_dir: Path) -> None:
     slow = cli.popen("vol-download", "--pool", "leaky", "unit:0:0:1", str(fifo))
     with open(fifo, "rb") as drain:
         drain.read(4096)  # it is logged in and transferring now
-        check_process(slow.pid)
+        check_process(slow.pid, required=True)
         rest = drain.read()
     out, err = slow.communicate(timeout=60)
     assert slow.returncode == 0 and len(rest) + 4096 == 4 * MiB, err
@@ -276,6 +338,53 @@ def test_no_secret_anywhere(tgt: Tgtd, tmp_path: Path, state_dir: Path) -> None:
     for path in sorted(tmp_path.rglob("*")):
         if path.is_file() and path != value_file and state_dir not in path.parents:
             assert not _hits(path.read_bytes()), f"{path} holds a secret"
+
+
+@pytest.mark.timeout(120)
+def test_no_secret_in_the_process_mid_login(tmp_path: Path, state_dir: Path) -> None:
+    """Held mid-login by a target that stalls until /proc has been read: a pool whose
+    secrets come from the store and a tool whose secrets come from LIBISCSI_CHAP_*; neither
+    secret is in the command line, nor (for the store) in the environment, and no child
+    process runs. Not being able to look fails the test."""
+    cli = Cli(state_dir)
+    for usage, value in (("mid-in", SECRET), ("mid-out", OUT_SECRET)):
+        cli("secret-define", _xml(tmp_path, f"{usage}.xml",
+            "<secret ephemeral='no' private='yes'><usage type='iscsi'>"
+            f"<target>{usage}</target></usage></secret>"))  # fmt: skip
+        cli("secret-set-value", usage, input=value)
+    runs: list[tuple[list[str], dict[str, str]]] = []
+    stall = StallingTarget()
+    pool = _xml(tmp_path, "mid.xml",
+        "<pool type='iscsi-direct' xmlns:pb='https://poolbackend.dev/xmlns/pool/1'>"
+        f"<name>mid</name><source><host name='127.0.0.1' port='{stall.port}'/>"
+        f"<device path='{IQN}'/><initiator><iqn name='{INITIATOR}'/></initiator>"
+        "<auth type='chap' username='chapuser'><secret usage='mid-in'/></auth></source>"
+        "<pb:iscsi><pb:target-auth username='outuser'><pb:secret usage='mid-out'/>"
+        "</pb:target-auth><pb:timeout seconds='60'/></pb:iscsi></pool>")  # fmt: skip
+    stall.release()
+    cli("pool-define", pool)
+    env = {"LIBISCSI_CHAP_USERNAME": "chapuser", "LIBISCSI_CHAP_PASSWORD": SECRET,
+           "LIBISCSI_CHAP_TARGET_USERNAME": "outuser",
+           "LIBISCSI_CHAP_TARGET_PASSWORD": OUT_SECRET}  # fmt: skip
+    runs = [(["pool-start", "mid"], {}), (["iscsi-inq", "--timeout", "60", "URL"], env)]
+    for args, extra in runs:
+        stall = StallingTarget()
+        if args[0] == "pool-start":
+            text = Path(pool).read_text()
+            Path(pool).write_text(re.sub(r"port='\d+'", f"port='{stall.port}'", text))
+            cli("pool-undefine", "mid")
+            cli("pool-define", pool)
+        args = [a.replace("URL", f"iscsi://127.0.0.1:{stall.port}/{IQN}/1") for a in args]
+        proc = cli.popen(*args, env=extra)
+        try:
+            assert stall.login.wait(60), "the CLI never sent its Login Request"
+            assert stall.keys.get("AuthMethod", "").startswith("CHAP"), stall.keys
+            # with LIBISCSI_CHAP_* the user put them in the environment; argv stays clean
+            assert check_process(proc.pid, required=True, environ_clean=not extra)
+        finally:
+            stall.release()
+            out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 1 and not _hits(out + err), (out + err).decode()
 
 
 def test_url_passwords_are_masked_in_parse_errors() -> None:
