@@ -4,6 +4,7 @@ login redirect limit (5)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
@@ -183,3 +184,39 @@ def test_login_redirect_limit(hops: int, ok: bool, tgtd: Tgtd, run_cli: RunCli) 
     finally:
         for fake in fakes:
             fake.stop()
+
+
+def test_refresh_probes_the_luns_concurrently(tgtd: Tgtd) -> None:
+    """scan() on 24 LUNs: many commands are outstanding on the one connection at once,
+    counted where the session hands them to the connection."""
+    from poolbackend.iscsi.aio import Session
+    from poolbackend.iscsi.portal import Portal
+    from poolbackend.pool.scan import scan
+
+    tgtd.new_target(1, IQN)
+    tgtd.add_luns(1, list(range(1, 25)), 1 * MiB)
+    peak = 0
+    issued = 0
+
+    async def go() -> int:
+        nonlocal peak, issued
+        async with await Session.open(Portal(tgtd.host, tgtd.port), IQN) as s:
+            conn = s._conn
+            assert conn is not None
+            inner = conn.scsi_command
+
+            def counting(*args: object, **kwargs: object) -> int:
+                nonlocal peak, issued
+                itt = inner(*args, **kwargs)  # type: ignore[arg-type]
+                issued += 1
+                peak = max(peak, conn.outstanding)
+                return itt
+
+            conn.scsi_command = counting  # type: ignore[method-assign]
+            result = await scan(s)
+            assert s._conn is conn and s.reconnects == 0
+            return len(result.luns)
+
+    assert asyncio.run(go()) == 25  # LUN 0 (the controller) + 24 disks
+    assert issued >= 24 * 3  # TEST UNIT READY, INQUIRY, READ CAPACITY per disk
+    assert peak >= 12, f"at most {peak} commands were outstanding at once"
