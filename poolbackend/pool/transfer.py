@@ -19,6 +19,7 @@ from typing import BinaryIO, TypeVar
 from poolbackend.errors import ConfigError, PoolBackendError
 from poolbackend.iscsi.aio import Session
 from poolbackend.iscsi.errors import CommandFailed, ISCSIError
+from poolbackend.iscsi.liveness import InFlightWindow
 from poolbackend.scsi.lun import LunRef
 from poolbackend.scsi.vpd import parse_block_limits, parse_supported_pages
 
@@ -28,7 +29,8 @@ Progress = Callable[[int, int], None]
 DEFAULT_CHUNK = 1 << 20
 DEPTH = 8
 READ_CHUNK = 1 << 20  # download: bytes per READ(16)
-READ_DEPTH = 8  # download: READs in flight (= chunk buffers allocated)
+READ_DEPTH = 8  # download: READs in flight at most (= chunk buffers allocated)
+MIN_IN_FLIGHT = 1 << 20  # the in-flight window starts here (and never goes below)
 
 
 @dataclass(frozen=True)
@@ -156,31 +158,65 @@ def _can_seek(out: BinaryIO) -> bool:
         return False
 
 
+def window_for(session: Session, max_bytes: int, min_bytes: int = MIN_IN_FLIGHT) -> InFlightWindow:
+    """The in-flight window of one transfer: sized so each command finishes well within the
+    session's timeout at the rate the target is measured to achieve (see InFlightWindow)."""
+    return InFlightWindow.for_timeout(session.options.timeout, min_bytes, max_bytes)
+
+
 async def pipelined(
-    items: Iterable[T], run: Callable[[T], Awaitable[None]], depth: int = DEPTH
+    items: Iterable[T],
+    run: Callable[[T], Awaitable[None]],
+    depth: int = DEPTH,
+    *,
+    window: InFlightWindow | None = None,
+    size: Callable[[T], int] | None = None,
 ) -> None:
     """Run ``run(item)`` for every item with at most ``depth`` in flight; the first error wins.
 
-    Items are taken lazily, so a generator reading a file stays ``depth`` chunks ahead at most.
+    With a ``window``, items (of ``size(item)`` bytes of work) also wait for room in it, and
+    every completion feeds its latency back. Items are taken lazily, so a generator reading a
+    file stays ``depth`` chunks ahead at most (and a generator may size the next item from
+    the window).
     """
-    sem = asyncio.Semaphore(depth)
+    loop = asyncio.get_running_loop()
     errors: list[BaseException] = []
     tasks: set[asyncio.Task[None]] = set()
+    in_flight = [0, 0]  # commands, bytes
+    wake: list[asyncio.Future[None]] = []
 
-    async def one(item: T) -> None:
+    async def one(item: T, nbytes: int) -> None:
+        start = loop.time()
         try:
             await run(item)
+            if window is not None:
+                window.completed(nbytes, loop.time() - start)
         except BaseException as exc:
             errors.append(exc)
         finally:
-            sem.release()
+            in_flight[0] -= 1
+            in_flight[1] -= nbytes
+            if wake and not wake[0].done():
+                wake[0].set_result(None)
+
+    def full(nbytes: int) -> bool:
+        return in_flight[0] >= depth or (
+            window is not None and not window.room(in_flight[1], nbytes)
+        )
 
     try:
         for item in items:
             if errors:
                 break
-            await sem.acquire()
-            task = asyncio.create_task(one(item))
+            nbytes = size(item) if size is not None else 0
+            while full(nbytes) and not errors:
+                wake[:] = [loop.create_future()]
+                await wake[0]
+            if errors:
+                break
+            in_flight[0] += 1
+            in_flight[1] += nbytes
+            task = asyncio.create_task(one(item, nbytes))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
     finally:
@@ -217,9 +253,14 @@ async def download(
     zero = memoryview(bytes(chunk * bs)) if holes else None
     done = 0
 
+    window = window_for(session, len(buffers) * chunk * bs)
+    loop = asyncio.get_running_loop()
+
     async def fetch(lba: int, blocks: int, buffer: bytearray) -> memoryview:
         view = memoryview(buffer)
+        began = loop.time()
         await session.read(geo.lun, lba, blocks, bs, into=view[: blocks * bs])
+        window.completed(blocks * bs, loop.time() - began)
         return view[max(start - lba * bs, 0) : min(blocks * bs, end - lba * bs)]
 
     def write(view: memoryview) -> None:
@@ -237,9 +278,12 @@ async def download(
         try:
             for i, lba in enumerate(range(first_lba, last_lba, chunk)):
                 blocks = min(chunk, last_lba - lba)
-                pending.append(asyncio.create_task(fetch(lba, blocks, buffers[i % len(buffers)])))
-                if len(pending) == len(buffers):
+                while pending and (  # the window sizes what is in flight, up to the buffers
+                    len(pending) == len(buffers)
+                    or not window.room(len(pending) * chunk * bs, chunk * bs)
+                ):
                     write(await pending.popleft())
+                pending.append(asyncio.create_task(fetch(lba, blocks, buffers[i % len(buffers)])))
             while pending:
                 write(await pending.popleft())
         finally:
@@ -299,6 +343,7 @@ async def upload(
         if progress is not None:
             progress(written, want if want is not None else 0)  # 0: total unknown (a pipe)
 
+    window = window_for(session, DEPTH * chunk)
     async with _sized(session, geo):
-        await pipelined(chunks(), put)
+        await pipelined(chunks(), put, window=window, size=lambda job: len(job[1]))
     return read

@@ -8,12 +8,21 @@ pipelined WRITE(16) and, where the scheme asks for it, verified by reading back.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable, Iterator
 
 from poolbackend.errors import ConfigError
 from poolbackend.iscsi.aio import CheckCondition, Session
-from poolbackend.pool.transfer import Geometry, Progress, pipelined
+from poolbackend.iscsi.liveness import InFlightWindow
+from poolbackend.pool.transfer import (
+    DEPTH,
+    MIN_IN_FLIGHT,
+    Geometry,
+    Progress,
+    pipelined,
+    window_for,
+)
 from poolbackend.scsi import cdb as C
 from poolbackend.text import printable
 
@@ -80,9 +89,10 @@ async def _each_chunk(
     jobs: Iterator[tuple[int, int]],
     run: Callable[[int, int], Awaitable[None]],
     progress: Progress | None,
+    window: InFlightWindow,
     done: int = 0,
 ) -> None:
-    """Run ``run(lba, blocks)`` over ``jobs``, pipelined, reporting progress in bytes."""
+    """Run ``run(lba, blocks)`` over ``jobs``, pipelined within ``window``, reporting progress."""
 
     async def step(job: tuple[int, int]) -> None:
         nonlocal done
@@ -91,7 +101,7 @@ async def _each_chunk(
         if progress is not None:
             progress(done, geo.capacity)
 
-    await pipelined(jobs, step)
+    await pipelined(jobs, step, window=window, size=lambda job: job[1] * geo.block_size)
 
 
 async def _write_pattern(
@@ -108,7 +118,8 @@ async def _write_pattern(
         )
         await session.write(geo.lun, lba, data, geo.block_size)
 
-    await _each_chunk(geo, _chunks(geo, chunk), run, progress)
+    window = window_for(session, DEPTH * size, min(MIN_IN_FLIGHT, size))
+    await _each_chunk(geo, _chunks(geo, chunk), run, progress, window)
     return fixed
 
 
@@ -120,7 +131,8 @@ async def _verify(session: Session, geo: Geometry, fixed: bytes) -> None:
         if data != fixed[: blocks * geo.block_size]:
             raise ConfigError(f"wipe verification failed on LUN {geo.lun} near LBA {lba}")
 
-    await _each_chunk(geo, _chunks(geo, chunk), run, None)
+    window = window_for(session, DEPTH * chunk * geo.block_size)
+    await _each_chunk(geo, _chunks(geo, chunk), run, None, window)
 
 
 async def _zero(session: Session, geo: Geometry, progress: Progress | None) -> str:
@@ -128,10 +140,23 @@ async def _zero(session: Session, geo: Geometry, progress: Progress | None) -> s
     per = geo.max_write_same_blocks or 65536
     per = min(per, 0xFFFFFFFF)
     zero_block = bytes(geo.block_size)
+    bs = geo.block_size
+    # Each WRITE SAME is sized from the window too: on a slow target (a backing file not in
+    # the page cache) 32 MiB can take seconds, so start at 1 MiB and grow with the rate.
+    window = window_for(session, DEPTH * per * bs, min(MIN_IN_FLIGHT, per * bs))
+
+    def blocks_at(lba: int) -> int:
+        return min(
+            window.chunk(min(MIN_IN_FLIGHT, per * bs), per * bs) // bs, geo.block_count - lba
+        )
+
+    loop = asyncio.get_running_loop()
+    first = blocks_at(0)
     try:
         # Probe with the first range: targets without WRITE SAME answer ILLEGAL REQUEST.
-        first = min(per, geo.block_count)
+        start = loop.time()
         await session.execute(geo.lun, C.write_same16(0, first, unmap=unmap), write_data=zero_block)
+        window.completed(first * bs, loop.time() - start)
     except CheckCondition as exc:
         if exc.sense_data is None or exc.sense_data.key != 5:
             raise
@@ -143,8 +168,14 @@ async def _zero(session: Session, geo: Geometry, progress: Progress | None) -> s
             geo.lun, C.write_same16(lba, blocks, unmap=unmap), write_data=zero_block
         )
 
-    rest = ((lba, n) for lba, n in _chunks(geo, per) if lba >= first)
-    await _each_chunk(geo, rest, run, progress, done=first * geo.block_size)
+    def rest() -> Iterator[tuple[int, int]]:
+        lba = first
+        while lba < geo.block_count:
+            blocks = blocks_at(lba)
+            yield lba, blocks
+            lba += blocks
+
+    await _each_chunk(geo, rest(), run, progress, window, done=first * bs)
     return "WRITE SAME(16) with UNMAP" if unmap else "WRITE SAME(16)"
 
 
@@ -159,7 +190,8 @@ async def _trim(session: Session, geo: Geometry, progress: Progress | None) -> s
         params = C.unmap_parameter_list([(lba, blocks)])
         await session.execute(geo.lun, C.unmap(len(params)), write_data=params)
 
-    await _each_chunk(geo, _chunks(geo, per), run, progress)
+    most = DEPTH * per * geo.block_size  # UNMAP is cheap (tgt punches holes): a fixed window
+    await _each_chunk(geo, _chunks(geo, per), run, progress, window_for(session, most, most))
     return "UNMAP"
 
 

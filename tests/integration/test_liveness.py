@@ -1,25 +1,66 @@
 """Slow is not dead: the session tells a busy target from a dead one (issue 10 / issue 11).
 
-Against the scripted fake target's ``scsi`` mode (tgt cannot be made to hold a command while
-answering pings on cue): commands complete strictly one at a time, ``cmd_interval`` apart,
-and NOP-Out pings are answered after ``nop_delay`` (or never). The timeout is 1 s throughout.
+First the real case: tgtd with a 2 GiB LUN whose backing file is not in the page cache, and
+a 1 s timeout. Then the scripted fake target's ``scsi`` mode for what tgt cannot do on cue:
+commands complete strictly one at a time, ``cmd_interval`` apart, and NOP-Out pings are
+answered after ``nop_delay`` (or never). The timeout is 1 s throughout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from pathlib import Path
 
 import pytest
 
 from poolbackend.iscsi.aio import Session, SessionOptions
 from poolbackend.iscsi.errors import ISCSITimeout
 from poolbackend.iscsi.portal import Portal
+from tests.conftest import RunCli
 from tests.harness.faketarget import FakeTarget
+from tests.harness.tgtd import GiB, MiB, Tgtd
 
 IQN = "iqn.2026-11.example:fake"
 TIMEOUT = 1.0
 MARGIN = 4.0  # a loaded 2-core machine; only an upper bound on a failure, never on success
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_2gib_lun_not_in_the_page_cache_wipes_completely_with_a_1s_timeout(
+    tgtd: Tgtd, tmp_path: Path, run_cli: RunCli
+) -> None:
+    """tgt writes WRITE SAME block by block; with its backing file out of the page cache each
+    block is a read-modify-write of a page from disk, and a 32 MiB command takes seconds.
+    Before liveness this failed after a few seconds with "no answer to WRITE SAME(16) on LUN
+    1 within 1 s", half-wiped."""
+    tgtd.new_target(1, IQN)
+    backing = tgtd.add_lun(1, 1, 2 * GiB, fill=b"\xa5")  # allocated, every byte non-zero
+    fd = os.open(backing, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # out of the page cache
+    finally:
+        os.close(fd)
+    xml = tmp_path / "slow.xml"
+    xml.write_text(
+        f"<pool type='iscsi-direct'><name>slow</name><source>"
+        f"<host name='127.0.0.1' port='{tgtd.port}'/><device path='{IQN}'/>"
+        "<initiator><iqn name='iqn.2026-11.example:initiator1'/></initiator></source>"
+        "<pb:iscsi xmlns:pb='https://poolbackend.dev/xmlns/pool/1'>"
+        "<pb:timeout seconds='1'/></pb:iscsi></pool>"
+    )
+    assert run_cli("pool-create", str(xml))[0] == 0
+    rc, out, err = run_cli("vol-wipe", "--pool", "slow", "unit:0:0:1", timeout=800)
+    assert (rc, err) == (0, ""), err
+    assert out == "Vol unit:0:0:1 wiped\n\n"
+    zero = bytes(16 * MiB)
+    with open(backing, "rb") as f:
+        for offset in range(0, 2 * GiB, len(zero)):
+            assert f.read(len(zero)) == zero, f"not zero at byte {offset}"
+        assert f.read() == b""
 
 
 def _options() -> SessionOptions:
