@@ -22,7 +22,7 @@ from tests.conftest import RunCli
 from tests.harness.faketarget import FakeTarget
 from tests.harness.tgtd import GiB, MiB, Tgtd
 
-IQN = "iqn.2026-11.example:fake"
+IQN = "iqn.2026-11.example:fake"  # the fake target takes any name
 TIMEOUT = 1.0
 MARGIN = 4.0  # a loaded 2-core machine; only an upper bound on a failure, never on success
 
@@ -119,3 +119,35 @@ def test_one_command_on_a_live_target_is_capped() -> None:
             "least 30 s; <pb:timeout seconds='1'/>)"
         )
         assert fake.pings >= 2
+
+
+@pytest.mark.timeout(120)
+def test_stopped_tgtd_mid_write_fails_within_the_timeout(tgtd: Tgtd) -> None:
+    """SIGSTOP the real target with 64 MiB of writes queued: the socket buffers fill, the
+    ping waits behind the data, nothing arrives -- dead after the timeout, send queue or not."""
+    import signal
+
+    tgtd.new_target(1, IQN)
+    tgtd.add_lun(1, 1, 128 * MiB)
+    assert tgtd.pid is not None
+    data = bytes(4 * MiB)
+
+    async def go() -> float:
+        opts = SessionOptions(timeout=TIMEOUT, timeout_hint="--timeout 1")
+        async with await Session.open(Portal(tgtd.host, tgtd.port), IQN, opts) as s:
+            await s.write(1, 0, data, 512)  # logged in and working
+            os.kill(tgtd.pid, signal.SIGSTOP)  # type: ignore[arg-type]
+            start = time.monotonic()
+            try:
+                with pytest.raises(ISCSITimeout) as info:
+                    await asyncio.gather(*(s.write(1, i * 8192, data, 512) for i in range(16)))
+            finally:
+                os.kill(tgtd.pid, signal.SIGCONT)  # type: ignore[arg-type]
+            assert str(info.value) == (
+                f"portal {tgtd.portal} target {IQN}: no answer to WRITE(16) on LUN 1 nor to a "
+                "NOP-Out ping within 1 s (--timeout 1)"
+            )
+            return time.monotonic() - start
+
+    elapsed = asyncio.run(go())
+    assert TIMEOUT <= elapsed < TIMEOUT + MARGIN
