@@ -9,8 +9,10 @@ Each cell runs the real CLI in a subprocess (``run_cli``), measures the wall tim
 * the pool definition file byte-identical afterwards;
 * the runtime state consistent: a failed ``pool-start`` leaves the pool inactive; a failed
   ``pool-refresh`` makes it inactive and drops its volume list (``vol-list`` then fails with
-  one line "is not active"), like libvirt; a failed ``vol-download``/``vol-wipe`` leaves the
-  pool active with exactly the volume list it had; discovery commands write nothing.
+  one line "is not active"), like libvirt; a failed ``vol-download``/``vol-upload``/``vol-wipe``
+  leaves the pool active with exactly the volume list it had (and, for an upload or wipe whose
+  login failed, the LUN untouched; a successful upload leaves the file's bytes on the LUN);
+  discovery commands write nothing.
 
 A login *redirect* is not an error: the initiator follows it (here to the real tgtd), so those
 cells assert success with correct results. So does "slow but within the timeout". "Target not
@@ -27,8 +29,8 @@ How the faults reach each command
 ``pool-start``, ``find-storage-pool-sources-as`` and ``iscsi-ls`` talk to the faulty portal
 directly (a :class:`~tests.harness.faketarget.FakeTarget`, or a free port for "refused").
 
-``pool-refresh``, ``vol-download`` and ``vol-wipe`` need an *active* pool, and the portal is
-part of the pool definition. So the pool points at a :class:`Relay`: a transparent TCP
+``pool-refresh``, ``vol-download``, ``vol-upload`` and ``vol-wipe`` need an *active* pool, and
+the portal is part of the pool definition. So the pool points at a :class:`Relay`: a transparent TCP
 forwarder on a fixed loopback port. The pool is started through the relay against the real
 tgtd; then the relay is switched, which models "the target at that address started to
 misbehave after the pool was started":
@@ -124,10 +126,11 @@ COMMANDS = (
     "pool-refresh",
     "find-storage-pool-sources-as",
     "vol-download",
+    "vol-upload",
     "vol-wipe",
     "iscsi-ls",
 )
-NEEDS_ACTIVE_POOL = {"pool-refresh", "vol-download", "vol-wipe"}
+NEEDS_ACTIVE_POOL = {"pool-refresh", "vol-download", "vol-upload", "vol-wipe"}
 
 
 @dataclass(frozen=True)
@@ -479,6 +482,8 @@ def command_args(cmd: str, host: str, port: int, tmp: Path) -> list[str]:
         return [cmd, "--pool", POOL, "unit:0:0:1", str(tmp / "download.bin")]
     if cmd == "vol-wipe":
         return [cmd, "--pool", POOL, "unit:0:0:2"]
+    if cmd == "vol-upload":
+        return [cmd, "--pool", POOL, "unit:0:0:2", str(tmp / "upload.bin")]
     raise AssertionError(cmd)
 
 
@@ -529,8 +534,10 @@ def test_fault_matrix(
             host, port = stack.enter_context(fault_portal(fault, real))
         if cmd == "pool-start":
             cli.ok("pool-define", str(pool_xml(tmp_path, port)))
-        if cmd == "vol-wipe":
+        if cmd in ("vol-wipe", "vol-upload"):
             tgt.tgtd.backing_path(1, tgt.wipe_lun).write_bytes(b"\xa5" * MiB)
+        if cmd == "vol-upload":
+            (tmp_path / "upload.bin").write_bytes(os.urandom(MiB))
         before = snapshot(definitions)
         whole_before = snapshot(state_dir)
 
@@ -558,12 +565,17 @@ def test_fault_matrix(
 
     # The definition is untouched, whatever the command.
     assert snapshot(definitions) == before
-    check_state_after_failure(cmd, cli, state_dir, whole_before, volumes_before)
+    check_state_after_failure(cmd, cli, state_dir, whole_before, volumes_before, tgt)
     RESULTS[cmd, fault.id] = Cell(True, "error", seconds, line)
 
 
 def check_state_after_failure(
-    cmd: str, cli: Cli, state_dir: Path, whole_before: dict[str, bytes], volumes_before: str
+    cmd: str,
+    cli: Cli,
+    state_dir: Path,
+    whole_before: dict[str, bytes],
+    volumes_before: str,
+    tgt: Target,
 ) -> None:
     if cmd in ("find-storage-pool-sources-as", "iscsi-ls"):
         assert snapshot(state_dir) == whole_before, "a discovery command wrote state"
@@ -578,8 +590,11 @@ def check_state_after_failure(
             f"error: Requested operation is not valid: storage pool '{POOL}' is not active"
         )
         return
-    # vol-download / vol-wipe: the pool stays active with the same volumes.
+    # vol-download / vol-upload / vol-wipe: the pool stays active with the same volumes; a
+    # login that failed wrote nothing.
     assert cli.is_active()
+    if cmd in ("vol-upload", "vol-wipe"):
+        assert tgt.tgtd.backing_path(1, tgt.wipe_lun).read_bytes() == b"\xa5" * MiB
     assert cli.ok("vol-list", "--details", POOL) == volumes_before
 
 
@@ -599,6 +614,10 @@ def check_success(
     elif cmd == "vol-download":
         got = (tmp / "download.bin").read_bytes()
         assert hashlib.sha256(got).digest() == hashlib.sha256(tgt.download).digest()
+    elif cmd == "vol-upload":
+        assert out == ""
+        uploaded = (tmp / "upload.bin").read_bytes()
+        assert tgt.tgtd.backing_path(1, tgt.wipe_lun).read_bytes() == uploaded
     elif cmd == "vol-wipe":
         assert out == "Vol unit:0:0:2 wiped\n\n"
         assert tgt.tgtd.backing_path(1, tgt.wipe_lun).read_bytes() == bytes(MiB)
