@@ -12,7 +12,9 @@ tests/harness/vmhost.py).
 
 from __future__ import annotations
 
+import base64
 import re
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -485,3 +487,108 @@ def test_detach_while_the_pool_is_inactive(run_cli: RunCli, tmp_path: Path, lab:
     _detach(run_cli, lab, key2, "--config")
     assert lab.vm.disk_targets(lab.domain, inactive=True) == []
     assert "inactive" in _ok(run_cli("pool-list", "--all"))
+
+
+# ---------------------------------------------------- data through QEMU, warnings
+
+
+def _qemu_io(lab: Lab, dev: str, command: str, *markers: str) -> str:
+    """Run a qemu-io command on the attached disk *dev* through HMP (the VM stays paused;
+    QEMU's own block layer does the I/O over its iSCSI connection to tgt). qemu-io prints
+    to QEMU's stdout, i.e. the domain log: returns the new log text once one of *markers*
+    is in it (bounded wait)."""
+    disk = lab.vm.disk(lab.domain, dev)
+    assert disk is not None
+    alias = disk.find("alias")
+    assert alias is not None and alias.get("name"), ET.tostring(disk)
+    seen = len(lab.vm.qemu_log(lab.domain))
+    lab.vm.virsh("qemu-monitor-command", lab.domain, "--hmp",
+                 f'qemu-io -d {alias.get("name")} "{command}"', check=True)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        new = lab.vm.qemu_log(lab.domain)[seen:]
+        if any(m in new for m in markers):
+            return new
+        assert time.monotonic() < deadline, f"qemu-io {command!r} printed {new!r}"
+        time.sleep(0.1)
+
+
+def test_data_moves_through_the_attached_disk(run_cli: RunCli, tmp_path: Path, lab: Lab) -> None:
+    """What QEMU writes lands in tgt's backing file at the same offset, and what is in the
+    backing file is what QEMU reads (qemu-io's pattern check, and a wrong pattern fails)."""
+    _pool(run_cli, tmp_path, lab, "plain")
+    _attach(run_cli, lab, "unit:0:0:1", "--pool", "plain", "--target", "sda", "--bus", "scsi")
+    backing = lab.tgt.backing_path(PLAIN_TID, 1)
+    # write through QEMU, check the backing file
+    done = "wrote 65536/65536 bytes at offset 1048576"
+    out = _qemu_io(lab, "sda", "write -P 0x5c 1048576 65536", done, "error", "failed")
+    assert done in out, out
+    with backing.open("rb") as f:
+        f.seek(1048576 - 512)
+        got = f.read(65536 + 1024)
+    assert got[512:-512] == b"\x5c" * 65536
+    assert got[:512] != b"\x5c" * 512 and got[-512:] != b"\x5c" * 512  # nothing around it
+    # write into the backing file, read through QEMU
+    with backing.open("r+b") as f:
+        f.seek(3 * 1048576)
+        f.write(b"\x3e" * 4096)
+    done, bad = "read 4096/4096 bytes at offset 3145728", "Pattern verification failed"
+    out = _qemu_io(lab, "sda", "read -P 0x3e 3145728 4096", done, bad, "error")
+    assert done in out and bad not in out, out
+    out = _qemu_io(lab, "sda", "read -P 0x3f 3145728 4096", done, bad, "error")
+    assert bad in out, out  # the check above can fail
+    _detach(run_cli, lab, "unit:0:0:1", "--pool", "plain")
+    _assert_gone(lab, PLAIN_TID)
+
+
+def test_mutual_chap_pool_warns_and_define_secret_prints_no_value(
+    run_cli: RunCli, tmp_path: Path, lab: Lab
+) -> None:
+    """A mutual-CHAP pool's volume attaches with one warning line (QEMU cannot check the
+    target); --define-secret copies the value into libvirt and never prints it."""
+    out_user, out_password = "attach-out", "attach-out-secret-77"
+    lab.tgt.add_account(out_user, out_password)
+    lab.tgt.bind_account(CHAP_TID, out_user, outgoing=True)
+    try:
+        _pool(run_cli, tmp_path, lab, "chap", chap_usage="attach-chap-m")
+        (tmp_path / "out-secret.xml").write_text(
+            "<secret ephemeral='no' private='yes'><usage type='iscsi'>"
+            "<target>attach-out-m</target></usage></secret>"
+        )
+        _ok(run_cli("secret-define", str(tmp_path / "out-secret.xml")))
+        _ok(run_cli("secret-set-value", "attach-out-m", input=out_password))
+        _ok(run_cli("pool-destroy", "chap"))
+        _ok(run_cli("pool-undefine", "chap"))
+        xml = Path(tmp_path / "chap.xml").read_text()
+        xml = xml.replace("<pool type='iscsi-direct'>", "<pool type='iscsi-direct' "
+                          "xmlns:pb='https://poolbackend.dev/xmlns/pool/1'>")  # fmt: skip
+        target_auth = (
+            f"<pb:iscsi><pb:target-auth username='{out_user}'><pb:secret usage='attach-out-m'/>"
+            "</pb:target-auth></pb:iscsi></pool>"
+        )
+        xml = xml.replace("</pool>", target_auth)
+        (tmp_path / "chap.xml").write_text(xml)
+        _ok(run_cli("pool-define", str(tmp_path / "chap.xml")))
+        _ok(run_cli("pool-start", "chap"))  # our initiator checks the target: mutual works
+        rc, out, err = run_cli("attach-volume", lab.domain, "unit:0:0:1", "--pool", "chap",
+                               "--connect", lab.uri, "--target", "sda", "--bus", "scsi",
+                               "--define-secret")  # fmt: skip
+        assert rc == 0 and "Disk attached successfully" in out, err
+        warnings = [ln for ln in err.splitlines() if ln.startswith("warning: ")]
+        assert (
+            "warning: pool 'chap' uses mutual CHAP; QEMU's iSCSI driver authenticates only "
+            "the initiator, so the VM's connection does not verify the target"
+        ) in warnings, err
+        for text in (out, err):
+            for secret in (CHAP_PASSWORD, out_password):
+                for form in (secret, base64.b64encode(secret.encode()).decode()):
+                    assert form not in text, f"a secret was printed: {text}"
+        (uuid,) = lab.vm.secret_uuids()
+        assert lab.vm.secret_usage(uuid) == "attach-chap-m"
+        _assert_qemu_opened(lab, "sda", tid=CHAP_TID, lun=1, capacity=CHAP_LUNS[1][0],
+                            user=CHAP_USER)  # fmt: skip
+        _detach(run_cli, lab, "unit:0:0:1", "--pool", "chap")
+        _assert_gone(lab, CHAP_TID)
+    finally:
+        lab.tgt.unbind_account(CHAP_TID, out_user, outgoing=True)
+        lab.tgt.delete_account(out_user)
