@@ -97,6 +97,18 @@ def test_chap_pool_with_secret_from_libvirt(
     assert rc == 0, err
     rc, out, _ = run_cli("vol-list", "--details", "lvchap")
     assert "32.00 MiB" in out and "chapsecret12345" not in out + err
+    # POOLBACKEND_LIBVIRT_URI instead of --connect does the same.
+    assert run_cli("pool-destroy", "lvchap")[0] == 0
+    rc, out, err = run_cli("pool-create", str(f), env={"POOLBACKEND_LIBVIRT_URI": libvirtd.uri})
+    assert rc == 0 and "chapsecret12345" not in out + err, err
+    rc, out, _ = run_cli("vol-list", "--details", "lvchap")
+    assert rc == 0 and "32.00 MiB" in out
+    assert run_cli("pool-destroy", "lvchap")[0] == 0
+    # and it is really what was used: a URI naming no running libvirt fails the same start
+    nowhere = f"qemu:///session?socket={tmp_path}/no-libvirtd.sock"
+    rc, _, err = run_cli("pool-create", str(f), env={"POOLBACKEND_LIBVIRT_URI": nowhere})
+    assert rc == 1 and "chapsecret12345" not in err, err
+    assert err.startswith(f"error: cannot connect to libvirt at {nowhere}"), err
 
 
 def test_find_sources_matches_libvirt(
