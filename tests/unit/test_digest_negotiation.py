@@ -62,3 +62,23 @@ def test_data_digest_crc32c_to_an_offer_of_none_is_a_protocol_error() -> None:
         RemoteProtocolError, match="target answered DataDigest=CRC32C, which is not one of our"
     ):
         _login("None", "None", ("None", "CRC32C"))
+
+
+def test_default_offers_on_the_wire() -> None:
+    """The first Login Request of a session with default options offers None,CRC32C for
+    both digests (the options the tools and pools start from, not the constant)."""
+    from poolbackend.iscsi.aio import SessionOptions
+    from poolbackend.iscsi.textkeys import decode_pairs
+    from tests.unit.test_iscsi_core import sent_pdus
+
+    o = SessionOptions()
+    cfg = LoginConfig(o.initiator_name, "iqn.2026-11.example:t",
+                      header_digest=o.header_digest, data_digest=o.data_digest)  # fmt: skip
+    conn = Connection(cfg, 1)
+    conn.start_login()
+    keys = dict(decode_pairs(sent_pdus(conn)[0].data))
+    assert (keys["HeaderDigest"], keys["DataDigest"]) == ("None,CRC32C", "None,CRC32C")
+    plain = Connection(LoginConfig("iqn.2026-11.example:i", "iqn.2026-11.example:t"), 1)
+    plain.start_login()
+    keys = dict(decode_pairs(sent_pdus(plain)[0].data))
+    assert (keys["HeaderDigest"], keys["DataDigest"]) == ("None,CRC32C", "None,CRC32C")
