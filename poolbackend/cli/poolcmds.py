@@ -377,14 +377,14 @@ def vol_name(args: argparse.Namespace) -> int:
     from poolbackend.pool.lookup import find_volume
 
     # virsh's vol-name has no --pool (so no "--pool might help"); ours honours one if given
-    print(find_volume(_store(), args.vol, args.pool, hint=False)[1].name + "\n")
+    print(find_volume(_store(), args.vol, args.pool, pool_option=None)[1].name + "\n")
     return 0
 
 
 def vol_pool(args: argparse.Namespace) -> int:
     from poolbackend.pool.lookup import find_volume
 
-    print(find_volume(_store(), args.vol, args.pool, hint=False)[0].pool.name + "\n")
+    print(find_volume(_store(), args.vol, args.pool, pool_option=None)[0].pool.name + "\n")
     return 0
 
 

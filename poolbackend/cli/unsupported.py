@@ -55,10 +55,12 @@ def _active(store: Store, record: PoolRecord) -> PoolRecord:
     return active_pool(store, record.pool.name)
 
 
-def _volume(store: Store, vol: str, pool: str | None) -> tuple[PoolRecord, Volume]:
+def _volume(
+    store: Store, vol: str, pool: str | None, option: str | None = "pool", *, any_pool: bool = False
+) -> tuple[PoolRecord, Volume]:
     from poolbackend.pool.lookup import find_volume
 
-    return find_volume(store, vol, pool)
+    return find_volume(store, vol, pool, pool_option=option, any_pool=any_pool)
 
 
 def _by_name(record: PoolRecord, name: str) -> Volume | None:
@@ -98,7 +100,9 @@ def vol_create_as(args: argparse.Namespace) -> int:
     record = store.get_pool(args.pool)
     capacity = virsh_size(args.capacity)
     allocation = virsh_size(args.allocation) if args.allocation is not None else None
-    backing = _volume(store, args.backing_vol, None)[1] if args.backing_vol else None
+    backing = None
+    if args.backing_vol:  # virsh: a name in POOL, else a key or path of any pool
+        backing = _volume(store, args.backing_vol, record.pool.name, None, any_pool=True)[1]
     if args.print_xml:  # virsh prints the XML it would send, without asking the driver
         print(
             format_volume_request_xml(
@@ -143,7 +147,7 @@ def vol_create(args: argparse.Namespace) -> int:
 def vol_create_from(args: argparse.Namespace) -> int:
     store = _store()
     record = store.get_pool(args.pool)
-    _volume(store, args.vol, args.inputpool)
+    _volume(store, args.vol, args.inputpool, "inputpool")
     data = _volume_xml(args.file)
     record = _active(store, record)
     _create_from(record, _parse_volume(data, args).name)

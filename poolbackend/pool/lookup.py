@@ -71,15 +71,15 @@ def sanitize_path(path: str) -> str:
     return "".join(out)
 
 
-def _volume_pool(store: Store, pool_name: str) -> PoolRecord:
-    """The active pool named by ``--pool``, with virsh's texts."""
+def _volume_pool(store: Store, pool_name: str, option: str, active: bool) -> PoolRecord:
+    """The pool named by ``--<option>`` (it must be ``active`` if asked), with virsh's texts."""
     if not pool_name:
-        raise ConfigError("Failed to get option 'pool': Option argument is empty")
+        raise ConfigError(f"Failed to get option '{option}': Option argument is empty")
     try:
         record = store.get_pool(pool_name)
     except NotFoundError as exc:
         raise NotFoundError(str(exc), lead=f"failed to get pool '{printable(pool_name)}'") from None
-    if not record.state.active:
+    if active and not record.state.active:
         raise StateError(f"pool '{printable(pool_name)}' is not active")
     return record
 
@@ -94,16 +94,26 @@ def _active_pools(store: Store) -> list[PoolRecord]:
 
 
 def find_volume(
-    store: Store, vol: str, pool_name: str | None, *, hint: bool = True
+    store: Store,
+    vol: str,
+    pool_name: str | None,
+    *,
+    pool_option: str | None = "pool",
+    any_pool: bool = False,
 ) -> tuple[PoolRecord, Volume]:
     """The pool and volume that VOL names, the way virsh resolves it (see the module doc).
 
-    ``hint=False`` drops virsh's ``specifying --pool might help`` from the not-found line
-    (virsh's vol-name and vol-pool, which have no ``--pool``).
+    ``pool_option`` is the option that names the pool, for virsh's ``specifying --<option>
+    might help`` (``inputpool`` for vol-create-from; ``None``: no hint, as virsh's vol-name
+    and vol-pool, which have no pool option). ``any_pool`` is virsh's lookup of
+    ``vol-create-as --backing-vol``: the pool may be inactive (then only keys and paths
+    count) and a key or path of another pool is accepted.
     """
     if not vol:
         raise ConfigError("Failed to get option 'vol': Option argument is empty")
-    wanted = _volume_pool(store, pool_name) if pool_name is not None else None
+    wanted = None
+    if pool_name is not None:
+        wanted = _volume_pool(store, pool_name, pool_option or "pool", not any_pool)
     if wanted is not None:
         found = wanted.state.volume("name", vol)
         if found is not None:
@@ -117,25 +127,25 @@ def find_volume(
             for record, volume in matches:
                 if record.name == wanted.name:
                     return record, volume
-            if matches:
+            if matches and not any_pool:
                 raise NotFoundError(
                     f"Requested volume '{printable(vol)}' is not in pool "
                     f"'{printable(wanted.pool.name)}'"
                 )
-            continue
         if len(matches) == 1:
             return matches[0]
         if matches:
             names = ", ".join(f"'{printable(r.pool.name)}'" for r, _ in matches)
+            option = pool_option or "pool"
             raise NotFoundError(
                 f"volume {attribute} '{printable(text)}' is in several pools ({names}): "
-                "name the pool with --pool",
-                lead=f"failed to get vol '{printable(vol)}', specifying --pool might help",
+                f"name the pool with --{option}",
+                lead=f"failed to get vol '{printable(vol)}', specifying --{option} might help",
             )
     shown = f"'{printable(vol)}'" + (f" ({printable(clean)})" if clean != vol else "")
     lead = f"failed to get vol '{printable(vol)}'"
-    if hint and wanted is None:
-        lead += ", specifying --pool might help"
+    if pool_option is not None and wanted is None:
+        lead += f", specifying --{pool_option} might help"
     raise NotFoundError(
         f"Storage volume not found: no storage vol with matching path {shown}", lead=lead
     )

@@ -12,6 +12,7 @@ for byte.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +225,7 @@ def test_each_form_of_vol_reaches_its_own_lun_only(
 ORACLE_COMMANDS = [
     "vol-info", "vol-dumpxml", "vol-key", "vol-path", "vol-name", "vol-pool",
     "vol-wipe", "vol-download", "vol-upload", "vol-delete", "vol-resize", "vol-clone",
+    "vol-create-from",
 ]  # fmt: skip
 
 
@@ -262,5 +264,21 @@ def test_errors_are_virshs_lines(
             if cmd in ("vol-key", "vol-path") or (cmd in ("vol-name", "vol-pool") and not pool):
                 argv = _argv(cmd, vol, pool, tmp_path)
                 assert run_cli(*argv)[:2] == (0, libvirtd.virsh(*argv, check=True).stdout)
-    assert compared == 64
+    assert compared == 70
+
+    # vol-create-as --backing-vol: a name in the new volume's pool (if active), else a key or
+    # path of any pool
+    for pool, vol in (
+        ("pa", "unit:0:0:1"),
+        ("pa", "unit:0:0:9"),
+        ("pa", lab.key("pb", 1)),
+        ("pc", "unit:0:0:1"),
+        ("pc", lab.key("pb", 1)),
+    ):
+        argv = ["vol-create-as", pool, "new", "1M", "--backing-vol", vol, "--print-xml"]
+        theirs = libvirtd.virsh(*argv)
+        rc, out, err = run_cli(*argv)
+        assert (rc, err) == (theirs.returncode, theirs.stderr), argv
+        path = re.search(r"<path>[^<]*</path>", theirs.stdout)
+        assert (path is None and rc == 1) or (path is not None and path.group(0) in out), argv
     assert lab.contents() == {(p, n): lab.fill(p, n) for p in TARGETS for n in LUNS}

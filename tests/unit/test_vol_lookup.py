@@ -6,7 +6,7 @@ bare name, key, path, unknown …) is resolved by :func:`poolbackend.pool.lookup
 and then run through every volume command of the CLI (in process), checking which pool's
 LUN each one acted on, or virsh's exact error lines. The commands that do I/O point at
 portals where nothing listens, so the connection error names the portal and target they
-chose; tests/integration/test_vol_lookup.py does the same against tgtd and reads the LUNs.
+chose; tests/integration/test_vol_lookup_tgt.py does the same against tgtd and reads the LUNs.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def test_lookup_matrix(state_dir: Path, pools: dict[str, PoolDef]) -> None:
         assert (info.value.lead, str(info.value)) == (lead, message), (vol, pool)
 
     with pytest.raises(NotFoundError) as info:
-        find_volume(store, "unit:0:0:1", None, hint=False)  # vol-name / vol-pool
+        find_volume(store, "unit:0:0:1", None, pool_option=None)  # vol-name / vol-pool
     assert info.value.lead == "failed to get vol 'unit:0:0:1'"
     with pytest.raises(StateError, match=r"^pool 'pc' is not active$") as state:
         find_volume(store, "unit:0:0:1", "pc")
