@@ -307,3 +307,33 @@ def test_lead_is_printed_before_the_message() -> None:
     err = PoolBackendError("libvirt's line", lead="virsh's line")
     assert (str(err), err.lead) == ("libvirt's line", "virsh's line")
     assert PoolBackendError("x").lead is None
+
+
+def test_hint_names_the_pool_option_and_backing_vol_searches_any_pool(
+    tmp_path: Path, pools: dict[str, PoolDef]
+) -> None:
+    """vol-create-from's pool option is --inputpool; --backing-vol: name in the pool, any key."""
+    xml = tmp_path / "vol.xml"
+    xml.write_text("<volume><name>copy</name><capacity>1</capacity></volume>")
+    rc, out, err = _run("vol-create-from", "pa", str(xml), "unit:0:0:1")
+    assert (rc, out) == (1, "")
+    assert err == (
+        "error: failed to get vol 'unit:0:0:1', specifying --inputpool might help\n"
+        "error: Storage volume not found: no storage vol with matching path 'unit:0:0:1'\n"
+    )
+    key_b = _key(pools["pb"], 1)
+    for pool, vol, path in (
+        ("pa", "unit:0:0:1", _key(pools["pa"], 1)),  # a name of the new volume's pool
+        ("pa", key_b, key_b),  # another pool's key is fine here (virsh does no pool check)
+        ("pc", key_b, key_b),  # the pool may be inactive
+    ):
+        rc, out, err = _run("vol-create-as", pool, "new", "1M", "--backing-vol", vol, "--print-xml")
+        assert (rc, err) == (0, "") and f"<path>{path}</path>" in out, (pool, vol)
+    rc, out, err = _run(
+        "vol-create-as", "pc", "new", "1M", "--backing-vol", "unit:0:0:1", "--print-xml"
+    )
+    assert (rc, out) == (1, "")
+    assert err == (
+        "error: failed to get vol 'unit:0:0:1'\n"
+        "error: Storage volume not found: no storage vol with matching path 'unit:0:0:1'\n"
+    )
