@@ -63,6 +63,11 @@ def _signals_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def _may(path: str, mode: int) -> bool:
+    """access(2) with the ids the writes will use (the effective ones)."""
+    return os.access(path, mode, effective_ids=os.access in os.supports_effective_ids)
+
+
 def _umask() -> int:
     old = os.umask(0o077)
     os.umask(old)
@@ -98,12 +103,14 @@ class Output:
             directory = os.path.dirname(self.target)
             if not os.path.isdir(directory):
                 raise ConfigError(f"cannot write {self.shown}: No such file or directory")
-            if not os.access(directory, os.W_OK | os.X_OK):
+            if not _may(directory, os.W_OK | os.X_OK):
                 raise ConfigError(
                     f"cannot write {self.shown}: its directory is not writable "
                     "(the file is replaced only when the download succeeded)"
                 )
         if st is not None and stat.S_ISREG(st.st_mode):
+            if not _may(self.target, os.W_OK):  # as cp: a file we may not write stays
+                raise ConfigError(f"cannot write {self.shown}: Permission denied")
             self._mode = stat.S_IMODE(st.st_mode)
             self._owner = (st.st_uid, st.st_gid)
 
