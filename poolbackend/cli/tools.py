@@ -14,7 +14,7 @@ from typing import TextIO
 
 from poolbackend.cli.initiator_opts import session_options
 from poolbackend.iscsi.aio import Session, SessionOptions
-from poolbackend.iscsi.errors import ISCSIError
+from poolbackend.iscsi.errors import CommandFailed, ISCSIError
 from poolbackend.iscsi.url import IscsiUrl, parse_url
 from poolbackend.numbers import ascii_int
 from poolbackend.scsi import inquiry as INQ
@@ -34,21 +34,27 @@ def exact_size(n: int) -> str:
 
 async def _list_luns(session: Session, out: TextIO) -> None:
     """One line per LUN, each addressed with the entry the target reported; entries that
-    cannot be used get a ``warning:`` line, as in pool-start."""
+    cannot be used, and a LUN whose command fails or whose data is impossible, get a
+    ``warning:`` line on stderr (as in pool-start) and the others are still listed."""
     report = await session.report_luns_data()
     for raw, reason in report.refused:
         emit("warning", refused_line(raw, reason))
 
-    async def describe(lun: Lun) -> str:
-        inq = await session.inquiry(lun)
-        line = f"Lun:{lun.number:<4} Type:{INQ.device_type_name(inq.device_type)}"
-        if inq.device_type == 0:
-            blocks, size = await session.read_capacity(lun)
-            line += f" (Size:{exact_size(blocks * size)})"
+    async def describe(lun: Lun) -> str | None:
+        try:
+            inq = await session.inquiry(lun)
+            line = f"Lun:{lun.number:<4} Type:{INQ.device_type_name(inq.device_type)}"
+            if inq.is_disk:
+                blocks, size = await session.read_capacity(lun)
+                line += f" (Size:{exact_size(blocks * size)})"
+        except CommandFailed as exc:
+            print(f"warning: LUN {lun.number} left out: {exc}", file=sys.stderr)
+            return None
         return line
 
     for line in await asyncio.gather(*(describe(lun) for lun in report.entries)):
-        print(line, file=out)
+        if line is not None:
+            print(line, file=out)
 
 
 async def iscsi_ls_async(

@@ -28,6 +28,7 @@ from poolbackend.iscsi.chap import ChapInitiator
 from poolbackend.iscsi.connection import Connection, State
 from poolbackend.iscsi.digest import Buffer
 from poolbackend.iscsi.errors import (
+    BadTargetData,
     CommandFailed,
     ConnectionFailed,
     ISCSIError,
@@ -57,6 +58,7 @@ from poolbackend.scsi.capacity import (
     parse_read_capacity10,
     parse_read_capacity16,
 )
+from poolbackend.scsi.errors import ScsiParseError
 from poolbackend.scsi.inquiry import StandardInquiry, parse_standard_inquiry
 from poolbackend.scsi.lun import LunRef
 from poolbackend.scsi.reportluns import ReportLuns, parse_report_luns
@@ -736,9 +738,16 @@ class Session:
     async def test_unit_ready(self, lun: LunRef) -> None:
         await self.execute(lun, C.tur())
 
+    def _parsed(self, lun: LunRef, parse: Callable[[bytes], T], data: Buffer) -> T:
+        """``parse(data)``; short or impossible data fails this command (with the LUN named)."""
+        try:
+            return parse(bytes(data))
+        except ScsiParseError as exc:
+            raise BadTargetData(f"{self.what}: LUN {lun}: {exc}") from None
+
     async def inquiry(self, lun: LunRef) -> StandardInquiry:
         r = await self.execute(lun, C.inquiry(alloc=255), read_len=255)
-        return parse_standard_inquiry(bytes(r.data))
+        return self._parsed(lun, parse_standard_inquiry, r.data)
 
     async def vpd(self, lun: LunRef, page: int, alloc: int = 4096) -> bytes:
         r = await self.execute(lun, C.inquiry(evpd=True, page=page, alloc=alloc), read_len=alloc)
@@ -750,12 +759,18 @@ class Session:
 
     async def report_luns_data(self) -> ReportLuns:
         """All LUN entries as reported, re-asking with a larger allocation when the list did
-        not fit; entries that cannot be used are in ``refused``."""
+        not fit; entries that cannot be used are in ``refused``. A list cut off inside what
+        was asked for, or with an impossible length, fails with one line."""
         alloc = 4096
         for _ in range(4):
             r = await self.execute(0, C.report_luns(alloc=alloc), read_len=alloc)
-            parsed = parse_report_luns(bytes(r.data))
+            parsed = self._parsed(0, parse_report_luns, r.data)
             if parsed.full_length <= alloc:
+                if len(r.data) < parsed.full_length:
+                    raise BadTargetData(
+                        f"{self.what}: REPORT LUNS data cut off: the list is "
+                        f"{parsed.full_length} bytes, the target sent {len(r.data)}"
+                    )
                 return parsed
             alloc = parsed.full_length
         raise RemoteProtocolError(f"{self.what}: REPORT LUNS list keeps growing")
@@ -768,12 +783,12 @@ class Session:
             if exc.sense_data is None or exc.sense_data.key != 5:
                 raise
             return None
-        return parse_read_capacity16(bytes(r.data))
+        return self._parsed(lun, parse_read_capacity16, r.data)
 
     async def read_capacity10(self, lun: LunRef) -> tuple[int, int]:
         """(block count, block length) from READ CAPACITY(10)."""
         r = await self.execute(lun, C.read_capacity10(), read_len=8)
-        rc10 = parse_read_capacity10(bytes(r.data))
+        rc10 = self._parsed(lun, parse_read_capacity10, r.data)
         if rc10.needs_16:
             raise CommandFailed(
                 f"{self.what}: LUN {lun} is too large for READ CAPACITY(10) and rejects (16)"

@@ -53,3 +53,9 @@ class CommandFailed(ISCSIError):
         self.status = status
         self.sense = sense
         self.response = response
+
+
+class BadTargetData(CommandFailed):
+    """A command completed but its data is short or impossible (a ``ScsiParseError`` from the
+    SCSI layer, with the portal, target and LUN added). Like any failed command it leaves
+    that one LUN out of a scan."""

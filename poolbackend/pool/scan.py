@@ -3,6 +3,9 @@
 All LUNs are probed concurrently on one session, so a 1000-LUN target costs a few round
 trips bounded by the target's command window instead of one round trip per command (as in
 libvirt). A LUN that fails is reported and left out; it does not fail the whole refresh.
+That includes a LUN whose INQUIRY or READ CAPACITY data is short or impossible (checked by
+the SCSI parsers, e.g. tgt's last LBA 2^64-1 for an empty backing file): it is left out
+with the reason, like a NOT READY LUN.
 """
 
 from __future__ import annotations
@@ -15,8 +18,6 @@ from poolbackend.iscsi.errors import CommandFailed
 from poolbackend.scsi.inquiry import device_type_name
 from poolbackend.scsi.lun import Lun
 from poolbackend.scsi.reportluns import refused_line
-
-DISK = 0x00
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ async def probe_lun(session: Session, lun: Lun) -> LunInfo:
     await session.test_unit_ready(lun)
     inq = await session.inquiry(lun)
     info = LunInfo(lun, inq.device_type, device_type_name(inq.device_type), inq.vendor, inq.product)
-    if inq.peripheral_qualifier == 0 and inq.device_type == DISK:
+    if inq.is_disk:
         blocks, block_size = await session.read_capacity(lun)
         info = replace(info, block_size=block_size, block_count=blocks)
     return info

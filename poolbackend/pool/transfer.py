@@ -18,8 +18,9 @@ from typing import BinaryIO, TypeVar
 
 from poolbackend.errors import ConfigError, PoolBackendError
 from poolbackend.iscsi.aio import Session
-from poolbackend.iscsi.errors import CommandFailed, ISCSIError
+from poolbackend.iscsi.errors import BadTargetData, CommandFailed, ISCSIError
 from poolbackend.iscsi.liveness import InFlightWindow
+from poolbackend.scsi.errors import ScsiParseError
 from poolbackend.scsi.lun import LunRef
 from poolbackend.scsi.vpd import parse_block_limits, parse_supported_pages
 
@@ -58,12 +59,17 @@ class Geometry:
 
 
 async def geometry(session: Session, lun: LunRef) -> Geometry:
-    """Size, block limits and provisioning of a disk LUN; non-disk LUNs are refused."""
+    """Size, block limits and provisioning of a disk LUN; non-disk LUNs are refused.
+
+    Every value is checked before it sizes any work: the READ CAPACITY parsers refuse
+    impossible capacities and block lengths (:func:`poolbackend.scsi.capacity.check_capacity`),
+    and short or malformed VPD pages fail with one line (:class:`BadTargetData`).
+    """
     from poolbackend.scsi.vpd import parse_logical_block_provisioning
 
     await session.test_unit_ready(lun)
     inq = await session.inquiry(lun)
-    if inq.peripheral_qualifier != 0 or inq.device_type != 0:
+    if not inq.is_disk:
         from poolbackend.scsi.inquiry import device_type_name
 
         raise ConfigError(
@@ -80,17 +86,24 @@ async def geometry(session: Session, lun: LunRef) -> Geometry:
     lbpws = False
     try:
         pages = parse_supported_pages(await session.vpd(lun, 0x00)).pages
-    except CommandFailed:
+    except (CommandFailed, ScsiParseError):  # no usable page list: go without the limits
         pages = ()
     if 0xB0 in pages:
-        bl = parse_block_limits(await session.vpd(lun, 0xB0))
+        bl = _vpd(lun, parse_block_limits, await session.vpd(lun, 0xB0))
         max_xfer, max_ws = bl.max_transfer_length, bl.max_write_same_length
         max_unmap, max_desc = bl.max_unmap_lba_count, bl.max_unmap_descriptors
     if 0xB2 in pages:
-        lbpws = parse_logical_block_provisioning(await session.vpd(lun, 0xB2)).lbpws
+        lbpws = _vpd(lun, parse_logical_block_provisioning, await session.vpd(lun, 0xB2)).lbpws
     return Geometry(
         lun, block_size, blocks, max_xfer, max_ws, thin, lbprz, lbpws, max_unmap, max_desc
     )
+
+
+def _vpd(lun: LunRef, parse: Callable[[bytes], T], data: bytes) -> T:
+    try:
+        return parse(data)
+    except ScsiParseError as exc:
+        raise BadTargetData(f"LUN {lun}: {exc}") from None
 
 
 def _range(geo: Geometry, offset: int, length: int | None) -> tuple[int, int]:

@@ -2,6 +2,11 @@
 
 Both return the *last* LBA: capacity is (last LBA + 1) x block length. libvirt's iscsi-direct
 pool and iscsi-ls forget the + 1 and report 63M for a 64 MiB LUN.
+
+The parsers are the one place where a target's capacity is checked before anything uses it
+or sizes work by it (pool scan, transfer geometry, the tools): a block length that is not a
+power of two in 512..65536, a last LBA of 2**64-1 (tgt's answer for an empty backing file:
+0 blocks - 1 wrapped) or a size that does not fit in 64 bits raises :class:`ScsiParseError`.
 """
 
 from __future__ import annotations
@@ -12,11 +17,34 @@ from poolbackend.scsi.errors import ScsiParseError
 
 RC10_LENGTH = 8
 RC16_LENGTH = 32
+MIN_BLOCK_LENGTH = 512
+MAX_BLOCK_LENGTH = 65536
+MAX_CAPACITY_BYTES = (1 << 64) - 1  # libvirt's sizes are unsigned 64-bit byte counts
 
 
 def _need(data: bytes, length: int, what: str) -> None:
     if len(data) < length:
         raise ScsiParseError(f"{what} data too short: {len(data)} bytes, need {length}")
+
+
+def check_capacity(what: str, last_lba: int, block_length: int) -> None:
+    """Refuse a capacity no real LUN can have; the message says what is impossible."""
+    if not MIN_BLOCK_LENGTH <= block_length <= MAX_BLOCK_LENGTH or block_length & (
+        block_length - 1
+    ):
+        raise ScsiParseError(
+            f"{what} reports a block length of {block_length} bytes; "
+            f"expected a power of two from {MIN_BLOCK_LENGTH} to {MAX_BLOCK_LENGTH}"
+        )
+    if last_lba == (1 << 64) - 1:
+        raise ScsiParseError(
+            f"{what} reports last LBA 2^64-1 (an empty or unreadable backing store: "
+            "0 blocks minus one)"
+        )
+    if (last_lba + 1) * block_length > MAX_CAPACITY_BYTES:
+        raise ScsiParseError(
+            f"{what} reports {last_lba + 1} blocks of {block_length} bytes, more than 2^64-1 bytes"
+        )
 
 
 @dataclass(frozen=True)
@@ -45,10 +73,10 @@ class ReadCapacity10(_Capacity):
 
 def parse_read_capacity10(data: bytes) -> ReadCapacity10:
     _need(data, RC10_LENGTH, "READ CAPACITY(10)")
-    return ReadCapacity10(
-        last_lba=int.from_bytes(data[0:4], "big"),
-        block_length=int.from_bytes(data[4:8], "big"),
-    )
+    last_lba = int.from_bytes(data[0:4], "big")
+    block_length = int.from_bytes(data[4:8], "big")
+    check_capacity("READ CAPACITY(10)", last_lba, block_length)
+    return ReadCapacity10(last_lba=last_lba, block_length=block_length)
 
 
 @dataclass(frozen=True)
@@ -64,9 +92,12 @@ class ReadCapacity16(_Capacity):
 
 def parse_read_capacity16(data: bytes) -> ReadCapacity16:
     _need(data, RC16_LENGTH, "READ CAPACITY(16)")
+    last_lba = int.from_bytes(data[0:8], "big")
+    block_length = int.from_bytes(data[8:12], "big")
+    check_capacity("READ CAPACITY(16)", last_lba, block_length)
     return ReadCapacity16(
-        last_lba=int.from_bytes(data[0:8], "big"),
-        block_length=int.from_bytes(data[8:12], "big"),
+        last_lba=last_lba,
+        block_length=block_length,
         p_type=(data[12] >> 1) & 0x07,
         prot_en=bool(data[12] & 0x01),
         p_i_exponent=data[13] >> 4,

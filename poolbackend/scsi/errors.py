@@ -1,14 +1,19 @@
 """Errors of the SCSI layer.
 
 Every parser raises only :class:`ScsiParseError` for malformed or short data, so callers can
-catch one type; its message names the structure and the problem.
+catch one type; its message names the structure and the problem. It is also a
+:class:`~poolbackend.errors.PoolBackendError`, so one that escapes every caller still reaches
+the user as one ``error:`` line, never a traceback (it stays a ``ValueError`` for callers
+that treat it as bad data).
 """
 
 from __future__ import annotations
 
+from poolbackend.errors import PoolBackendError
 
-class ScsiParseError(ValueError):
-    """Data-in (or a LUN field) from the target could not be parsed."""
+
+class ScsiParseError(PoolBackendError, ValueError):
+    """Data-in (or a LUN field) from the target could not be parsed or is impossible."""
 
 
 class UnsupportedLunFormat(ScsiParseError):

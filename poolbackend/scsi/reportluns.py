@@ -1,4 +1,9 @@
-"""REPORT LUNS parameter data (SPC-4 §6.33): 8-byte header, then 8-byte SAM LUN entries."""
+"""REPORT LUNS parameter data (SPC-4 §6.33): 8-byte header, then 8-byte SAM LUN entries.
+
+The LUN list length is checked before anything is sized by it: it must be a multiple of 8
+and at most :data:`MAX_LIST_LENGTH` (a lying length must not make the caller allocate
+gigabytes). The declared length is authoritative: bytes after it are ignored.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ from dataclasses import dataclass
 
 from poolbackend.scsi.errors import ScsiParseError
 from poolbackend.scsi.lun import Lun, encode_lun, refusal
+
+MAX_ENTRIES = 65536
+MAX_LIST_LENGTH = 8 * MAX_ENTRIES
 
 
 @dataclass(frozen=True)
@@ -41,7 +49,16 @@ def parse_report_luns(data: bytes) -> ReportLuns:
     """Split the entries present in ``data``; a cut-off final entry is ignored."""
     if len(data) < 8:
         raise ScsiParseError(f"REPORT LUNS data too short: {len(data)} bytes, need 8")
-    full_length = 8 + int.from_bytes(data[0:4], "big")
+    list_length = int.from_bytes(data[0:4], "big")
+    if list_length % 8:
+        raise ScsiParseError(
+            f"REPORT LUNS list length {list_length} is not a multiple of the 8-byte entry"
+        )
+    if list_length > MAX_LIST_LENGTH:
+        raise ScsiParseError(
+            f"REPORT LUNS list length {list_length} bytes is absurd (more than {MAX_ENTRIES} LUNs)"
+        )
+    full_length = 8 + list_length
     end = min(len(data), full_length)
     entries: list[Lun] = []
     seen: dict[int, bytes] = {}

@@ -42,3 +42,48 @@ def test_short_data() -> None:
         ScsiParseError, match=r"READ CAPACITY\(10\) data too short: 7 bytes, need 8"
     ):
         parse_read_capacity10(bytes(7))
+
+
+def _rc16(last_lba: int, block_length: int) -> bytes:
+    return last_lba.to_bytes(8, "big") + block_length.to_bytes(4, "big") + bytes(20)
+
+
+def _rc10(last_lba: int, block_length: int) -> bytes:
+    return last_lba.to_bytes(4, "big") + block_length.to_bytes(4, "big")
+
+
+@pytest.mark.parametrize(
+    ("last_lba", "block_length", "problem"),
+    [
+        (2**64 - 1, 512, r"last LBA 2\^64-1"),  # tgt's answer for an empty backing file
+        (2**55 - 1, 512, r"more than 2\^64-1 bytes"),  # exactly 2**64 bytes
+        (2**63, 4096, r"more than 2\^64-1 bytes"),
+        (131071, 0, "block length of 0 bytes"),
+        (131071, 3, "block length of 3 bytes"),
+        (131071, 256, "block length of 256 bytes"),
+        (131071, 520, "block length of 520 bytes"),
+        (131071, 1 << 20, "block length of 1048576 bytes"),
+        (0, 0, "block length of 0 bytes"),  # capacity 0
+    ],
+)
+def test_impossible_capacity_refused(last_lba: int, block_length: int, problem: str) -> None:
+    with pytest.raises(ScsiParseError, match=r"READ CAPACITY\(16\) reports .*" + problem):
+        parse_read_capacity16(_rc16(last_lba, block_length))
+    if last_lba < 2**32:
+        with pytest.raises(ScsiParseError, match=r"READ CAPACITY\(10\) reports"):
+            parse_read_capacity10(_rc10(last_lba, block_length))
+
+
+@pytest.mark.parametrize("block_length", [512, 1024, 2048, 4096, 8192, 65536])
+def test_possible_capacities_pass(block_length: int) -> None:
+    assert parse_read_capacity16(_rc16(0, block_length)).capacity_bytes == block_length
+    largest = (2**64 - 1) // block_length  # blocks that still fit in 64-bit bytes
+    assert parse_read_capacity16(_rc16(largest - 1, block_length)).block_count == largest
+    assert parse_read_capacity10(_rc10(0xFFFFFFFF, block_length)).needs_16
+
+
+def test_scsi_parse_error_is_a_user_error() -> None:
+    from poolbackend.errors import PoolBackendError
+
+    assert issubclass(ScsiParseError, PoolBackendError)
+    assert issubclass(ScsiParseError, ValueError)

@@ -49,3 +49,30 @@ def test_too_short() -> None:
 def test_round_trip() -> None:
     luns = [0, 7, 255, 256, 1000, 16383]
     assert parse_report_luns(build_report_luns_data(luns)).luns == tuple(luns)
+
+
+def _header(list_length: int) -> bytes:
+    return list_length.to_bytes(4, "big") + bytes(4)
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (_header(12) + bytes(12), "list length 12 is not a multiple of the 8-byte entry"),
+        (_header(0xFFFFFFF8), "list length 4294967288 bytes is absurd"),
+        (_header(8 * 65537), "more than 65536 LUNs"),
+    ],
+)
+def test_impossible_list_length_refused(data: bytes, problem: str) -> None:
+    with pytest.raises(ScsiParseError, match=problem):
+        parse_report_luns(data)
+
+
+def test_largest_list_accepted() -> None:
+    assert parse_report_luns(_header(8 * 65536)).full_length == 8 + 8 * 65536
+
+
+def test_declared_length_is_authoritative() -> None:
+    data = bytearray(build_report_luns_data([0, 1, 2]))
+    data[0:4] = (8).to_bytes(4, "big")  # the length lies smaller: only LUN 0 counts
+    assert parse_report_luns(bytes(data)).luns == (0,)
