@@ -96,19 +96,14 @@ def pool_refresh(args: argparse.Namespace) -> int:
 
 
 def pool_destroy(args: argparse.Namespace) -> int:
-    b = _backend(args)
-    name = b.store.get_pool(args.pool).pool.name
-    b.destroy(args.pool)
+    name = _backend(args).destroy(args.pool)
     _say(f"Pool {name} destroyed")
     return 0
 
 
 def pool_undefine(args: argparse.Namespace) -> int:
-    store = _store()
-    with store.locked():
-        record = store.get_pool(args.pool)
-        store.undefine(record.pool.name)
-    _say(f"Pool {record.pool.name} has been undefined")
+    name = _store().undefine(args.pool)
+    _say(f"Pool {name} has been undefined")
     return 0
 
 

@@ -219,12 +219,10 @@ class Backend:
             raise StateError(lookup.invalid(record.pool.name, "is not active"))
         return self._scan_and_save(record, starting=False)
 
-    def destroy(self, name: str) -> None:
-        with self.store.locked():
-            record = self.store.get_pool(name)
-            if not record.state.active:
-                raise StateError(lookup.invalid(record.pool.name, "is not active"))
-            self.store.clear_state(record.pool.name)
+    def destroy(self, name: str) -> str:
+        """Clear the pool's runtime state whatever it holds (see :meth:`Store.destroy`);
+        returns the pool's name."""
+        return self.store.destroy(name)
 
     # -- discovery ---------------------------------------------------------------------
     def find_sources(self, spec: SourceSpec, timeout: float = DEFAULT_TIMEOUT) -> list[str]:

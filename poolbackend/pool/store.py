@@ -3,8 +3,21 @@
 Where the files live, and how they are opened safely, is :mod:`poolbackend.pool.fsutil`.
 
 A definition file holds the pool XML (:func:`~poolbackend.pool.xmlio.format_pool_xml`); a
-state file exists while the pool is active and holds a ``<poolstate>`` document with the
-live definition, sizes and volumes. A pool with a state file and no definition is transient.
+state file ``<name>.json`` exists while the pool is active and holds the live definition,
+sizes and volumes in the plain format of :mod:`poolbackend.pool.statefile` (the tool's own
+data: no libvirt checks, no limit meant for user input). A pool with a state file and no
+definition is transient.
+
+A damaged file of one pool never stops commands on the others (libvirt, too, skips a pool
+whose file it cannot load). Each is reported once per process as one ``warning:`` line:
+
+* a damaged state file (or a ``<name>.xml`` state of an older version, which is not read:
+  the state lives in ``/run`` and a restart only rescans the target) makes its pool
+  *inactive*: pool-start replaces the file, pool-destroy and pool-undefine remove it;
+* a damaged definition file: list commands leave that pool out; naming the pool gives one
+  ``error:`` line, except pool-destroy (which clears the runtime state whatever the
+  definition holds) and pool-undefine of an inactive pool (which removes the file); define
+  never overwrites it.
 
 Every write is atomic (:func:`~poolbackend.pool.fsutil.atomic_write`). Mutating methods take
 the process lock themselves; wrap a read-modify-write sequence in ``with store.locked(): …``
@@ -17,16 +30,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from poolbackend.errors import ConfigError, NotFoundError, PoolBackendError, StateError
+from poolbackend.pool import statefile
 from poolbackend.pool.fsutil import (
     DEFAULT_LOCK_TIMEOUT,
     FILE_MODE,
     StorePaths,
     atomic_write,
+    lexists,
     link_points_to,
     list_dir,
     process_lock,
@@ -36,17 +52,28 @@ from poolbackend.pool.fsutil import (
 )
 from poolbackend.pool.model import PoolDef, PoolState
 from poolbackend.pool.naming import printable
-from poolbackend.pool.xmlio import (
-    canonical_uuid,
-    format_pool_state_xml,
-    format_pool_xml,
-    parse_pool_state_xml,
-    parse_pool_xml,
-)
+from poolbackend.pool.xmlio import canonical_uuid, format_pool_xml, parse_pool_xml
 
-__all__ = ["PoolRecord", "Store", "StorePaths", "new_activation"]
+__all__ = ["DamagedFileError", "PoolRecord", "Store", "StorePaths", "new_activation"]
 
-_MAX_NAME_BYTES = 255 - len(".xml")
+STATE_SUFFIX = ".json"
+LEGACY_STATE_SUFFIX = ".xml"  # the <poolstate> XML of earlier versions (not read)
+_MAX_NAME_BYTES = 255 - len(STATE_SUFFIX)  # both <name>.xml and <name>.json must fit
+
+
+class DamagedFileError(ConfigError):
+    """A definition or state file of one pool cannot be loaded; ``path`` names it."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def _print_warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+_WARNED: set[str] = set()  # each damaged file is reported once per process
 
 
 # ---------------------------------------------------------------------------- the store
@@ -71,6 +98,8 @@ class PoolRecord:
     definition: PoolDef | None
     live: PoolDef | None
     state: PoolState
+    damaged_state: Path | None = None  # a state file that could not be loaded (pool inactive)
+    damaged_definition: Path | None = None  # a definition that could not be loaded
 
     @property
     def active(self) -> bool:
@@ -119,11 +148,18 @@ def _comment_safe(name: str) -> str:
 class Store:
     """Pool definitions, autostart flags and runtime state (see the module doc)."""
 
-    def __init__(self, paths: StorePaths) -> None:
+    def __init__(self, paths: StorePaths, *, warn: Callable[[str], None] = _print_warning) -> None:
         self.paths = paths
-        # Parsed state files by content: one command looks a pool up several times (before,
-        # under the lock, after saving) and a 1000-volume state takes ~30 ms to parse.
+        self._warn = warn
+        # Loaded state files by content: one command looks a pool up several times (before,
+        # under the lock, after saving); the file just written is known without reading it.
         self._parsed_states: dict[Path, tuple[bytes, tuple[PoolDef, PoolState]]] = {}
+
+    def warn(self, message: str) -> None:
+        """Report a damaged file once per process (one ``warning:`` line by default)."""
+        if message not in _WARNED:
+            _WARNED.add(message)
+            self._warn(message)
 
     @classmethod
     def default(cls) -> Store:
@@ -161,7 +197,12 @@ class Store:
 
     def state_path(self, name: str) -> Path:
         self._check_name(name)
-        return self.paths.state_dir / f"{name}.xml"
+        return self.paths.state_dir / f"{name}{STATE_SUFFIX}"
+
+    def legacy_state_path(self, name: str) -> Path:
+        """Where an earlier version kept the state (XML); only ever removed, never read."""
+        self._check_name(name)
+        return self.paths.state_dir / f"{name}{LEGACY_STATE_SUFFIX}"
 
     # --- loading
 
@@ -173,42 +214,72 @@ class Store:
         try:
             pool = parse_pool_xml(data, source_name=path.name)
         except ConfigError as exc:
-            raise ConfigError(
-                f"cannot load pool definition '{printable(str(path))}': {exc}"
+            raise DamagedFileError(
+                f"cannot load pool definition '{printable(str(path))}': {exc}", path
             ) from None
         if pool.name != name:
-            raise ConfigError(
+            raise DamagedFileError(
                 f"XML error: Storage pool config filename '{printable(str(path))}' "
-                f"does not match pool name '{printable(pool.name)}'"
+                f"does not match pool name '{printable(pool.name)}'",
+                path,
             )
         return pool
 
-    def _load_state(self, name: str) -> tuple[PoolDef, PoolState] | None:
+    def _load_state(self, name: str) -> tuple[PoolDef, PoolState] | DamagedFileError | None:
+        """The live definition and state, None without a state file, or the damage found."""
         path = self.state_path(name)
         data = read_file(self.paths, path)
         if data is None:
-            return None
+            legacy = self.legacy_state_path(name)
+            if not lexists(self.paths, legacy):
+                return None
+            return DamagedFileError(
+                f"pool state file '{printable(str(legacy))}' was written by an older "
+                "poolbackend and is not read; the pool is inactive until started again",
+                legacy,
+            )
         cached = self._parsed_states.get(path)
         if cached is not None and cached[0] == data:
-            pool, state = cached[1]
-        else:
-            try:
-                pool, state = parse_pool_state_xml(data, source_name=path.name)
-            except ConfigError as exc:
-                raise ConfigError(
-                    f"cannot load pool state '{printable(str(path))}': {exc}"
-                ) from None
-            self._parsed_states[path] = (data, (pool, state))
-        if pool.name != name:
-            raise ConfigError(
-                f"pool state file '{printable(str(path))}' holds pool '{printable(pool.name)}', "
-                f"expected '{printable(name)}'"
+            return cached[1]
+        try:
+            pool, state = statefile.loads(data)
+        except statefile.StateFileError as exc:
+            return DamagedFileError(
+                f"pool state file '{printable(str(path))}' is damaged ({exc}); "
+                "the pool is inactive until started again",
+                path,
             )
+        if pool.name != name:
+            return DamagedFileError(
+                f"pool state file '{printable(str(path))}' holds pool "
+                f"'{printable(pool.name)}', expected '{printable(name)}'; "
+                "the pool is inactive until started again",
+                path,
+            )
+        self._parsed_states[path] = (data, (pool, state))
         return pool, state
 
     def _record(self, name: str) -> PoolRecord | None:
-        definition = self._load_definition(name)
+        """Everything about pool ``name``; a damaged state makes it inactive (reported once),
+        a damaged definition raises unless a valid state still describes the pool."""
+        bad_definition: DamagedFileError | None = None
+        try:
+            definition = self._load_definition(name)
+        except DamagedFileError as exc:
+            definition, bad_definition = None, exc
         loaded = self._load_state(name)
+        damaged_state: Path | None = None
+        if isinstance(loaded, DamagedFileError):
+            if bad_definition is None and definition is None:  # transient: nothing else left
+                raise DamagedFileError(
+                    f"{loaded}; pool-destroy {printable(name)} removes it", loaded.path
+                )
+            self.warn(str(loaded))
+            damaged_state, loaded = loaded.path, None
+        if bad_definition is not None:
+            if loaded is None:
+                raise bad_definition
+            self.warn(str(bad_definition))
         if definition is None and loaded is None:
             return None
         autostart = definition is not None and self._autostart_link_ok(name)
@@ -219,7 +290,15 @@ class Store:
             live = None
             state = PoolState(active=False, autostart=autostart, persistent=True)
         pool_uuid = live.uuid if live is not None else definition.uuid if definition else ""
-        return PoolRecord(name=name, uuid=pool_uuid, definition=definition, live=live, state=state)
+        return PoolRecord(
+            name=name,
+            uuid=pool_uuid,
+            definition=definition,
+            live=live,
+            state=state,
+            damaged_state=damaged_state,
+            damaged_definition=None if bad_definition is None else bad_definition.path,
+        )
 
     def _autostart_link_ok(self, name: str) -> bool:
         """libvirt's rule: the pool autostarts when its link points at its definition."""
@@ -227,10 +306,18 @@ class Store:
 
     def _names(self) -> list[str]:
         names: set[str] = set()
-        for directory in (self.paths.definitions_dir, self.paths.state_dir):
+        for directory, suffixes in (
+            (self.paths.definitions_dir, (".xml",)),
+            (self.paths.state_dir, (STATE_SUFFIX, LEGACY_STATE_SUFFIX)),
+        ):
             for entry in list_dir(self.paths, directory):
-                if entry.endswith(".xml") and len(entry) > 4 and not entry.startswith("."):
-                    names.add(entry[:-4])
+                for suffix in suffixes:
+                    if (
+                        entry.endswith(suffix)
+                        and len(entry) > len(suffix)
+                        and not entry.startswith(".")
+                    ):
+                        names.add(entry[: -len(suffix)])
         return sorted(names)
 
     def list_pools(
@@ -238,8 +325,9 @@ class Store:
     ) -> list[PoolRecord]:
         """All pools (persistent and transient, active or not), sorted by name.
 
-        A file that cannot be loaded raises, unless ``on_error`` is given: then the error is
-        passed to it (to be shown as a warning) and that pool is left out.
+        A pool whose files cannot be loaded is left out and its error passed to ``on_error``
+        (default: :meth:`warn`, once per process), so one damaged pool never stops a command
+        about the others.
         """
         records: list[PoolRecord] = []
         for name in self._names():
@@ -247,8 +335,9 @@ class Store:
                 record = self._record(name)
             except PoolBackendError as exc:
                 if on_error is None:
-                    raise
-                on_error(exc)
+                    self.warn(str(exc))
+                else:
+                    on_error(exc)
                 continue
             if record is not None:
                 records.append(record)
@@ -363,6 +452,7 @@ class Store:
         self._check_name(pool.name)
         text = self._validated(pool)
         with self.locked():
+            self._load_definition(pool.name)  # a damaged definition is never overwritten
             self._check_source_conflict(pool)
             self._check_duplicates(pool, check_active=False)
             header = _HEADER.format(name=_comment_safe(pool.name))
@@ -376,10 +466,24 @@ class Store:
         assert record is not None
         return record
 
-    def undefine(self, name: str) -> None:
-        """Remove the definition and autostart flag of an inactive persistent pool."""
+    def undefine(self, name: str) -> str:
+        """Remove the definition and autostart flag of an inactive persistent pool; returns
+        its name.
+
+        A damaged definition of a pool without a valid state is removed too (libvirt would
+        not have loaded it; this spares deleting it by hand), and so is a damaged state file
+        (it made the pool inactive), so no trace of the pool is left.
+        """
         with self.locked():
-            record = self.get_pool(name)
+            try:
+                record = self.get_pool(name)
+            except DamagedFileError as exc:
+                if exc.path != self.definition_path(name):
+                    raise
+                remove_file(self.paths, self.autostart_path(name))
+                remove_file(self.paths, self.definition_path(name))
+                self._remove_state_files(name)
+                return name
             if record.active:
                 raise StateError(
                     "Requested operation is not valid: storage pool "
@@ -392,6 +496,9 @@ class Store:
                 )
             remove_file(self.paths, self.autostart_path(record.name))
             remove_file(self.paths, self.definition_path(record.name))
+            if record.damaged_state is not None:
+                self._remove_state_files(record.name)
+            return record.name
 
     def save_state(self, name: str, state: PoolState, *, pool: PoolDef | None = None) -> PoolRecord:
         """Write the runtime state of pool ``name`` (making it active if ``state.active``).
@@ -412,8 +519,16 @@ class Store:
             else:
                 self._check_name(name)
                 self._check_duplicates(pool, check_active=False)
-            data = format_pool_state_xml(pool, state).encode("utf-8")
-            atomic_write(self.paths, self.state_path(name), data, FILE_MODE)
+            try:
+                data = statefile.dumps(pool, state)
+            except statefile.StateFileError as exc:
+                raise StateError(
+                    f"internal error: cannot save the state of pool '{printable(name)}': {exc}"
+                ) from None
+            path = self.state_path(name)
+            atomic_write(self.paths, path, data, FILE_MODE)
+            self._parsed_states[path] = (data, (pool, state))
+            remove_file(self.paths, self.legacy_state_path(name))
             saved = self._record(name)
         assert saved is not None
         return saved
@@ -436,7 +551,37 @@ class Store:
     def clear_state(self, name: str) -> None:
         """Remove the runtime state (pool stopped); a transient pool disappears. Idempotent."""
         with self.locked():
-            remove_file(self.paths, self.state_path(name))
+            self._remove_state_files(name)
+
+    def _remove_state_files(self, name: str) -> bool:
+        removed = remove_file(self.paths, self.state_path(name))
+        return remove_file(self.paths, self.legacy_state_path(name)) or removed
+
+    def destroy(self, name_or_uuid: str) -> str:
+        """Clear the runtime state of an active pool, whatever the state or definition file
+        holds; returns the pool's name.
+
+        A pool that is inactive only because its state file is damaged (or of an older
+        version) is "destroyed" by removing that file, like libvirt's pool-destroy of a pool
+        whose state it could not load.
+        """
+        with self.locked():
+            try:
+                record = self.get_pool(name_or_uuid)
+            except DamagedFileError:
+                if not self._remove_state_files(name_or_uuid):
+                    raise
+                return name_or_uuid
+            if record.damaged_state is not None:
+                self._remove_state_files(record.name)
+                return record.name
+            if not record.state.active:
+                raise StateError(
+                    "Requested operation is not valid: storage pool "
+                    f"'{printable(record.pool.name)}' is not active"
+                )
+            self._remove_state_files(record.name)
+            return record.name
 
     def set_autostart(self, name: str, autostart: bool) -> None:
         """Mark or unmark a persistent pool for autostart."""

@@ -68,8 +68,6 @@ from poolbackend.pool.model import (
     VolumeSpec,
 )
 from poolbackend.pool.naming import printable
-from poolbackend.scsi.errors import ScsiParseError
-from poolbackend.scsi.lun import Lun
 
 __all__ = [
     "IQN_PATTERN",
@@ -80,14 +78,12 @@ __all__ = [
     "SCHEMA_DIR",
     "XMLConfigError",
     "canonical_uuid",
-    "format_pool_state_xml",
     "format_pool_xml",
     "format_secret_xml",
     "format_sources_xml",
     "format_volume_request_xml",
     "format_volume_xml",
     "host_name",
-    "parse_pool_state_xml",
     "parse_pool_xml",
     "parse_secret_xml",
     "parse_source_xml",
@@ -1372,131 +1368,3 @@ def format_secret_xml(secret: SecretDef) -> str:
         lines.append("  </usage>")
     lines.append("</secret>")
     return "\n".join(lines) + "\n"
-
-
-# ------------------------------------------------------------------------ pool state XML
-
-_VOLUME_INT_ATTRS = ("lun", "device-type", "block-size")
-_VOLUME_TEXT = ("vendor", "product", "revision", "serial")
-
-
-def format_pool_state_xml(pool: PoolDef, state: PoolState) -> str:
-    """Return the runtime state document: ``<poolstate>`` wrapping the live pool XML (with
-    the sizes) and the volumes with everything :class:`Volume` holds."""
-    activation = f" activation='{_esc(state.activation)}'" if state.activation else ""
-    lines = [f"<poolstate active='{'yes' if state.active else 'no'}'{activation}>"]
-    lines.extend("  " + line for line in format_pool_xml(pool, state).splitlines())
-    lines.append("  <volumes>")
-    for volume in state.volumes:
-        reported = "" if volume.reported is None else f" reported='{volume.reported.hex}'"
-        lines.append(
-            f"    <volume lun='{volume.lun}'{reported} device-type='{volume.device_type}' "
-            f"device-type-name='{_esc(volume.device_type_name)}' block-size='{volume.block_size}'>"
-        )
-        lines.append(f"      <name>{_esc(volume.name)}</name>")
-        lines.append(f"      <key>{_esc(volume.key)}</key>")
-        lines.append(f"      <path>{_esc(volume.path)}</path>")
-        lines.append(f"      <capacity>{volume.capacity}</capacity>")
-        lines.append(f"      <allocation>{volume.allocation}</allocation>")
-        for field_name in _VOLUME_TEXT:
-            value = getattr(volume, field_name)
-            if value is not None:
-                lines.append(f"      <{field_name}>{_esc(value)}</{field_name}>")
-        lines.append("    </volume>")
-    lines.append("  </volumes>")
-    lines.append("</poolstate>")
-    return "\n".join(lines) + "\n"
-
-
-def parse_pool_state_xml(
-    text: bytes | str, *, source_name: str = "<file>"
-) -> tuple[PoolDef, PoolState]:
-    """Parse a document written by :func:`format_pool_state_xml`.
-
-    Returns the live pool definition and its state (``autostart`` and ``persistent`` are
-    left at their defaults; the store fills them from the files on disk).
-    """
-    kind = "pool state"
-    root = _load(text, kind, source_name)
-    if root.tag != "poolstate":
-        raise _fail(
-            kind, source_name, f"root element is <{printable(_local(root))}>, expected <poolstate>"
-        )
-    pools = [kid for kid in _children(root) if kid.tag == "pool"]
-    if len(pools) != 1:
-        raise _fail(kind, source_name, "expected exactly one <pool> element", _line(root))
-    pool_element = pools[0]
-    pool = _pool_from_tree(pool_element, kind, source_name)
-    sizes: dict[str, int] = {}
-    for name in ("capacity", "allocation", "available"):
-        element = pool_element.find(name)
-        value = _c_ull(element.text or "") if element is not None else 0
-        if value is None or (element is not None and element.get("unit", "bytes") != "bytes"):
-            raise _fail(kind, source_name, f"bad <{name}> in <pool>", _line(pool_element))
-        sizes[name] = value
-    volumes: list[Volume] = []
-    volumes_element = root.find("volumes")
-    for element in [] if volumes_element is None else list(_children(volumes_element)):
-        volumes.append(_state_volume(element, kind, source_name))
-    active = root.get("active", "yes")
-    if active not in ("yes", "no"):
-        raise _fail(kind, source_name, "attribute 'active' must be 'yes' or 'no'", _line(root))
-    activation = root.get("activation", "")
-    if not all(c in "0123456789abcdef" for c in activation):
-        raise _fail(kind, source_name, "attribute 'activation' must be hexadecimal", _line(root))
-    return pool, PoolState(
-        active=active == "yes",
-        activation=activation,
-        capacity=sizes["capacity"],
-        allocation=sizes["allocation"],
-        available=sizes["available"],
-        volumes=tuple(volumes),
-    )
-
-
-def _state_volume(element: etree._Element, kind: str, source_name: str) -> Volume:
-    def bad(problem: str) -> XMLConfigError:
-        return _fail(kind, source_name, f"element '{_display(element)}': {problem}", _line(element))
-
-    if element.tag != "volume":
-        raise bad("unexpected element inside <volumes>")
-    numbers: dict[str, int] = {}
-    for attr in _VOLUME_INT_ATTRS:
-        value = _c_ull(element.get(attr, ""))
-        if value is None:
-            raise bad(f"missing or invalid attribute '{attr}'")
-        numbers[attr] = value
-    texts: dict[str, str | None] = {}
-    for name in ("name", "key", "path", "capacity", "allocation", *_VOLUME_TEXT):
-        found = element.find(name)
-        texts[name] = None if found is None else found.text or ""
-    for required in ("name", "key", "path"):
-        if not texts[required]:
-            raise bad(f"missing <{required}>")
-    sizes = [_c_ull(texts["capacity"] or ""), _c_ull(texts["allocation"] or "")]
-    if sizes[0] is None or sizes[1] is None:
-        raise bad("missing or invalid <capacity>/<allocation>")
-    reported = None  # absent in files of older versions: attach asks for a pool-refresh
-    if element.get("reported") is not None:
-        try:
-            reported = Lun.from_hex(element.get("reported", ""))
-        except ScsiParseError as exc:
-            raise bad(f"invalid attribute 'reported': {exc}") from None
-        if reported.number != numbers["lun"]:
-            raise bad(f"attribute 'reported' is LUN {reported}, not {numbers['lun']}")
-    return Volume(
-        name=cast(str, texts["name"]),
-        key=cast(str, texts["key"]),
-        path=cast(str, texts["path"]),
-        lun=numbers["lun"],
-        capacity=sizes[0],
-        allocation=sizes[1],
-        device_type=numbers["device-type"],
-        device_type_name=element.get("device-type-name", ""),
-        block_size=numbers["block-size"],
-        vendor=texts["vendor"],
-        product=texts["product"],
-        revision=texts["revision"],
-        serial=texts["serial"],
-        reported=reported,
-    )

@@ -204,6 +204,7 @@ def write_scsi_seeds(data_in: dict[str, bytes]) -> None:
 
 
 def write_xml_seeds() -> None:
+    from poolbackend.pool import statefile
     from poolbackend.pool import xmlio as X
     from poolbackend.pool.model import PoolState, Volume
 
@@ -225,7 +226,7 @@ def write_xml_seeds() -> None:
         for lun in (0, 1, 300)
     )  # fmt: skip
     state = PoolState(active=True, capacity=301 * MiB, allocation=301 * MiB, volumes=vols)
-    _write("xml", "pool-state", b"\x04" + X.format_pool_state_xml(pool, state).encode())
+    _write("xml", "pool-state", b"\x04" + statefile.dumps(pool, state))
     _write("xml", "volume-formatted", b"\x02" + X.format_volume_xml(vols[1]).encode())
 
 

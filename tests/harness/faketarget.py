@@ -39,6 +39,17 @@ Modes (``FakeTarget(mode, **kw)``):
     GOOD strictly one at a time, ``cmd_interval`` seconds apart, however many are queued;
     NOP-Out pings are answered after ``nop_delay`` seconds (``None``: never). ``completed``
     and ``pings`` count them.
+``luns``
+    The ``slow`` login (no delay), then a target with data: SCSI commands and
+    SendTargets are served from ``luns`` (``{lun: FakeLun}``): TEST UNIT READY,
+    INQUIRY, REPORT LUNS, READ CAPACITY(10)/(16), READ(16), WRITE(16) (immediate
+    data and R2T), SYNCHRONIZE CACHE; everything else (VPD pages, WRITE SAME) is
+    ILLEGAL REQUEST. Each :class:`FakeLun` can answer with hostile values
+    (``HOSTILE_LUN`` presets: impossible capacities and block lengths, short
+    INQUIRY and READ CAPACITY data) and ``report_luns=`` rewrites the REPORT LUNS
+    data (``HOSTILE_REPORT_LUNS``: cut off, lying lengths, duplicates). Both can
+    be changed while the target runs (the next command sees the change);
+    ``commands`` lists every CDB received.
 ``hostile_length``
     Answers the first Login Request with a Login Response whose
     DataSegmentLength is 0xFFFFFF, followed by 4 KiB of filler, and then keeps
@@ -62,8 +73,9 @@ import socket
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import ClassVar
 
@@ -97,6 +109,7 @@ MODES = (
     "hostile_length",
     "require_data_digest",
     "scsi",
+    "luns",
 )
 
 
@@ -411,6 +424,9 @@ class FakeTarget:
         io_timeout: float = 30.0,
         cmd_interval: float = 0.0,
         nop_delay: float | None = 0.0,
+        luns: dict[int, FakeLun] | None = None,
+        iqn: str = "iqn.2026-12.example:fake",
+        report_luns: Callable[[bytes], bytes] | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
@@ -443,6 +459,10 @@ class FakeTarget:
         self._conn_socks: list[socket.socket] = []
         self._deadline = 0.0
         self.errors: list[BaseException] = []
+        self.luns: dict[int, FakeLun] = dict(luns or {})  # luns: the LUNs served
+        self.iqn = iqn
+        self.report_luns = report_luns  # luns: given the honest data, returns what is sent
+        self.commands: list[bytes] = []  # luns: every CDB received
         FakeTarget.instances.append(self)
 
     # ------------------------------------------------------------ lifecycle
@@ -777,15 +797,379 @@ class FakeTarget:
             elif pdu.opcode != OP_NOP_OUT:
                 return
 
+    def _mode_luns(self, conn: socket.socket) -> None:
+        """A target with LUNs holding data (see :class:`FakeLun`), answering what they say."""
+        stat_sn = self._login_phase(conn)
+        if stat_sn is None:
+            return
+        _ScsiConnection(self, conn, _TARGET_MRDSL).serve(recv_pdu(conn), stat_sn)
+
     def _mode_require_data_digest(self, conn: socket.socket) -> None:
         """Like ``slow`` (no delay), but DataDigest must be CRC32C. Only NOP-Out and Logout
         follow, which carry no data segment, so no data digest is ever on the wire."""
         self._mode_slow(conn)
 
 
+# --------------------------------------------------------- LUNs with data (mode "luns")
+
+OP_DATA_OUT = 0x05
+OP_DATA_IN = 0x25
+OP_TEXT_RSP = 0x24
+OP_R2T = 0x31
+GOOD = 0x00
+CHECK_CONDITION = 0x02
+ILLEGAL_REQUEST = 0x05
+NOT_READY = 0x02
+
+
+@dataclass
+class FakeLun:
+    """One LUN of a ``luns`` fake target, with a real (in-memory) backing store.
+
+    ``blocks`` x ``block_size`` bytes are readable and writable. The answers to INQUIRY and
+    READ CAPACITY are built from these unless overridden: ``inquiry`` (raw standard INQUIRY
+    data), ``rc16``/``rc10`` (raw READ CAPACITY data), ``rc16_unsupported`` (ILLEGAL REQUEST,
+    so the initiator falls back to READ CAPACITY(10)); ``not_ready`` fails TEST UNIT READY.
+    """
+
+    blocks: int = 128
+    block_size: int = 512
+    device_type: int = 0
+    inquiry: bytes | None = None
+    rc16: bytes | None = None
+    rc10: bytes | None = None
+    rc16_unsupported: bool = False
+    not_ready: bool = False
+    data: bytearray = field(default_factory=bytearray)
+
+    def __post_init__(self) -> None:
+        if not self.data and self.device_type == 0:
+            self.data = bytearray(self.blocks * self.block_size)
+
+    def standard_inquiry(self) -> bytes:
+        if self.inquiry is not None:
+            return self.inquiry
+        return (
+            bytes((self.device_type, 0, 5, 2, 31, 0, 0, 0x02))
+            + b"FAKE    "
+            + b"HOSTILE-DISK    "
+            + b"0001"
+        )
+
+    def read_capacity16(self) -> bytes:
+        if self.rc16 is not None:
+            return self.rc16
+        return (self.blocks - 1).to_bytes(8, "big") + self.block_size.to_bytes(4, "big") + bytes(20)
+
+    def read_capacity10(self) -> bytes:
+        if self.rc10 is not None:
+            return self.rc10
+        last = min(self.blocks - 1, 0xFFFFFFFF)
+        return last.to_bytes(4, "big") + self.block_size.to_bytes(4, "big")
+
+
+def _rc16(last_lba: int, block_length: int) -> bytes:
+    return last_lba.to_bytes(8, "big") + block_length.to_bytes(4, "big") + bytes(20)
+
+
+def _rc10(last_lba: int, block_length: int) -> bytes:
+    return last_lba.to_bytes(4, "big") + block_length.to_bytes(4, "big")
+
+
+def _rc10_only(lun: FakeLun, rc10: bytes) -> None:
+    lun.rc16_unsupported = True
+    lun.rc10 = rc10
+
+
+HOSTILE_LUN: dict[str, Callable[[FakeLun], None]] = {
+    # tgt's answer for an empty backing file: 0 blocks - 1, wrapped
+    "last LBA 2^64-1": lambda lun: setattr(lun, "rc16", _rc16(2**64 - 1, 512)),
+    "capacity 0": lambda lun: setattr(lun, "rc16", _rc16(0, 0)),
+    "capacity 2^64": lambda lun: setattr(lun, "rc16", _rc16(2**55 - 1, 512)),
+    "block length 0": lambda lun: setattr(lun, "rc16", _rc16(127, 0)),
+    "block length 3": lambda lun: setattr(lun, "rc16", _rc16(127, 3)),
+    "block length 1 MiB": lambda lun: setattr(lun, "rc16", _rc16(127, 1 << 20)),
+    "READ CAPACITY of 4 bytes": lambda lun: setattr(lun, "rc16", bytes(4)),
+    "READ CAPACITY(10) of 4 bytes": lambda lun: _rc10_only(lun, bytes(4)),
+    "READ CAPACITY(10) block length 3": lambda lun: _rc10_only(lun, _rc10(127, 3)),
+    "INQUIRY of 5 bytes": lambda lun: setattr(lun, "inquiry", lun.standard_inquiry()[:5]),
+    "INQUIRY of 35 bytes": lambda lun: setattr(lun, "inquiry", lun.standard_inquiry()[:35]),
+}
+"""Per-LUN hostile values: name -> how to make a :class:`FakeLun` answer with it."""
+
+INQUIRY_HOSTILE = frozenset(name for name in HOSTILE_LUN if name.startswith("INQUIRY"))
+
+
+def _entries(data: bytes) -> bytes:
+    return data[8:]
+
+
+HOSTILE_REPORT_LUNS: dict[str, Callable[[bytes], bytes]] = {
+    # the list is cut off in the middle of its last entry (the length field is honest)
+    "cut mid-entry": lambda d: d[:-4],
+    # the length field claims 1000 entries more than are sent
+    "length larger": lambda d: (len(d) - 8 + 8000).to_bytes(4, "big") + d[4:],
+    # the length field claims one entry less than is sent
+    "length smaller": lambda d: (len(d) - 16).to_bytes(4, "big") + d[4:],
+    "length 4 GiB": lambda d: (0xFFFFFFF8).to_bytes(4, "big") + d[4:],
+    "length not a multiple of 8": lambda d: (len(d) - 8 + 4).to_bytes(4, "big") + d[4:] + bytes(4),
+    "duplicated LUNs": lambda d: (2 * (len(d) - 8)).to_bytes(4, "big") + d[4:] + _entries(d),
+}
+"""Hostile REPORT LUNS answers: name -> function of the honest data."""
+
+
+def _sense(key: int, asc: int, ascq: int = 0) -> bytes:
+    return bytes((0x70, 0, key, 0, 0, 0, 0, 10, 0, 0, 0, 0, asc, ascq, 0, 0, 0, 0))
+
+
+class _CheckCondition(Exception):
+    def __init__(self, key: int, asc: int, ascq: int = 0) -> None:
+        super().__init__(key, asc, ascq)
+        self.sense = _sense(key, asc, ascq)
+
+
+def _bhs(
+    opcode: int,
+    flags: int,
+    *,
+    byte2: int = 0,
+    byte3: int = 0,
+    dsl: int = 0,
+    lun: bytes = bytes(8),
+    words: tuple[int, ...] = (),
+) -> bytes:
+    """A BHS: opcode, flags, bytes 2-3, DataSegmentLength, LUN, then 32-bit words 16..44."""
+    bhs = bytearray(BHS_LEN)
+    bhs[0] = opcode
+    bhs[1] = flags
+    bhs[2] = byte2
+    bhs[3] = byte3
+    bhs[5:8] = dsl.to_bytes(3, "big")
+    bhs[8:16] = lun
+    for i, word in enumerate(words):
+        struct.pack_into(">I", bhs, 16 + 4 * i, word & 0xFFFFFFFF)
+    return bytes(bhs)
+
+
+def _decode_lun(raw: bytes) -> int:
+    if raw[0] >> 6 == 0b01:
+        return (raw[0] & 0x3F) << 8 | raw[1]
+    return raw[1]
+
+
+def _encode_lun(lun: int) -> bytes:
+    first = 0x00 if lun <= 0xFF else 0x40 | (lun >> 8)
+    return bytes((first, lun & 0xFF)) + bytes(6)
+
+
+class _ScsiConnection:
+    """The full feature phase of one ``luns`` connection (commands handled in order)."""
+
+    def __init__(self, target: FakeTarget, conn: socket.socket, initiator_mrdsl: int) -> None:
+        self.target = target
+        self.conn = conn
+        self.mrdsl = max(512, initiator_mrdsl)
+        self.stat_sn = 0
+        self.exp_cmd_sn = 0
+        self.deferred: deque[Pdu] = deque()
+
+    def _window(self, pdu: Pdu) -> None:
+        if pdu.opcode in (OP_SCSI_CMD, OP_TEXT_REQ, OP_NOP_OUT, OP_LOGOUT_REQ):
+            nxt = pdu.cmd_sn + (0 if pdu.immediate else 1)
+            if (nxt - self.exp_cmd_sn) & 0x80000000 == 0:
+                self.exp_cmd_sn = nxt & 0xFFFFFFFF
+
+    def _sns(self, advance: bool) -> tuple[int, int, int]:
+        stat_sn = self.stat_sn
+        if advance:
+            self.stat_sn = (self.stat_sn + 1) & 0xFFFFFFFF
+        return stat_sn, self.exp_cmd_sn, self.exp_cmd_sn + 31
+
+    def _next(self) -> Pdu:
+        if self.deferred:
+            return self.deferred.popleft()
+        return recv_pdu(self.conn)
+
+    def serve(self, first: Pdu, stat_sn: int) -> int:
+        self.stat_sn = stat_sn
+        self.exp_cmd_sn = first.cmd_sn
+        pdu = first
+        while not self.target._stop.is_set():
+            self._window(pdu)
+            if pdu.opcode == OP_SCSI_CMD:
+                self._command(pdu)
+            elif pdu.opcode == OP_TEXT_REQ:
+                self._text(pdu)
+            elif pdu.opcode == OP_NOP_OUT:
+                if pdu.itt != 0xFFFFFFFF:
+                    sn = self._sns(True)
+                    words = (pdu.itt, 0xFFFFFFFF, *sn)
+                    self.conn.sendall(_bhs(OP_NOP_IN, FLAG_F, words=words))
+            elif pdu.opcode == OP_LOGOUT_REQ:
+                sn = self._sns(True)
+                self.conn.sendall(_bhs(OP_LOGOUT_RSP, FLAG_F, words=(pdu.itt, 0, *sn)))
+                self.conn.shutdown(socket.SHUT_WR)
+                self.target._drain_until_closed(self.conn)
+                return self.stat_sn
+            elif pdu.opcode == OP_DATA_OUT:
+                pass  # data for a command already answered (e.g. refused): dropped
+            else:
+                return self.stat_sn
+            pdu = self._next()
+        return self.stat_sn
+
+    def _text(self, pdu: Pdu) -> None:
+        keys = pdu.keys
+        pairs: list[tuple[str, str]] = []
+        if "SendTargets" in keys:
+            host, port = self.conn.getsockname()[:2]
+            address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            pairs = [("TargetName", self.target.iqn), ("TargetAddress", f"{address},1")]
+        data = encode_keys(pairs)
+        sn = self._sns(True)
+        self.conn.sendall(
+            _bhs(OP_TEXT_RSP, FLAG_F, dsl=len(data), words=(pdu.itt, 0xFFFFFFFF, *sn)) + pad4(data)
+        )
+
+    def _collect(self, pdu: Pdu, lun_raw: bytes, length: int) -> bytes:
+        """The command's Data-Out: immediate data, then R2T for the rest (one at a time)."""
+        data = bytearray(pdu.data)
+        r2t_sn = 0
+        ttt = 0x1000
+        max_burst = 262144
+        while len(data) < length:
+            want = min(length - len(data), max_burst)
+            sn = self._sns(False)
+            words = (pdu.itt, ttt, *sn, r2t_sn, len(data), want)
+            self.conn.sendall(_bhs(OP_R2T, FLAG_F, lun=lun_raw, words=words))
+            r2t_sn += 1
+            end = len(data) + want
+            while len(data) < end:
+                nxt = recv_pdu(self.conn)
+                if nxt.opcode != OP_DATA_OUT or nxt.itt != pdu.itt:
+                    self.deferred.append(nxt)
+                    continue
+                offset = int(struct.unpack_from(">I", nxt.bhs, 40)[0])
+                if offset != len(data):
+                    raise _Closed
+                data += nxt.data
+            ttt += 1
+        return bytes(data[:length])
+
+    def _command(self, pdu: Pdu) -> None:
+        flags = pdu.bhs[1]
+        lun_raw = pdu.bhs[8:16]
+        edtl = int(struct.unpack_from(">I", pdu.bhs, 20)[0])
+        cdb = pdu.bhs[32:48]
+        with self.target._lock:
+            self.target.commands.append(cdb)
+        out = b""
+        if flags & 0x20:  # W
+            out = self._collect(pdu, lun_raw, edtl)
+        try:
+            data = self._execute(_decode_lun(lun_raw), cdb, out)
+        except _CheckCondition as exc:
+            self._respond(pdu, lun_raw, CHECK_CONDITION, sense=exc.sense)
+            return
+        if not flags & 0x40 or (not data and not edtl):  # no Data-In
+            self._respond(pdu, lun_raw, GOOD)
+            return
+        self._data_in(pdu, lun_raw, data, edtl)
+
+    def _respond(self, pdu: Pdu, lun_raw: bytes, status: int, sense: bytes = b"") -> None:
+        data = (len(sense).to_bytes(2, "big") + sense) if sense else b""
+        sn = self._sns(True)
+        words = (pdu.itt, 0, *sn, 0, 0, 0)
+        self.conn.sendall(
+            _bhs(OP_SCSI_RSP, FLAG_F, byte3=status, dsl=len(data), words=words) + pad4(data)
+        )
+
+    def _data_in(self, pdu: Pdu, lun_raw: bytes, data: bytes, edtl: int) -> None:
+        residual_flag, residual = 0, 0
+        if len(data) < edtl:
+            residual_flag, residual = 0x02, edtl - len(data)
+        elif len(data) > edtl:
+            residual_flag, residual = 0x04, len(data) - edtl
+            data = data[:edtl]
+        pos = 0
+        data_sn = 0
+        while True:
+            chunk = data[pos : pos + self.mrdsl]
+            last = pos + len(chunk) >= len(data)
+            if last:
+                sn = self._sns(True)
+                flags = FLAG_F | 0x01 | residual_flag
+                words = (pdu.itt, 0xFFFFFFFF, *sn, data_sn, pos, residual)
+            else:
+                _, exp, mx = self._sns(False)
+                flags = 0
+                words = (pdu.itt, 0xFFFFFFFF, 0, exp, mx, data_sn, pos, 0)
+            self.conn.sendall(
+                _bhs(OP_DATA_IN, flags, byte3=GOOD if last else 0, dsl=len(chunk), lun=lun_raw,
+                     words=words)
+                + pad4(chunk)
+            )  # fmt: skip
+            if last:
+                return
+            pos += len(chunk)
+            data_sn += 1
+
+    def _execute(self, lun: int, cdb: bytes, out: bytes) -> bytes:
+        op = cdb[0]
+        target = self.target
+        if op == 0xA0:  # REPORT LUNS (well-known: any LUN)
+            alloc = int.from_bytes(cdb[6:10], "big")
+            with target._lock:
+                luns = sorted(target.luns)
+                hostile = target.report_luns
+            entries = b"".join(_encode_lun(n) for n in luns)
+            honest = len(entries).to_bytes(4, "big") + bytes(4) + entries
+            return (hostile(honest) if hostile else honest)[:alloc]
+        with target._lock:
+            fake = target.luns.get(lun)
+        if fake is None:
+            if op == 0x12 and not cdb[1] & 1:  # INQUIRY of a missing LUN: qualifier 3
+                return bytes((0x7F, 0, 5, 2, 31)) + bytes(31)
+            raise _CheckCondition(ILLEGAL_REQUEST, 0x25)  # LOGICAL UNIT NOT SUPPORTED
+        if op == 0x00:
+            if fake.not_ready:
+                raise _CheckCondition(NOT_READY, 0x04, 0x00)
+            return b""
+        if op == 0x12:
+            if cdb[1] & 1:
+                raise _CheckCondition(ILLEGAL_REQUEST, 0x24)  # no VPD pages here
+            return fake.standard_inquiry()
+        if op == 0x25:
+            return fake.read_capacity10()
+        if op == 0x9E and cdb[1] & 0x1F == 0x10:
+            if fake.rc16_unsupported:
+                raise _CheckCondition(ILLEGAL_REQUEST, 0x20)
+            return fake.read_capacity16()
+        if op in (0x35, 0x91):
+            return b""
+        if op in (0x88, 0x8A):
+            lba = int.from_bytes(cdb[2:10], "big")
+            count = int.from_bytes(cdb[10:14], "big")
+            size = fake.block_size
+            if lba + count > fake.blocks:
+                raise _CheckCondition(ILLEGAL_REQUEST, 0x21)  # LBA OUT OF RANGE
+            start, end = lba * size, (lba + count) * size
+            if op == 0x88:
+                return bytes(fake.data[start:end])
+            if len(out) != end - start:
+                raise _CheckCondition(ILLEGAL_REQUEST, 0x24)
+            fake.data[start:end] = out
+            return b""
+        raise _CheckCondition(ILLEGAL_REQUEST, 0x20)  # INVALID COMMAND OPERATION CODE
+
+
 __all__ = [
     "BHS_LEN",
+    "HOSTILE_LUN",
+    "HOSTILE_REPORT_LUNS",
+    "INQUIRY_HOSTILE",
     "MODES",
+    "FakeLun",
     "FakeTarget",
     "Pdu",
     "decode_keys",

@@ -26,12 +26,13 @@ from pathlib import Path
 import pytest
 
 from poolbackend.errors import StateError
+from poolbackend.pool import statefile
 from poolbackend.pool.backend import Backend
 from poolbackend.pool.model import PoolDef, Volume
 from poolbackend.pool.store import Store, StorePaths
 from poolbackend.pool.targetid import lun_lock_keys
 from poolbackend.pool.volumelock import lock_path
-from poolbackend.pool.xmlio import parse_pool_state_xml, parse_pool_xml
+from poolbackend.pool.xmlio import parse_pool_xml
 from tests.conftest import ROOT, RunCli
 from tests.harness.tgtd import MiB, Tgtd
 
@@ -134,12 +135,12 @@ def test_parallel_define_start_refresh_undefine(
     # Every file is valid and loads; no temporary files are left behind.
     for path in sorted(p for p in state_dir.rglob("*") if p.is_file() or p.is_symlink()):
         assert not path.name.endswith(".tmp") and not path.name.startswith("."), path
-        if path.suffix != ".xml":
-            assert path.name == "poolbackend.lock", path
-            continue
         data = path.read_bytes()
         if path.parent.name == "storage" and path.parent.parent.name == "run":
-            parse_pool_state_xml(data, source_name=path.name)
+            assert path.suffix == ".json", path
+            statefile.loads(data)
+        elif path.suffix != ".xml":
+            assert path.name == "poolbackend.lock", path
         else:
             parse_pool_xml(data, source_name=path.name)
     rc, out, err = run_cli("pool-list", "--all")

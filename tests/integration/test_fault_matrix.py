@@ -583,7 +583,7 @@ def check_state_after_failure(
     if cmd in ("pool-start", "pool-refresh"):
         # A failed start leaves, a failed refresh makes, the pool inactive without volumes.
         assert not cli.is_active()
-        assert not (state_dir / "run" / "storage" / f"{POOL}.xml").exists()
+        assert not (state_dir / "run" / "storage" / f"{POOL}.json").exists()
         rc, _, err = cli.run_cli("vol-list", POOL)
         assert rc == 1
         assert one_error_line(err) == (

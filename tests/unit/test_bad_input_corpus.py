@@ -289,7 +289,7 @@ GENERATED: list[Generated] = [
         "pool-define",
         lambda: _pool(name="n" * 300).encode(),
         "=",
-        f"invalid pool name '{'n' * 200}...': must be 1-251 bytes without '/'",
+        f"invalid pool name '{'n' * 200}...': must be 1-250 bytes without '/'",
     ),
     Generated(
         "secret-utf16.xml",

@@ -14,10 +14,9 @@ import pytest
 from lxml import etree
 
 from poolbackend.errors import ConfigError, StateError
-from poolbackend.pool import attach
+from poolbackend.pool import attach, statefile
 from poolbackend.pool.model import PoolDef, PoolSource, PoolState, Volume
 from poolbackend.pool.store import Store, StorePaths
-from poolbackend.pool.xmlio import format_pool_state_xml, parse_pool_state_xml
 from poolbackend.scsi import (
     Lun,
     ScsiParseError,
@@ -137,9 +136,9 @@ def test_volume_keeps_the_report_and_the_state_file_round_trips_it() -> None:
         for raw, _, _ in UNIQUE
     )
     assert [v.name for v in volumes] == [f"unit:0:0:{n}" for _, n, _ in UNIQUE]
-    text = format_pool_state_xml(pool, PoolState(active=True, volumes=volumes))
-    assert "<volume lun='300' reported='412c000000000000'" in text
-    _, state = parse_pool_state_xml(text)
+    text = statefile.dumps(pool, PoolState(active=True, volumes=volumes))
+    assert b'"lun":300,' in text and b'"reported":"412c000000000000"' in text
+    _, state = statefile.loads(text)
     assert state.volumes == volumes
     assert [v.address(pool.name).qemu for v in state.volumes] == [q for _, _, q in UNIQUE]
 
@@ -147,19 +146,19 @@ def test_volume_keeps_the_report_and_the_state_file_round_trips_it() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "problem"),
     [
-        ("reported='412c000000000000'", "reported='002c000000000000'", "is LUN 44, not 300"),
-        ("reported='412c000000000000'", "reported='412c'", "not 16 lowercase hex digits"),
-        ("reported='412c000000000000'", "reported='c101000000000000'", "extended addressing"),
-        ("reported='412c000000000000'", "reported='412c000000000001'", "more than two bytes"),
+        ('"412c000000000000"', '"002c000000000000"', "is LUN 44, not 300"),
+        ('"412c000000000000"', '"412c"', "not 16 lowercase hex digits"),
+        ('"412c000000000000"', '"c101000000000000"', "extended addressing"),
+        ('"412c000000000000"', '"412c000000000001"', "more than two bytes"),
     ],
 )
 def test_state_file_with_a_bad_report_is_refused(old: str, new: str, problem: str) -> None:
     pool = _pool()
     volume = Volume.for_lun(pool.source, 300, capacity=512, block_size=512)
-    text = format_pool_state_xml(pool, PoolState(active=True, volumes=(volume,)))
+    text = statefile.dumps(pool, PoolState(active=True, volumes=(volume,))).decode()
     assert old in text
     with pytest.raises(ConfigError, match=problem) as info:
-        parse_pool_state_xml(text.replace(old, new), source_name="s.xml")
+        statefile.loads(text.replace(old, new).encode())
     assert "\n" not in str(info.value)
 
 
@@ -170,8 +169,8 @@ def _old_state_store(root: Path) -> Store:
     store.define(pool)
     volume = Volume.for_lun(pool.source, 300, capacity=1 << 20, block_size=512)
     store.save_state(pool.name, PoolState(active=True, volumes=(volume,)))
-    path = next(p for p in root.rglob("*.xml") if b"reported=" in p.read_bytes())
-    path.write_text(path.read_text().replace(" reported='412c000000000000'", ""))
+    path = store.state_path(pool.name)
+    path.write_text(path.read_text().replace(',"reported":"412c000000000000"', ""))
     return store
 
 

@@ -177,7 +177,8 @@ def test_save_and_clear_state(store: Store) -> None:
     assert record.active and record.persistent
     assert record.state == state
     path = store.state_path("iscsi-pool")
-    assert path.read_text().startswith("<poolstate active='yes'>")
+    assert path.name == "iscsi-pool.json"
+    assert path.read_text().startswith('{"format":"poolbackend-pool-state","version":1,')
     assert mode_of(path) == 0o644
     store.clear_state("iscsi-pool")
     store.clear_state("iscsi-pool")
@@ -252,7 +253,7 @@ def test_corrupt_definition_is_reported_not_lost(store: Store) -> None:
     path = store.definition_path("iscsi-pool")
     path.write_text("<pool type='iscsi-direct'><name>iscsi-pool</name>")
     with pytest.raises(ConfigError) as info:
-        store.list_pools()
+        store.get_pool("iscsi-pool")
     message = str(info.value)
     assert message.startswith(f"cannot load pool definition '{path}': pool XML 'iscsi-pool.xml'")
     assert "\n" not in message
@@ -262,6 +263,21 @@ def test_corrupt_definition_is_reported_not_lost(store: Store) -> None:
     with pytest.raises(ConfigError):
         store.define(make_pool())
     assert path.read_text() == "<pool type='iscsi-direct'><name>iscsi-pool</name>"
+
+
+def test_list_skips_a_damaged_definition_with_one_warning(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    store = Store(StorePaths.under(tmp_path / "state"), warn=warnings.append)
+    store.define(make_pool())
+    store.define(make_pool("other", UUID2))
+    path = store.definition_path("iscsi-pool")
+    path.write_bytes(b"\x00garbage " + str(tmp_path).encode())
+    assert [r.name for r in store.list_pools()] == ["other"]
+    assert [r.name for r in store.list_pools()] == ["other"]
+    assert len(warnings) == 1 and str(path) in warnings[0], warnings
+    assert store.undefine("iscsi-pool") == "iscsi-pool"
+    assert not path.exists()
+    assert [r.name for r in store.list_pools()] == ["other"]
 
 
 def test_binary_garbage_definition(store: Store) -> None:
@@ -283,12 +299,56 @@ def test_definition_name_mismatch(store: Store) -> None:
     )
 
 
-def test_corrupt_state_file(store: Store) -> None:
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b"<poolstate active='yes'>",
+        b"\x00\xff garbage",
+        b'{"format": "poolbackend-pool-state", "version": 1, "pool": {"name": "iscsi-po',
+        b'{"format": "poolbackend-pool-state", "version": 1, "pool": 7, "state": {}}',
+        b"",
+    ],
+)
+def test_corrupt_state_file_makes_the_pool_inactive(tmp_path: Path, damage: bytes) -> None:
+    warnings: list[str] = []
+    store = Store(StorePaths.under(tmp_path / "state"), warn=warnings.append)
     store.define(make_pool())
     store.save_state("iscsi-pool", PoolState(active=True))
-    store.state_path("iscsi-pool").write_text("<poolstate active='yes'>")
-    with pytest.raises(ConfigError, match="cannot load pool state"):
+    path = store.state_path("iscsi-pool")
+    path.write_bytes(damage)
+    record = store.get_pool("iscsi-pool")
+    assert not record.active and record.damaged_state == path
+    assert len(warnings) == 1 and f"pool state file '{path}' is damaged" in warnings[0]
+    assert "\n" not in warnings[0]
+    assert store.destroy("iscsi-pool") == "iscsi-pool"
+    assert not path.exists()
+    with pytest.raises(StateError, match="is not active"):
+        store.destroy("iscsi-pool")
+
+
+def test_damaged_transient_state_is_removed_by_destroy(store: Store) -> None:
+    store.create_transient(make_pool())
+    path = store.state_path("iscsi-pool")
+    path.write_bytes(b"{}")
+    with pytest.raises(ConfigError, match="pool-destroy iscsi-pool removes it"):
         store.get_pool("iscsi-pool")
+    assert store.list_pools() == []
+    assert store.destroy("iscsi-pool") == "iscsi-pool"
+    with pytest.raises(NotFoundError):
+        store.get_pool("iscsi-pool")
+
+
+def test_old_xml_state_is_inactive_and_removed(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    store = Store(StorePaths.under(tmp_path / "state"), warn=warnings.append)
+    store.define(make_pool())
+    store.paths.state_dir.mkdir(parents=True)
+    legacy = store.legacy_state_path("iscsi-pool")
+    legacy.write_text("<poolstate active='yes'><pool type='iscsi-direct'/></poolstate>")
+    assert not store.get_pool("iscsi-pool").active
+    assert warnings and "written by an older poolbackend" in warnings[0]
+    store.save_state("iscsi-pool", PoolState(active=True))  # pool-start replaces it
+    assert not legacy.exists() and store.get_pool("iscsi-pool").active
 
 
 def test_temporary_files_are_ignored(store: Store) -> None:

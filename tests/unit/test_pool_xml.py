@@ -27,12 +27,10 @@ from poolbackend.pool.model import (
 from poolbackend.pool.xmlio import (
     PB_NS,
     XMLConfigError,
-    format_pool_state_xml,
     format_pool_xml,
     format_secret_xml,
     format_sources_xml,
     format_volume_xml,
-    parse_pool_state_xml,
     parse_pool_xml,
     parse_secret_xml,
     parse_source_xml,
@@ -650,65 +648,6 @@ def test_scale_integer(value: int, unit: str | None, result: int) -> None:
 
 
 # -------------------------------------------------------------------------- pool state
-
-
-def test_pool_state_round_trip() -> None:
-    pool = chap_pool()
-    volumes = (
-        Volume.for_lun(pool.source, 0, device_type=12, device_type_name="controller"),
-        Volume.for_lun(
-            pool.source,
-            1,
-            capacity=67108352,
-            block_size=512,
-            vendor="IET",
-            product="VIRTUAL-DISK",
-            revision="0001",
-            serial="beaf11",
-        ),
-    )
-    state = PoolState(active=True, capacity=67108352, allocation=67108352, volumes=volumes)
-    text = format_pool_state_xml(pool, state)
-    assert text.startswith("<poolstate active='yes'>\n  <pool type='iscsi-direct'>\n")
-    live, loaded = parse_pool_state_xml(text)
-    assert live == pool
-    assert loaded == state
-    assert loaded.volume("name", "unit:0:0:1") == volumes[1]
-    assert loaded.volume("key", volumes[0].key) == volumes[0]
-    assert loaded.volume("path", volumes[0].path) == volumes[0]
-    assert loaded.volume("name", volumes[0].key) is None  # one attribute at a time
-    assert loaded.volume("name", "unit:0:0:9") is None
-
-
-def test_pool_state_with_odd_inquiry_strings() -> None:
-    pool = chap_pool()
-    odd = Volume.for_lun(pool.source, 1, vendor="A\x00B\udcff\ufffe", product=" <&> ")
-    text = format_pool_state_xml(pool, PoolState(active=True, volumes=(odd,)))
-    _, state = parse_pool_state_xml(text.encode("utf-8"))
-    assert state.volumes[0].vendor == "AB"
-    assert state.volumes[0].product == " <&> "
-
-
-@pytest.mark.parametrize(
-    "mutation",
-    [
-        lambda t: t.replace("<poolstate", "<state").replace("</poolstate>", "</state>"),
-        lambda t: t.replace("lun='1'", "lun='x'"),
-        lambda t: t.replace("<name>unit:0:0:1</name>", ""),
-        lambda t: t.replace("<capacity>5</capacity>", "<capacity>big</capacity>"),
-        lambda t: t.replace("active='yes'", "active='perhaps'"),
-        lambda t: t.replace("<device path", "<device pth"),
-        lambda t: t[: len(t) // 2],
-    ],
-)
-def test_pool_state_corruption_detected(mutation: object) -> None:
-    pool = chap_pool()
-    state = PoolState(active=True, volumes=(Volume.for_lun(pool.source, 1, capacity=5),))
-    text = format_pool_state_xml(pool, state)
-    assert callable(mutation)
-    with pytest.raises(ConfigError) as info:
-        parse_pool_state_xml(mutation(text), source_name="s.xml")
-    assert "\n" not in str(info.value)
 
 
 # --------------------------------------------------- property tests: round trip, mirror

@@ -1,0 +1,254 @@
+"""The runtime state file of an active pool: plain, versioned JSON, written and read only by
+poolbackend.
+
+The state is the tool's own data, not user input: it does not go through the libvirt checks,
+the RELAX NG explanations or the 1 MiB limit on XML input (a 4096-LUN pool writes ~2 MB). It
+is checked by *type* on load instead: every field of the model dataclasses must be present
+(or have a default) and have its declared type, integers must fit in 64 unsigned bits and
+floats must be finite, so a damaged file (garbage, cut off, wrong types, huge numbers) fails
+with one :class:`StateFileError` line and never with a traceback or a huge allocation.
+
+Layout (version 1)::
+
+    {"format": "poolbackend-pool-state", "version": 1,
+     "pool": {<PoolDef fields>}, "state": {<PoolState fields, volumes: [<Volume>, ...]>}}
+
+The codec is generic over the dataclass fields, so a field added to :class:`Volume`,
+:class:`PoolState` or :class:`PoolDef` with a default is written and read without touching
+this module, and files written before the field existed still load. A :class:`Lun` (the
+REPORT LUNS entry as reported) is stored as its 16 hex digits. After the types, the few
+rules that tie fields together are checked (:func:`_check`): the reported entry decodes to
+the volume's number, and the activation id is hexadecimal. An incompatible change
+bumps :data:`VERSION`; a file of another version is reported as damaged (the pool is then
+shown inactive until it is started again, see :mod:`poolbackend.pool.store`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from poolbackend.errors import ConfigError
+from poolbackend.pool.model import PoolDef, PoolState
+from poolbackend.scsi.errors import ScsiParseError
+from poolbackend.scsi.lun import Lun
+
+FORMAT = "poolbackend-pool-state"
+VERSION = 1
+MAX_STATE_BYTES = 256 << 20
+"""A sanity bound on the file (not a user-input limit): ~100x a 16384-LUN pool."""
+MAX_INT = (1 << 64) - 1
+
+__all__ = ["FORMAT", "MAX_STATE_BYTES", "VERSION", "StateFileError", "dumps", "loads"]
+
+
+class StateFileError(ConfigError):
+    """The state file cannot be used; ``str()`` says why in one line (without the path)."""
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def _plain(value: object, where: str) -> object:
+    """``value`` as JSON data; refuses what :func:`loads` would refuse (so we never write a
+    file we cannot read back, like the 9.4e21-byte capacity of an empty tgt LUN once did)."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        if not 0 <= value <= MAX_INT:
+            raise StateFileError(f"{where} = {value} does not fit in 64 unsigned bits")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise StateFileError(f"{where} = {value} is not a finite number")
+        return value
+    if isinstance(value, tuple):
+        return [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, Lun):
+        return value.hex
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            name: _plain(getattr(value, name), f"{where}.{name}") for name in _fields(type(value))
+        }
+    raise StateFileError(f"{where}: cannot store a {type(value).__name__}")
+
+
+def dumps(pool: PoolDef, state: PoolState) -> bytes:
+    """The state file for ``pool`` (the live definition) and ``state``."""
+    doc = {
+        "format": FORMAT,
+        "version": VERSION,
+        "pool": _plain(pool, "pool"),
+        "state": _plain(state, "state"),
+    }
+    return json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
+
+
+# ----------------------------------------------------------------------------- decoding
+
+Decoder = Callable[[object, str], object]
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_DECODERS: dict[type, Decoder] = {}
+
+
+def _fields(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        _FIELDS[cls] = names
+    return names
+
+
+def _bad(where: str, expected: str, value: object) -> StateFileError:
+    shown = type(value).__name__ if not isinstance(value, (bool, int, float)) else repr(value)
+    if isinstance(value, int) and not isinstance(value, bool) and len(shown) > 24:
+        shown = f"an integer of {len(shown)} digits"
+    return StateFileError(f"{where} must be {expected}, not {shown}")
+
+
+def _decode_str(value: object, where: str) -> object:
+    if not isinstance(value, str):
+        raise _bad(where, "a string", value)
+    return value
+
+
+def _decode_bool(value: object, where: str) -> object:
+    if not isinstance(value, bool):
+        raise _bad(where, "true or false", value)
+    return value
+
+
+def _decode_int(value: object, where: str) -> object:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
+        raise _bad(where, "an integer from 0 to 2^64-1", value)
+    return value
+
+
+def _decode_float(value: object, where: str) -> object:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _bad(where, "a number", value)
+    if not math.isfinite(value) or abs(value) > MAX_INT:
+        raise _bad(where, "a finite number", value)
+    return float(value)
+
+
+def _decode_lun(value: object, where: str) -> object:
+    if not isinstance(value, str):
+        raise _bad(where, "16 hex digits", value)
+    try:
+        return Lun.from_hex(value)
+    except ScsiParseError as exc:
+        raise StateFileError(f"{where}: {exc}") from None
+
+
+def _decoder(annotation: object) -> Decoder:
+    """A checking decoder for one field type of the model (built once per type)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) != 1 or len(args) != 2:
+            raise TypeError(f"unsupported state field type {annotation!r}")
+        decode_inner = _decoder(inner[0])
+
+        def optional(value: object, where: str) -> object:
+            return None if value is None else decode_inner(value, where)
+
+        return optional
+    if origin is tuple:
+        if len(args) != 2 or args[1] is not Ellipsis:
+            raise TypeError(f"unsupported state field type {annotation!r}")
+        decode_item = _decoder(args[0])
+
+        def sequence(value: object, where: str) -> object:
+            if not isinstance(value, list):
+                raise _bad(where, "a list", value)
+            return tuple(decode_item(item, f"{where}[{i}]") for i, item in enumerate(value))
+
+        return sequence
+    if annotation is str:
+        return _decode_str
+    if annotation is bool:
+        return _decode_bool
+    if annotation is int:
+        return _decode_int
+    if annotation is float:
+        return _decode_float
+    if annotation is Lun:
+        return _decode_lun
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        return _dataclass_decoder(annotation)
+    raise TypeError(f"unsupported state field type {annotation!r}")
+
+
+def _dataclass_decoder(cls: type) -> Decoder:
+    cached = _DECODERS.get(cls)
+    if cached is not None:
+        return cached
+    hints = typing.get_type_hints(cls)
+    plan: list[tuple[str, Decoder | None, bool]] = []  # name, decoder (lazy), has default
+
+    def decode(value: object, where: str) -> object:
+        if not isinstance(value, dict):
+            raise _bad(where, "an object", value)
+        if not plan:
+            for f in dataclasses.fields(cls):
+                has_default = (
+                    f.default is not dataclasses.MISSING
+                    or f.default_factory is not dataclasses.MISSING
+                )
+                plan.append((f.name, _decoder(hints[f.name]), has_default))
+        kwargs: dict[str, Any] = {}
+        for name, field_decoder, has_default in plan:
+            if name in value:
+                assert field_decoder is not None
+                kwargs[name] = field_decoder(value[name], f"{where}.{name}")
+            elif not has_default:
+                raise StateFileError(f"{where}.{name} is missing")
+        return cls(**kwargs)
+
+    _DECODERS[cls] = decode
+    return decode
+
+
+def loads(data: bytes) -> tuple[PoolDef, PoolState]:
+    """The live definition and state in ``data``; :class:`StateFileError` if it is damaged."""
+    if len(data) > MAX_STATE_BYTES:
+        raise StateFileError(f"{len(data)} bytes, more than the {MAX_STATE_BYTES} a state can be")
+    if data[:1] == b"<" or data.lstrip()[:5] == b"<?xml":
+        raise StateFileError("written by an older poolbackend (XML); not read by this version")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise StateFileError(f"not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise StateFileError("nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer of more than 4300 digits
+        raise StateFileError(f"not valid JSON: {str(exc).splitlines()[0][:120]}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise StateFileError(f'not a poolbackend state file (no "format": "{FORMAT}")')
+    version = doc.get("version")
+    if version != VERSION:
+        shown = repr(version)[:24]
+        raise StateFileError(f"format version {shown}; this poolbackend reads version {VERSION}")
+    pool = _dataclass_decoder(PoolDef)(doc.get("pool"), "pool")
+    state = _dataclass_decoder(PoolState)(doc.get("state"), "state")
+    assert isinstance(pool, PoolDef) and isinstance(state, PoolState)
+    _check(state)
+    return pool, state
+
+
+def _check(state: PoolState) -> None:
+    """The rules between fields that types cannot say."""
+    if any(c not in "0123456789abcdef" for c in state.activation):
+        raise StateFileError("state.activation must be hexadecimal")
+    for i, volume in enumerate(state.volumes):
+        if volume.reported is not None and volume.reported.number != volume.lun:
+            raise StateFileError(
+                f"state.volumes[{i}].reported is LUN {volume.reported}, not {volume.lun}"
+            )
