@@ -106,7 +106,12 @@ def _define(paths: StorePaths) -> object:
 
 
 def _list(paths: StorePaths) -> object:
-    return Store(paths).list_pools()
+    """pool-list: a refused file is reported (and that pool left out), so raise the report."""
+    errors: list[PoolBackendError] = []
+    records = Store(paths).list_pools(on_error=errors.append)
+    if errors:
+        raise errors[0]
+    return records
 
 
 def _start(paths: StorePaths) -> object:
@@ -156,9 +161,9 @@ FILE_CASES: dict[
 ] = {
     "process lock": (lambda p: p.lock_path, None, _define),
     "volume lock": (lambda p: lock_path(p, "ip-x:3260-iscsi-t-lun-1"), None, _volume_lock),
-    "state file (read)": (lambda p: p.state_dir / "p1.xml", _prepare_pool, _list),
-    "state file (write)": (lambda p: p.state_dir / "p1.xml", _prepare_pool, _start),
-    "state file (transient)": (lambda p: p.state_dir / "p1.xml", None, _create),
+    "state file (read)": (lambda p: p.state_dir / "p1.json", _prepare_pool, _list),
+    "state file (write)": (lambda p: p.state_dir / "p1.json", _prepare_pool, _start),
+    "state file (transient)": (lambda p: p.state_dir / "p1.json", None, _create),
     "definition (read)": (lambda p: p.definitions_dir / "p1.xml", None, _list),
     "definition (write)": (lambda p: p.definitions_dir / "p1.xml", None, _define),
     "secret definition (read)": (
@@ -266,7 +271,7 @@ def test_fifo_instead_of_a_file_is_refused(paths: StorePaths) -> None:
     """Opening never blocks on (or reads from) something that is not a regular file."""
     Store(paths).define(make_pool())
     paths.state_dir.mkdir(parents=True)
-    os.mkfifo(paths.state_dir / "p1.xml")
+    os.mkfifo(paths.state_dir / "p1.json")
     with pytest.raises(UnsafePathError, match="not a regular file"):
         Store(paths).get_pool("p1")
 
