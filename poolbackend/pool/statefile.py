@@ -51,47 +51,129 @@ class StateFileError(ConfigError):
     """The state file cannot be used; ``str()`` says why in one line (without the path)."""
 
 
+# Both directions run a fast pass that builds no location strings; only when it finds a
+# problem is the value walked again with locations (``where``) to say where it is.
+
+
+class _Retry(Exception):
+    """Raised by a fast pass (``where`` is None): run again with locations for the message."""
+
+
+def _fail(where: str | None, message: str) -> StateFileError:
+    if where is None:
+        raise _Retry
+    return StateFileError(f"{where}{message}")
+
+
+def _sub(where: str | None, part: str) -> str | None:
+    return None if where is None else where + part
+
+
 # ----------------------------------------------------------------------------- encoding
 
 
-def _plain(value: object, where: str) -> object:
+def _plain(value: object, where: str | None) -> object:
     """``value`` as JSON data; refuses what :func:`loads` would refuse (so we never write a
     file we cannot read back, like the 9.4e21-byte capacity of an empty tgt LUN once did)."""
     if value is None or isinstance(value, (str, bool)):
         return value
     if isinstance(value, int):
         if not 0 <= value <= MAX_INT:
-            raise StateFileError(f"{where} = {value} does not fit in 64 unsigned bits")
+            raise _fail(where, f" = {value} does not fit in 64 unsigned bits")
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise StateFileError(f"{where} = {value} is not a finite number")
+            raise _fail(where, f" = {value} is not a finite number")
         return value
     if isinstance(value, tuple):
-        return [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return [_plain(item, _sub(where, f"[{i}]")) for i, item in enumerate(value)]
     if isinstance(value, Lun):
         return value.hex
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
-            name: _plain(getattr(value, name), f"{where}.{name}") for name in _fields(type(value))
+            name: _plain(getattr(value, name), _sub(where, "." + name))
+            for name in _fields(type(value))
         }
-    raise StateFileError(f"{where}: cannot store a {type(value).__name__}")
+    raise _fail(where, f": cannot store a {type(value).__name__}")
+
+
+Encoder = Callable[[Any], object]
+_ENCODERS: dict[type, Encoder] = {}
+
+
+def _encode_int(value: int) -> object:
+    if not 0 <= value <= MAX_INT:
+        raise _Retry
+    return value
+
+
+def _encode_float(value: float) -> object:
+    if not math.isfinite(value):
+        raise _Retry
+    return value
+
+
+def _same(value: object) -> object:
+    return value
+
+
+def _encoder(annotation: object) -> Encoder:
+    """The fast pass of :func:`_plain` for one field type (built once per type)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        inner = _encoder(next(a for a in args if a is not type(None)))
+        return lambda value: None if value is None else inner(value)
+    if origin is tuple:
+        item = _encoder(args[0])
+        return lambda value: [item(v) for v in value]
+    if annotation in (str, bool):
+        return _same
+    if annotation is int:
+        return _encode_int
+    if annotation is float:
+        return _encode_float
+    if annotation is Lun:
+        return lambda value: value.hex
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        return _dataclass_encoder(annotation)
+    raise TypeError(f"unsupported state field type {annotation!r}")
+
+
+def _dataclass_encoder(cls: type) -> Encoder:
+    cached = _ENCODERS.get(cls)
+    if cached is not None:
+        return cached
+    plan: list[tuple[str, Encoder]] = []
+
+    def encode(value: Any) -> object:
+        if type(value) is not cls:
+            raise _Retry
+        if not plan:  # built on first use: the model's types refer to each other
+            hints = typing.get_type_hints(cls)
+            plan.extend((name, _encoder(hints[name])) for name in _fields(cls))
+        return {name: enc(getattr(value, name)) for name, enc in plan}
+
+    _ENCODERS[cls] = encode
+    return encode
 
 
 def dumps(pool: PoolDef, state: PoolState) -> bytes:
     """The state file for ``pool`` (the live definition) and ``state``."""
-    doc = {
-        "format": FORMAT,
-        "version": VERSION,
-        "pool": _plain(pool, "pool"),
-        "state": _plain(state, "state"),
-    }
+    try:
+        plain = {
+            "pool": _dataclass_encoder(PoolDef)(pool),
+            "state": _dataclass_encoder(PoolState)(state),
+        }
+    except (_Retry, AttributeError, TypeError):  # say where, with the slow walk
+        plain = {"pool": _plain(pool, "pool"), "state": _plain(state, "state")}
+    doc = {"format": FORMAT, "version": VERSION, **plain}
     return json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
 
 
 # ----------------------------------------------------------------------------- decoding
 
-Decoder = Callable[[object, str], object]
+Decoder = Callable[[object, "str | None"], object]
 _FIELDS: dict[type, tuple[str, ...]] = {}
 _DECODERS: dict[type, Decoder] = {}
 
@@ -104,32 +186,34 @@ def _fields(cls: type) -> tuple[str, ...]:
     return names
 
 
-def _bad(where: str, expected: str, value: object) -> StateFileError:
+def _bad(where: str | None, expected: str, value: object) -> StateFileError:
+    if where is None:
+        raise _Retry
     shown = type(value).__name__ if not isinstance(value, (bool, int, float)) else repr(value)
     if isinstance(value, int) and not isinstance(value, bool) and len(shown) > 24:
         shown = f"an integer of {len(shown)} digits"
     return StateFileError(f"{where} must be {expected}, not {shown}")
 
 
-def _decode_str(value: object, where: str) -> object:
+def _decode_str(value: object, where: str | None) -> object:
     if not isinstance(value, str):
         raise _bad(where, "a string", value)
     return value
 
 
-def _decode_bool(value: object, where: str) -> object:
+def _decode_bool(value: object, where: str | None) -> object:
     if not isinstance(value, bool):
         raise _bad(where, "true or false", value)
     return value
 
 
-def _decode_int(value: object, where: str) -> object:
+def _decode_int(value: object, where: str | None) -> object:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_INT:
         raise _bad(where, "an integer from 0 to 2^64-1", value)
     return value
 
 
-def _decode_float(value: object, where: str) -> object:
+def _decode_float(value: object, where: str | None) -> object:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _bad(where, "a number", value)
     if not math.isfinite(value) or abs(value) > MAX_INT:
@@ -137,13 +221,13 @@ def _decode_float(value: object, where: str) -> object:
     return float(value)
 
 
-def _decode_lun(value: object, where: str) -> object:
+def _decode_lun(value: object, where: str | None) -> object:
     if not isinstance(value, str):
         raise _bad(where, "16 hex digits", value)
     try:
         return Lun.from_hex(value)
     except ScsiParseError as exc:
-        raise StateFileError(f"{where}: {exc}") from None
+        raise _fail(where, f": {exc}") from None
 
 
 def _decoder(annotation: object) -> Decoder:
@@ -156,7 +240,7 @@ def _decoder(annotation: object) -> Decoder:
             raise TypeError(f"unsupported state field type {annotation!r}")
         decode_inner = _decoder(inner[0])
 
-        def optional(value: object, where: str) -> object:
+        def optional(value: object, where: str | None) -> object:
             return None if value is None else decode_inner(value, where)
 
         return optional
@@ -165,9 +249,11 @@ def _decoder(annotation: object) -> Decoder:
             raise TypeError(f"unsupported state field type {annotation!r}")
         decode_item = _decoder(args[0])
 
-        def sequence(value: object, where: str) -> object:
+        def sequence(value: object, where: str | None) -> object:
             if not isinstance(value, list):
                 raise _bad(where, "a list", value)
+            if where is None:
+                return tuple([decode_item(item, None) for item in value])
             return tuple(decode_item(item, f"{where}[{i}]") for i, item in enumerate(value))
 
         return sequence
@@ -191,12 +277,12 @@ def _dataclass_decoder(cls: type) -> Decoder:
     if cached is not None:
         return cached
     hints = typing.get_type_hints(cls)
-    plan: list[tuple[str, Decoder | None, bool]] = []  # name, decoder (lazy), has default
+    plan: list[tuple[str, Decoder, bool]] = []  # name, decoder, has a default
 
-    def decode(value: object, where: str) -> object:
+    def decode(value: object, where: str | None) -> object:
         if not isinstance(value, dict):
             raise _bad(where, "an object", value)
-        if not plan:
+        if not plan:  # built on first use: the model's types refer to each other
             for f in dataclasses.fields(cls):
                 has_default = (
                     f.default is not dataclasses.MISSING
@@ -206,10 +292,10 @@ def _dataclass_decoder(cls: type) -> Decoder:
         kwargs: dict[str, Any] = {}
         for name, field_decoder, has_default in plan:
             if name in value:
-                assert field_decoder is not None
-                kwargs[name] = field_decoder(value[name], f"{where}.{name}")
+                sub = None if where is None else f"{where}.{name}"
+                kwargs[name] = field_decoder(value[name], sub)
             elif not has_default:
-                raise StateFileError(f"{where}.{name} is missing")
+                raise _fail(where, f".{name} is missing")
         return cls(**kwargs)
 
     _DECODERS[cls] = decode
@@ -236,8 +322,12 @@ def loads(data: bytes) -> tuple[PoolDef, PoolState]:
     if version != VERSION:
         shown = repr(version)[:24]
         raise StateFileError(f"format version {shown}; this poolbackend reads version {VERSION}")
-    pool = _dataclass_decoder(PoolDef)(doc.get("pool"), "pool")
-    state = _dataclass_decoder(PoolState)(doc.get("state"), "state")
+    try:
+        pool = _dataclass_decoder(PoolDef)(doc.get("pool"), None)
+        state = _dataclass_decoder(PoolState)(doc.get("state"), None)
+    except _Retry:
+        pool = _dataclass_decoder(PoolDef)(doc.get("pool"), "pool")
+        state = _dataclass_decoder(PoolState)(doc.get("state"), "state")
     assert isinstance(pool, PoolDef) and isinstance(state, PoolState)
     _check(state)
     return pool, state
