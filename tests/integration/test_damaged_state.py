@@ -271,9 +271,10 @@ def test_damaged_definition(pools: Pools, command: str) -> None:
         assert (rc, out) == (0, "Pool good started\n"), err
         _warning(err, path, "definition")
     elif command == "vol-info":
+        # a key is looked up in the active pools; a pool without a definition or state has
+        # no volumes to find, and is skipped without a word
         key = naming.volume_key(pools.t.host, pools.t.port, IQNS["good"], 2)
         rc, out, err = pools.run("vol-info", key)
-        assert rc == 0 and "unit:0:0:2" in out, err
-        _warning(err, path, "definition")
+        assert rc == 0 and "unit:0:0:2" in out and err == "", err
     assert path.exists() or command == "pool-undefine"  # never overwritten or dropped
     pools.good_works()
