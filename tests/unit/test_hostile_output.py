@@ -9,6 +9,7 @@ bidi override or other invisible format character, no undecodable byte (surrogat
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,9 @@ import pytest
 
 from poolbackend import text
 from poolbackend.cli.main import main
+from poolbackend.iscsi.aio import Session, SessionOptions
+from poolbackend.iscsi.errors import ConnectionFailed
+from poolbackend.iscsi.portal import Portal
 from poolbackend.pool.fsutil import StorePaths
 from poolbackend.pool.model import PoolDef, PoolSource, PoolState, Volume
 from poolbackend.pool.store import Store
@@ -164,3 +168,18 @@ def test_one_clean_error_line(
     if len(errors) == 2:
         assert errors[0].startswith("error: failed to get "), captured.err
     assert not UNSAFE.search(captured.err), captured.err
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_initiator_messages_escape_portal_and_target(kind: str) -> None:
+    """The library's own messages (no CLI safety net): every iSCSI error names the session
+    as ``portal P target T``, and a host the resolver refuses fails before any traffic."""
+    hostile = HOSTILE[kind]
+    session = Session(Portal(f"h{hostile}", 1), f"iqn{hostile}")
+    assert not UNSAFE.search(session.what), session.what
+    # U+202E makes the IDNA codec refuse the name: no DNS query, no connection.
+    with pytest.raises(ConnectionFailed) as info:
+        asyncio.run(Session.open(Portal(f"\u202e{hostile}", 1), "iqn.x", SessionOptions(timeout=2)))
+    message = str(info.value)
+    assert "cannot connect: invalid host name" in message
+    assert not UNSAFE.search(message), message
