@@ -13,6 +13,7 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -421,3 +422,30 @@ def test_errors_name_the_path_safely(tmp_path: Path) -> None:
         Store(StorePaths.under(state)).list_pools()
     text = one_line(info.value)
     assert "\x1b" not in text and "\\x1b[31m" in text and "\\nerror: fake" in text
+
+
+@pytest.mark.parametrize("write", ["definition", "state", "secret value"])
+def test_planted_temporary_file_symlink_is_not_followed(
+    write: str, paths: StorePaths, victim: Victim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The temporary file of an atomic write is created with O_CREAT|O_EXCL|O_NOFOLLOW: a
+    symlink planted under the name it would take is skipped, never written through. (The
+    random names are pinned here so that the trap sits exactly on the first candidate.)"""
+    _prepare_pool(paths)
+    _prepare_secret(paths)
+    names = iter(["trap", "free"])
+    monkeypatch.setattr(tempfile, "_get_candidate_names", lambda: names)
+    if write == "definition":
+        final, action = paths.definitions_dir / "p1.xml", _define
+    elif write == "state":
+        final, action = paths.state_dir / "p1.xml", _start
+    else:
+        final, action = paths.secrets_dir / f"{SECRET_UUID}.base64", _secret_set
+    final.parent.mkdir(parents=True, exist_ok=True)
+    trap = final.parent / f".{final.name}.trap.tmp"
+    os.symlink(victim.file, trap)
+    before = victim.snapshot()
+    action(paths)
+    assert victim.snapshot() == before
+    assert os.path.islink(trap) and not os.path.lexists(final.parent / f".{final.name}.free.tmp")
+    assert final.exists() and not final.is_symlink()
