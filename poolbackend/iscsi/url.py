@@ -51,44 +51,68 @@ class IscsiUrl:
 
 _SHOWN_ARGUMENTS = frozenset({"target_user", "header_digest", "data_digest", "auth"})
 """Query arguments whose values errors may show; every other value is masked."""
+_PLAIN = re.compile(r"[A-Za-z0-9._,-]*")
+"""What a shown argument's value may hold (anything else may be part of a password)."""
 
 
 def redact(url: str) -> str:
     """The URL with everything that may be a password masked, found by position.
 
-    The text is ambiguous when a password holds '@', '?', '&' or '=' (libiscsi cannot even
-    parse some of those), so this masks what is a password under *any* reading: from the
-    first '%' or ':' after the scheme to the last '@' of the whole text; everything after
-    that too if the masked part holds a '?' followed by '=' (the rest may continue a query
-    value). In the query that remains, everything from the value of the first argument
-    not in :data:`_SHOWN_ARGUMENTS` on is masked, whatever its key's case or encoding.
+    Parsed as :func:`parse_url` does (query from the first '?'; user part up to the last
+    '@' before it, its password after its first '%' or ':'): the password is masked, and in
+    the query everything from the value of the first argument that is not in
+    :data:`_SHOWN_ARGUMENTS` (or whose value is not plain) on, whatever the key's case or
+    encoding (a password may hold '&' or '='). A password may also hold '?', which libiscsi
+    cannot parse but an error must not show: when the shown part of the query holds an '@',
+    the user part is taken to run to it. What is shown never depends on a password's
+    characters (in libiscsi's reading), only on the text around it. Known gap: a password
+    holding '@' followed by a query may leave its text after that '@' shown (the host in
+    libiscsi's reading).
     """
     scheme, sep, rest = url.partition("://")
     head = scheme + sep if sep else ""
     if not sep:
         rest = url
-    split = re.search(r"[%:]", rest)
-    last_at = rest.rfind("@")
-    if split is not None and last_at > split.start():
-        masked = rest[split.end() : last_at]
-        qmark = masked.find("?")
-        head += rest[: split.start()] + "%***"
-        if qmark != -1 and "=" in masked[qmark:]:
-            return head
-        head += "@"
-        rest = rest[last_at + 1 :]
-    path, qmark_text, query = rest.partition("?")
-    if not qmark_text:
-        return head + path
+    before, qmark, query = rest.partition("?")
+    split = re.search(r"[%:]", before)
+    # A user%password start (not host:port) with no '@' after it before the query: the
+    # password may go on past the '?', so not even the name of a masked argument is shown.
+    start = split
+    if before.startswith("[") and "]" in before and "@" not in before:  # an IPv6 literal
+        start = re.compile(r"[%:]").search(before, before.index("]"))
+    ambiguous = (
+        start is not None
+        and "@" not in before[start.end() :]
+        and not (start.group() == ":" and re.fullmatch(r"[0-9]*(/.*)?", before[start.end() :]))
+    )
+    shown_query = _mask_query(query, hide_key=ambiguous)[0]
+    # '@' in the part of the query that is shown: a user part with '?' in its password.
+    query_at = shown_query.rfind("@")
+    if split is not None and qmark and query_at != -1:
+        tail = shown_query[query_at + 1 :]
+        return head + before[: split.start()] + "%***@" + tail
+    if split is not None and before.rfind("@") > split.start():
+        at = before.rfind("@")
+        before = before[: split.start()] + "%***" + before[at:]
+    elif ambiguous and qmark and start is not None:
+        before = before[: start.start()] + "%***"
+    return head + before + qmark + shown_query
+
+
+def _mask_query(query: str, *, hide_key: bool = False) -> tuple[str, bool]:
+    """``query`` with everything from the value of the first argument not in
+    :data:`_SHOWN_ARGUMENTS` (or not plain) on replaced by ``***`` (its key too with
+    ``hide_key``), and whether that happened. An argument without '=' holds no value."""
     pieces = []
     for piece in query.split("&"):
-        key, eq, _ = piece.partition("=")
-        if unquote_plus(key) not in _SHOWN_ARGUMENTS:
-            # Maybe a password, and a password may hold '&' or '=': hide the rest.
-            pieces.append(key + eq + "***" if eq else "***")
-            break
+        key, eq, value = piece.partition("=")
+        if eq and (unquote_plus(key) not in _SHOWN_ARGUMENTS or not _PLAIN.fullmatch(value)):
+            # Maybe a password (or a value swallowing one, 'auth=md5?target_password=…'),
+            # and a password may hold '&' or '=': hide the rest.
+            pieces.append("***" if hide_key else key + eq + "***")
+            return "&".join(pieces), True
         pieces.append(piece)
-    return head + path + qmark_text + "&".join(pieces)
+    return "&".join(pieces), False
 
 
 _LABEL = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}"

@@ -44,6 +44,14 @@ def test_user_password_never_shown(password: str, tail: str, separator: str) -> 
     assume(any(c in MARKERS for c in password))
     url = f"iscsi://chapuser{separator}{password}@{tail}"
     message = _errors(url)
+    if "?" in password:
+        # libiscsi's reading: the query starts at that '?', so the text after it is not a
+        # password there (argument names stay visible); the whole password never shows.
+        # (Not covered: a password holding both '@' and '?', see url.redact.)
+        assume("@" not in password)
+        assert message is None or password not in message, (url, message)
+        assert password not in redact(url)
+        return
     if message is not None:
         assert not any(c in message for c in MARKERS), (url, message)
     assert not any(c in redact(url) for c in MARKERS)
@@ -85,3 +93,40 @@ def test_target_password_never_shown(password: str, tail: str, key: str, after: 
 )
 def test_reported_cases(url: str, expected: str) -> None:
     assert _errors(url) == expected
+
+
+TOKENS = [
+    "u", "h", "127.0.0.1", ":1", "/", IQN, "/1", "?", "&", "=", "@", "%", ":", "#",
+    "auth=md5", "header_digest=crc32c", "data_digest=", "target_user=tu", "x=1", "[::1]",
+]  # fmt: skip
+BEFORE_PASSWORD = [
+    "user%", "user:", "?target_password=", "?Target_Password=", "?x=1&target_password=",
+    "?auth=md5&TARGET_PASSWORD=", "?target%5Fpassword=",
+]  # fmt: skip
+FRAGMENTS = st.lists(st.sampled_from(TOKENS), max_size=8).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    a=FRAGMENTS,
+    before=st.sampled_from(BEFORE_PASSWORD),
+    password=PASSWORDS,
+    c=FRAGMENTS,
+    d=FRAGMENTS,
+)
+def test_password_anywhere_never_shown(a: str, before: str, password: str, c: str, d: str) -> None:
+    """URLs assembled from random pieces (the shape the fuzzer found: a query, then the
+    user part's '%', then more query), a password after a user name or in a
+    ``target_password`` argument of any case: no marker character in any output."""
+    assume(any(ch in MARKERS for ch in password))
+    if before.startswith("user"):  # the user part comes first, before any query
+        # (only the '@' that ends it: a second '@' after a '?' makes the user part
+        # ambiguous in ways libiscsi cannot parse either)
+        assume(not any(ch in a for ch in "?@%:") and "?" not in password and "@" not in c + d)
+        assume("@" not in password or "?" not in c + d)  # '@' and '?': see url.redact
+    tail = f"{c}@{d}" if before.startswith("user") else f"{c}{d}"
+    url = f"iscsi://{a}{before}{password}{tail}"
+    message = _errors(url)
+    if message is not None:
+        assert not any(ch in message for ch in MARKERS), (url, message)
+    assert not any(ch in redact(url) for ch in MARKERS), (url, redact(url))
