@@ -438,7 +438,7 @@ def test_planted_temporary_file_symlink_is_not_followed(
     if write == "definition":
         final, action = paths.definitions_dir / "p1.xml", _define
     elif write == "state":
-        final, action = paths.state_dir / "p1.xml", _start
+        final, action = Store(paths).state_path("p1"), _start
     else:
         final, action = paths.secrets_dir / f"{SECRET_UUID}.base64", _secret_set
     final.parent.mkdir(parents=True, exist_ok=True)
