@@ -191,7 +191,8 @@ def test_each_form_of_vol_reaches_its_own_lun_only(
         assert lab.contents() == expected, (cmd, vol, pool)
         lab.reset()
 
-    hint = "" if cmd in ("vol-name", "vol-pool") else HINT
+    hint = "" if cmd in ("vol-name", "vol-pool") else HINT  # virsh names the pool option
+    hint = ", specifying --inputpool might help" if cmd == "vol-create-from" else hint
     other = lab.key("pb", 1)
     bad = [
         (  # a bare name: every pool has one
