@@ -142,8 +142,15 @@ class LunResized(PoolBackendError):
 
 
 async def _same_size(session: Session, geo: Geometry) -> None:
-    """A fresh READ CAPACITY must still give the size the transfer was planned for."""
-    blocks, block_size = await session.read_capacity(geo.lun)
+    """A fresh READ CAPACITY must still give the size the transfer was planned for (a LUN
+    that now reports an impossible size, e.g. tgt's empty file, has changed size too)."""
+    try:
+        blocks, block_size = await session.read_capacity(geo.lun)
+    except BadTargetData as exc:
+        raise LunResized(
+            f"LUN {geo.lun} changed size during the transfer ({geo.capacity} bytes at the "
+            f"start, now an impossible size: {exc}); the transfer was stopped"
+        ) from None
     if (blocks, block_size) != (geo.block_count, geo.block_size):
         raise LunResized(
             f"LUN {geo.lun} changed size during the transfer ({geo.capacity} bytes at the "
