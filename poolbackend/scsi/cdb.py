@@ -32,6 +32,7 @@ class Opcode(IntEnum):
 
 
 SA_READ_CAPACITY_16 = 0x10
+SA_GET_LBA_STATUS = 0x12  # builder and parser: poolbackend.scsi.lbastatus
 READ_CAPACITY_16_ALLOC = 32
 
 _DPO = 0x10
@@ -45,6 +46,8 @@ def cdb_name(cdb: bytes) -> str:
     if cdb[0] == Opcode.SERVICE_ACTION_IN_16 and len(cdb) > 1:
         if cdb[1] & 0x1F == SA_READ_CAPACITY_16:
             return "READ CAPACITY(16)"
+        if cdb[1] & 0x1F == SA_GET_LBA_STATUS:
+            return "GET LBA STATUS(16)"
     try:
         name = Opcode(cdb[0]).name
     except ValueError:

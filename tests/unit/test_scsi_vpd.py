@@ -155,3 +155,25 @@ def test_logical_block_provisioning() -> None:
     assert other.threshold_exponent == 9 and other.anc_sup and other.dp
     with pytest.raises(ScsiParseError, match="VPD page 0xB2: data carries page 0xB0"):
         parse_logical_block_provisioning(TGT_THIN_B0)
+
+
+def test_provisioning_facts_of_a_tgt_thin_lun() -> None:
+    from poolbackend.scsi import parse_read_capacity16
+    from poolbackend.scsi.provisioning import provisioning, provisioning_type_name
+
+    rc16 = parse_read_capacity16(bytes.fromhex("000000000001ffff 00000200 00 03 c0 00") + bytes(16))
+    facts = provisioning(
+        rc16,
+        parse_block_limits(TGT_THIN_B0),
+        parse_logical_block_provisioning(page(0xB2, bytes.fromhex("00e40200"))),
+    )
+    assert (facts.lbpme, facts.lbprz, facts.lbpu, facts.lbpws, facts.lbpws10) == (True,) * 5
+    assert facts.provisioning_type == 2 and facts.granularity == 1
+    lines = dict(facts.lines())
+    assert lines["Provisioning type:"] == "thin"
+    assert lines["Max UNMAP LBA count:"] == "unlimited"
+    assert lines["UNMAP (LBPU):"] == "yes"
+    thick = provisioning(None, None, None)
+    assert not thick.thin and dict(thick.lines())["Provisioning type:"].startswith("not reported")
+    assert "Max UNMAP LBA count:" not in dict(thick.lines())
+    assert provisioning_type_name(5) == "reserved (5)"
