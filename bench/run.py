@@ -50,7 +50,7 @@ class Row:
     ours: list[float]
     ref_name: str
     ref: list[float]
-    unit: str  # "s" or "MiB" (lower is better) or "MiB/s" (higher is better)
+    unit: str  # "s" or "MiB" (lower is better) or "MiB/s" or "IOPS" (higher is better)
 
     def cells(self) -> list[str]:
         def fmt(values: list[float]) -> str:
@@ -60,6 +60,8 @@ class Row:
                 return f"{min(values):.0f} MiB"
             if self.unit == "s":
                 return f"{min(values) * 1000:.1f} / {statistics.median(values) * 1000:.1f} ms"
+            if self.unit == "IOPS":
+                return f"{max(values):.0f} / {statistics.median(values):.0f} IOPS"
             return f"{max(values):.0f} / {statistics.median(values):.0f} MiB/s"
 
         ratio = "n/a"
@@ -419,6 +421,61 @@ def bench_digest(size: int, runs: int, rows: list[Row]) -> None:
         )
 
 
+def _final_iops(stdout: str) -> float | None:
+    """The last ``iops average N (M MB/s)`` figure of an iscsi-perf run (ours or libiscsi's)."""
+    found = re.findall(r"iops average (\d+) \(\d+ MB/s\)", stdout)
+    return float(found[-1]) if found else None
+
+
+def bench_iops(runs: int, seconds: int, work: Path, rows: list[Row]) -> None:
+    """4 KiB random reads at 32 and 1 in flight: ``poolbackend iscsi-perf`` (whole process,
+    as libiscsi's tool) against libiscsi's ``iscsi-perf -b 8 -m M -r`` and QEMU's libiscsi
+    driver via ``qemu-img bench -d M -s 4096`` (sequential: qemu-img bench has no random mode;
+    its own "Run completed in" time, start-up excluded), all on the same LUN, alternating."""
+    with target() as tgt:
+        tgt.new_target(1, IQN)
+        size = 256 * MiB
+        fill(tgt.add_lun(1, 1, size), size)
+        warm(tgt, size)
+        url = qemu_url(tgt)
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        for depth in (32, 1):
+            ours: list[float] = []
+            perf: list[float] = []
+            qemu: list[float] = []
+            count = (24000 if depth > 1 else 7000) * seconds
+            for _ in range(runs):
+                mine = subprocess.run(
+                    [sys.executable, "-m", "poolbackend", "iscsi-perf", "-b", "8", "-m",
+                     str(depth), "-r", "--seconds", str(seconds), url],
+                    capture_output=True, text=True, env=env,
+                )  # fmt: skip
+                theirs = subprocess.run(
+                    ["iscsi-perf", "-b", "8", "-m", str(depth), "-r", "-t", str(seconds), url],
+                    capture_output=True,
+                    text=True,
+                )
+                for out, proc in ((ours, mine), (perf, theirs)):
+                    value = _final_iops(proc.stdout)
+                    if value is not None:
+                        out.append(value)
+                    else:
+                        print(f"(no IOPS figure: {proc.stderr.strip()[-200:]})", file=sys.stderr)
+                q = subprocess.run(
+                    ["qemu-img", "bench", "-f", "raw", "-c", str(count), "-d", str(depth),
+                     "-s", "4096", url],
+                    capture_output=True, text=True,
+                )  # fmt: skip
+                m = re.search(r"Run completed in ([0-9.]+) seconds", q.stdout)
+                if m:
+                    qemu.append(count / float(m.group(1)))
+            what = f"4 KiB random read, {depth} in flight (iscsi-perf, whole process)"
+            rows.append(Row(what, ours, f"iscsi-perf -b 8 -m {depth} -r", perf, "IOPS"))
+            rows.append(
+                Row(what, ours, f"qemu-img bench -d {depth} -s 4096 (sequential)", qemu, "IOPS")
+            )
+
+
 def bench_startup(runs: int, work: Path, rows: list[Row], virsh: object | None) -> None:
     with target() as tgt:
         tgt.new_target(1, IQN)
@@ -440,7 +497,7 @@ def bench_startup(runs: int, work: Path, rows: list[Row], virsh: object | None) 
         rows.append(Row("CLI start-up: vol-list of an active pool", ours, name, ref, "s"))
 
 
-CASES = ("refresh", "read", "write", "wipe", "digest", "startup")
+CASES = ("refresh", "iops", "read", "write", "wipe", "digest", "startup")
 
 
 def main() -> None:
@@ -451,6 +508,7 @@ def main() -> None:
     ap.add_argument("--read-mib", type=int, default=1024, help="size of the read case")
     ap.add_argument("--write-mib", type=int, default=1024, help="size of the write case")
     ap.add_argument("--wipe-mib", type=int, default=1024, help="size of the wipe case")
+    ap.add_argument("--iops-seconds", type=int, default=5, help="length of each IOPS run")
     ap.add_argument("--digest-mib", type=int, default=256, help="size of the digest case")
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of cases")
     ap.add_argument("--no-shm", action="store_true", help="keep LUN files in the temp dir")
@@ -476,6 +534,8 @@ def main() -> None:
             if "refresh" in cases:
                 luns = [int(n) for n in args.luns.split(",")]
                 bench_refresh(luns, args.runs, work, rows, virsh)
+            if "iops" in cases:
+                bench_iops(min(args.runs, 3), 1 if args.quick else args.iops_seconds, work, rows)
             if "read" in cases:
                 bench_read(args.read_mib * MiB, min(args.runs, 3), work, rows, args.quick)
             if "write" in cases:

@@ -95,6 +95,37 @@ def _add_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("-s", "--size-only", action="store_true", help="print only the size in bytes")
     add_initiator_options(p)
+    p = _cmd(
+        sub,
+        "iscsi-perf",
+        "perf:cmd_iscsi_perf",
+        "READ benchmark of a LUN like libiscsi's iscsi-perf: per-second progress until "
+        "SIGINT or --seconds, then the IOPS average",
+    )
+    p.add_argument(
+        "url", metavar="URL", help="iscsi://[user[%%password]@]host[:port]/target-iqn/lun"
+    )
+    p.add_argument(
+        "-m", "--max", default="32", metavar="MAX_IN_FLIGHT", help="reads in flight (default 32)"
+    )
+    p.add_argument(
+        "-b", "--blocks", default="8", metavar="BLOCKS_PER_IO", help="blocks per read (default 8)"
+    )
+    p.add_argument("-r", "--random", action="store_true", help="random LBAs (default sequential)")
+    p.add_argument(
+        "-n", "--ignore-errors", action="store_true", help="count failed reads and go on"
+    )
+    p.add_argument(
+        "-x",
+        "--max-reconnects",
+        metavar="MAX_RECONNECTS",
+        help="reconnects in a row without progress before giving up (default 3)",
+    )
+    p.add_argument("-l", "--logging", action="store_true", help="one progress line per second")
+    p.add_argument(
+        "--seconds", metavar="N", help="stop after N seconds (default: run until SIGINT)"
+    )
+    add_initiator_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
