@@ -57,7 +57,7 @@ def _try_again() -> bool:
 
 def pool_edit(args: argparse.Namespace) -> int:
     from poolbackend.cli.poolcmds import _read_xml, _say, _store
-    from poolbackend.pool.xmlio import format_pool_xml, parse_pool_xml
+    from poolbackend.pool.xml.pool import format_pool_xml, parse_pool_xml
 
     store = _store()
     record = store.get_pool(args.pool)

@@ -46,7 +46,7 @@ def _read_file(path: str, what: str, limit: int = 16 * 1024 * 1024) -> bytes:
 
 
 def _read_xml(path: str, what: str) -> bytes:
-    from poolbackend.pool.xmlio import MAX_XML_BYTES
+    from poolbackend.pool.xml.safe import MAX_XML_BYTES
 
     return _read_file(path, what, MAX_XML_BYTES)
 
@@ -62,7 +62,7 @@ def _report(report: RefreshReport) -> None:
 
 # -- pools -------------------------------------------------------------------------------
 def pool_define(args: argparse.Namespace) -> int:
-    from poolbackend.pool.xmlio import parse_pool_xml
+    from poolbackend.pool.xml.pool import parse_pool_xml
 
     pool = parse_pool_xml(_read_xml(args.file, "pool XML file"), source_name=args.file)
     store = _store()
@@ -73,7 +73,7 @@ def pool_define(args: argparse.Namespace) -> int:
 
 
 def pool_create(args: argparse.Namespace) -> int:
-    from poolbackend.pool.xmlio import parse_pool_xml
+    from poolbackend.pool.xml.pool import parse_pool_xml
 
     pool = parse_pool_xml(_read_xml(args.file, "pool XML file"), source_name=args.file)
     _report(_backend(args).create(pool))
@@ -226,7 +226,7 @@ def pool_info(args: argparse.Namespace) -> int:
 
 
 def pool_dumpxml(args: argparse.Namespace) -> int:
-    from poolbackend.pool.xmlio import format_pool_xml
+    from poolbackend.pool.xml.pool import format_pool_xml
 
     r = _store().get_pool(args.pool)
     if r.state.active and not args.inactive:
@@ -248,7 +248,7 @@ def pool_uuid(args: argparse.Namespace) -> int:
 
 def _discover(args: argparse.Namespace, spec: SourceSpec) -> int:
     from poolbackend.cli.initiator_opts import timeout_option
-    from poolbackend.pool.xmlio import format_sources_xml
+    from poolbackend.pool.xml.pool import format_sources_xml
 
     targets = _backend(args).find_sources(spec, timeout_option(args))
     print(format_sources_xml(spec.host, spec.port, spec.initiator_iqn, targets))
@@ -274,13 +274,13 @@ def find_sources_as(args: argparse.Namespace) -> int:
             port = ascii_int(args.port, low=1, high=65535)
         except ValueError:
             raise ConfigError(f"invalid port '{printable(args.port)}' (expected 1-65535)") from None
-    from poolbackend.pool.xmlio import host_name
+    from poolbackend.pool.xml.pool import host_name
 
     return _discover(args, SourceSpec(host_name(args.host), port, args.initiator))
 
 
 def find_sources(args: argparse.Namespace) -> int:
-    from poolbackend.pool.xmlio import parse_source_xml
+    from poolbackend.pool.xml.pool import parse_source_xml
 
     _check_type(args)
     if not args.srcSpec:
@@ -352,7 +352,7 @@ def vol_info(args: argparse.Namespace) -> int:
 
 
 def vol_dumpxml(args: argparse.Namespace) -> int:
-    from poolbackend.pool.xmlio import format_volume_xml
+    from poolbackend.pool.xml.volume import format_volume_xml
 
     print(format_volume_xml(_volume(args)))  # virsh ends dumps with a blank line
     return 0
@@ -496,7 +496,7 @@ def _secrets() -> Any:
 
 
 def secret_define(args: argparse.Namespace) -> int:
-    from poolbackend.pool.xmlio import parse_secret_xml
+    from poolbackend.pool.xml.secret import parse_secret_xml
 
     secret = parse_secret_xml(_read_xml(args.file, "secret XML file"), source_name=args.file)
     stored = _secrets().define(secret)
@@ -554,7 +554,7 @@ def secret_undefine(args: argparse.Namespace) -> int:
 
 
 def secret_dumpxml(args: argparse.Namespace) -> int:
-    from poolbackend.pool.xmlio import format_secret_xml
+    from poolbackend.pool.xml.secret import format_secret_xml
 
     print(format_secret_xml(_secrets().get(args.secret)))
     return 0

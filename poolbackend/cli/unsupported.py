@@ -32,7 +32,7 @@ def virsh_size(text: str) -> int:
     """A size as virsh reads it (``virshVolSize``: an unsigned number and an optional unit,
     default bytes); anything else is virsh's ``Malformed size <text>``."""
     from poolbackend.pool.naming import printable
-    from poolbackend.pool.xmlio import scale_integer
+    from poolbackend.pool.xml.libvirt_checks import scale_integer
 
     match = _SIZE.fullmatch(text)
     if match:
@@ -94,7 +94,7 @@ def _create_from(record: PoolRecord, name: str) -> None:
 
 
 def vol_create_as(args: argparse.Namespace) -> int:
-    from poolbackend.pool.xmlio import format_volume_request_xml
+    from poolbackend.pool.xml.volume import format_volume_request_xml
 
     store = _store()
     record = store.get_pool(args.pool)
@@ -127,7 +127,7 @@ def _volume_xml(path: str) -> bytes:
 
 
 def _parse_volume(data: bytes, args: argparse.Namespace) -> VolumeSpec:
-    from poolbackend.pool.xmlio import parse_volume_xml
+    from poolbackend.pool.xml.volume import parse_volume_xml
 
     return parse_volume_xml(
         data, source_name=args.file, capacity_optional=True, validate=args.validate
@@ -157,7 +157,7 @@ def vol_create_from(args: argparse.Namespace) -> int:
 def vol_clone(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from poolbackend.pool.xmlio import format_volume_xml
+    from poolbackend.pool.xml.volume import format_volume_xml
 
     store = _store()
     record, vol = _volume(store, args.vol, args.pool)

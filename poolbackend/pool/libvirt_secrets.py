@@ -13,7 +13,7 @@ from typing import Any
 from poolbackend.errors import NotFoundError, PoolBackendError
 from poolbackend.pool.libvirt_conn import import_libvirt, libvirt_message, open_connection
 from poolbackend.pool.model import SecretDef
-from poolbackend.pool.xmlio import format_secret_xml
+from poolbackend.pool.xml.secret import format_secret_xml
 from poolbackend.text import printable
 
 VIR_SECRET_USAGE_TYPE_ISCSI = 3

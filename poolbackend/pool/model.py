@@ -1,10 +1,10 @@
 """Data model of an iscsi-direct storage pool, its volumes and CHAP secrets.
 
 All classes are immutable dataclasses; build modified copies with :func:`dataclasses.replace`.
-They are produced by :mod:`poolbackend.pool.xmlio` (which validates) and stored by
+They are produced by :mod:`poolbackend.pool.xml` (which validates) and stored by
 :mod:`poolbackend.pool.store`; constructing them directly performs no validation, so code
 that builds a definition from user arguments should format it to XML and parse it back with
-:func:`poolbackend.pool.xmlio.parse_pool_xml` to get libvirt's checks and messages.
+:func:`poolbackend.pool.xml.pool.parse_pool_xml` to get libvirt's checks and messages.
 """
 
 from __future__ import annotations

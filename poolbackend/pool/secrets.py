@@ -39,7 +39,8 @@ from poolbackend.pool.fsutil import (
 )
 from poolbackend.pool.model import SECRET_USAGE_ISCSI, SecretDef
 from poolbackend.pool.naming import printable
-from poolbackend.pool.xmlio import canonical_uuid, format_secret_xml, parse_secret_xml
+from poolbackend.pool.xml.safe import canonical_uuid
+from poolbackend.pool.xml.secret import format_secret_xml, parse_secret_xml
 
 __all__ = ["SecretStore", "SecretValue"]
 

@@ -2,7 +2,7 @@
 
 Where the files live, and how they are opened safely, is :mod:`poolbackend.pool.fsutil`.
 
-A definition file holds the pool XML (:func:`~poolbackend.pool.xmlio.format_pool_xml`); a
+A definition file holds the pool XML (:func:`~poolbackend.pool.xml.pool.format_pool_xml`); a
 state file ``<name>.json`` exists while the pool is active and holds the live definition,
 sizes and volumes in the plain format of :mod:`poolbackend.pool.statefile` (the tool's own
 data: no libvirt checks, no limit meant for user input). A pool with a state file and no
@@ -52,7 +52,8 @@ from poolbackend.pool.fsutil import (
 )
 from poolbackend.pool.model import PoolDef, PoolState
 from poolbackend.pool.naming import printable
-from poolbackend.pool.xmlio import canonical_uuid, format_pool_xml, parse_pool_xml
+from poolbackend.pool.xml.pool import format_pool_xml, parse_pool_xml
+from poolbackend.pool.xml.safe import canonical_uuid
 
 __all__ = ["DamagedFileError", "PoolRecord", "Store", "StorePaths", "new_activation"]
 

@@ -205,8 +205,9 @@ def write_scsi_seeds(data_in: dict[str, bytes]) -> None:
 
 def write_xml_seeds() -> None:
     from poolbackend.pool import statefile
-    from poolbackend.pool import xmlio as X
     from poolbackend.pool.model import PoolState, Volume
+    from poolbackend.pool.xml.pool import parse_pool_xml
+    from poolbackend.pool.xml.volume import format_volume_xml
 
     examples = ROOT / "xml-examples"
     for path in sorted(examples.glob("pool*.xml")):
@@ -218,7 +219,7 @@ def write_xml_seeds() -> None:
         "volume-capacity",
         b"\x02<volume><name>v</name><capacity unit='KiB'>8</capacity></volume>",
     )
-    pool = X.parse_pool_xml((examples / "pool-mutual-chap.xml").read_bytes())
+    pool = parse_pool_xml((examples / "pool-mutual-chap.xml").read_bytes())
     vols = tuple(
         Volume.for_lun(pool.source, lun, capacity=lun * MiB, block_size=512, vendor="IET",
                        product="VIRTUAL-DISK", device_type=0 if lun else 12,
@@ -227,7 +228,7 @@ def write_xml_seeds() -> None:
     )  # fmt: skip
     state = PoolState(active=True, capacity=301 * MiB, allocation=301 * MiB, volumes=vols)
     _write("xml", "pool-state", b"\x04" + statefile.dumps(pool, state))
-    _write("xml", "volume-formatted", b"\x02" + X.format_volume_xml(vols[1]).encode())
+    _write("xml", "volume-formatted", b"\x02" + format_volume_xml(vols[1]).encode())
 
 
 URLS = [

@@ -61,7 +61,9 @@ from poolbackend.iscsi.textkeys import (
 )
 from poolbackend.iscsi.url import parse_url
 from poolbackend.pool import statefile
-from poolbackend.pool import xmlio as X
+from poolbackend.pool.xml import pool as pool_xml
+from poolbackend.pool.xml import secret as secret_xml
+from poolbackend.pool.xml import volume as volume_xml
 from poolbackend.scsi import cdb as C
 
 Target = Callable[[bytes], object]
@@ -508,16 +510,16 @@ def fuzz_xml(data: bytes) -> None:
     which, text = data[0] % 5, data[1:]
     try:
         if which == 0:
-            pool = X.parse_pool_xml(text)
-            again = X.parse_pool_xml(X.format_pool_xml(pool))
+            pool = pool_xml.parse_pool_xml(text)
+            again = pool_xml.parse_pool_xml(pool_xml.format_pool_xml(pool))
             assert again == pool, "pool XML does not round-trip"
         elif which == 1:
-            X.parse_source_xml(text)
+            pool_xml.parse_source_xml(text)
         elif which == 2:
-            X.parse_volume_xml(text)
+            volume_xml.parse_volume_xml(text)
         elif which == 3:
-            secret = X.parse_secret_xml(text)
-            X.format_secret_xml(secret)
+            secret = secret_xml.parse_secret_xml(text)
+            secret_xml.format_secret_xml(secret)
         else:
             live, state = statefile.loads(text)
             assert statefile.loads(statefile.dumps(live, state)) == (live, state), (

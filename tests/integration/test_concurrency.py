@@ -32,7 +32,7 @@ from poolbackend.pool.model import PoolDef, Volume
 from poolbackend.pool.store import Store, StorePaths
 from poolbackend.pool.targetid import lun_lock_keys
 from poolbackend.pool.volumelock import lock_path
-from poolbackend.pool.xmlio import parse_pool_xml
+from poolbackend.pool.xml.pool import parse_pool_xml
 from tests.conftest import ROOT, RunCli
 from tests.harness.tgtd import MiB, Tgtd
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from poolbackend.pool.xmlio import parse_pool_xml, parse_secret_xml
+from poolbackend.pool.xml.pool import parse_pool_xml
+from poolbackend.pool.xml.secret import parse_secret_xml
 from tests.conftest import RunCli
 from tests.harness.tgtd import Tgtd
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from poolbackend.pool.xmlio import MAX_XML_BYTES
+from poolbackend.pool.xml.safe import MAX_XML_BYTES
 from tests.conftest import RunCli
 from tests.harness.tgtd import MiB, Tgtd
 

@@ -292,7 +292,7 @@ def test_refresh_vs_restart_with_the_same_definition(
 def test_activation_id_is_kept_in_the_state_file(state_dir: Path) -> None:
     """Whatever the state file format, the activation id survives a save and a load."""
     from poolbackend.pool.model import PoolState
-    from poolbackend.pool.xmlio import parse_pool_xml
+    from poolbackend.pool.xml.pool import parse_pool_xml
 
     pool = parse_pool_xml(
         f"<pool type='iscsi-direct'><name>p</name><uuid>{UUID}</uuid><source>"

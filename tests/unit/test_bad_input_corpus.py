@@ -36,7 +36,9 @@ from lxml import etree
 
 from poolbackend.cli.main import main
 from poolbackend.errors import PoolBackendError
-from poolbackend.pool.xmlio import PB_NS, SCHEMA_DIR, parse_pool_xml, parse_secret_xml
+from poolbackend.pool.xml.pool import parse_pool_xml
+from poolbackend.pool.xml.safe import PB_NS, SCHEMA_DIR
+from poolbackend.pool.xml.secret import parse_secret_xml
 from tests.conftest import ROOT, RunCli
 
 CORPUS = ROOT / "tests" / "corpus"

@@ -8,13 +8,9 @@ from pathlib import Path
 import pytest
 
 from poolbackend.pool.model import ChapAuth, PoolOptions, SourceSpec
-from poolbackend.pool.xmlio import (
-    SCHEMA_DIR,
-    format_pool_xml,
-    parse_pool_xml,
-    parse_secret_xml,
-    parse_source_xml,
-)
+from poolbackend.pool.xml.pool import format_pool_xml, parse_pool_xml, parse_source_xml
+from poolbackend.pool.xml.safe import SCHEMA_DIR
+from poolbackend.pool.xml.secret import parse_secret_xml
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "xml-examples"

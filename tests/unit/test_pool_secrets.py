@@ -14,7 +14,7 @@ from poolbackend.errors import ConfigError, NotFoundError, PoolBackendError, Sta
 from poolbackend.pool.model import SecretDef
 from poolbackend.pool.secrets import SecretStore, SecretValue
 from poolbackend.pool.store import StorePaths
-from poolbackend.pool.xmlio import parse_secret_xml
+from poolbackend.pool.xml.secret import parse_secret_xml
 
 UUID1 = "6a1f3c2e-9b4d-4e8a-8f27-3c5d1e0b7a94"
 UUID2 = "6a1f3c2e-9b4d-4e8a-8f27-3c5d1e0b7a95"

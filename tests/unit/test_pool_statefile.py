@@ -10,7 +10,7 @@ import pytest
 from poolbackend.pool import statefile
 from poolbackend.pool.model import ChapAuth, PoolDef, PoolOptions, PoolSource, PoolState, Volume
 from poolbackend.pool.statefile import StateFileError
-from poolbackend.pool.xmlio import MAX_XML_BYTES
+from poolbackend.pool.xml.safe import MAX_XML_BYTES
 
 UUID = "6a1f3c2e-9b4d-4e8a-8f27-3c5d1e0b7a94"
 

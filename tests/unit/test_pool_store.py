@@ -16,7 +16,7 @@ from poolbackend.errors import ConfigError, NotFoundError, PoolBackendError, Sta
 from poolbackend.pool.fsutil import StorePaths, atomic_write
 from poolbackend.pool.model import PoolDef, PoolSource, PoolState, Volume
 from poolbackend.pool.store import Store
-from poolbackend.pool.xmlio import parse_pool_xml
+from poolbackend.pool.xml.pool import parse_pool_xml
 
 UUID1 = "6a1f3c2e-9b4d-4e8a-8f27-3c5d1e0b7a94"
 UUID2 = "0b7e0c5f-5a61-4f0e-9d38-4c1e4c2d8f11"

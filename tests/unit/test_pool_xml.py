@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from poolbackend.errors import ConfigError
-from poolbackend.pool import xmlio
 from poolbackend.pool.model import (
     ChapAuth,
     PoolDef,
@@ -24,19 +23,17 @@ from poolbackend.pool.model import (
     SourceSpec,
     Volume,
 )
-from poolbackend.pool.xmlio import (
-    PB_NS,
-    XMLConfigError,
+from poolbackend.pool.xml import explain
+from poolbackend.pool.xml.libvirt_checks import scale_integer
+from poolbackend.pool.xml.pool import (
     format_pool_xml,
-    format_secret_xml,
     format_sources_xml,
-    format_volume_xml,
     parse_pool_xml,
-    parse_secret_xml,
     parse_source_xml,
-    parse_volume_xml,
-    scale_integer,
 )
+from poolbackend.pool.xml.safe import PB_NS, XMLConfigError
+from poolbackend.pool.xml.secret import format_secret_xml, parse_secret_xml
+from poolbackend.pool.xml.volume import format_volume_xml, parse_volume_xml
 
 UUID = "6a1f3c2e-9b4d-4e8a-8f27-3c5d1e0b7a94"
 TARGET = "iqn.2026-11.example:target1"
@@ -759,8 +756,8 @@ def test_schema_mirror_agrees_with_relaxng(
     source = f"<source>{''.join(source_children)}</source>" if with_source else ""
     text = f"<pool type='iscsi-direct'>{''.join(children)}{source}</pool>"
     root = etree.fromstring(text.encode())
-    valid = xmlio._schema("storagepool.rng").validate(root)
-    explained = xmlio._explain(root, xmlio._E_POOL, "pool")
+    valid = explain.relaxng_schema("storagepool.rng").validate(root)
+    explained = explain.explain(root, explain.POOL_SPEC, "pool")
     assert valid == (explained is None), explained
     try:
         parse_pool_xml(text)
@@ -837,8 +834,8 @@ SECRET_ATTRS = ["", " ephemeral='yes'", " private='no'", " private='maybe'", " b
 def test_secret_schema_mirror_agrees_with_relaxng(children: list[str], attrs: str) -> None:
     text = f"<secret{attrs}>{''.join(children)}</secret>"
     root = etree.fromstring(text.encode())
-    valid = xmlio._schema("secret.rng").validate(root)
-    explained = xmlio._explain(root, xmlio._E_SECRET, "secret")
+    valid = explain.relaxng_schema("secret.rng").validate(root)
+    explained = explain.explain(root, explain.SECRET_SPEC, "secret")
     assert valid == (explained is None), explained
     try:
         parse_secret_xml(text)
@@ -862,6 +859,6 @@ SPEC_SNIPPETS = [
 def test_source_spec_schema_mirror_agrees_with_relaxng(children: list[str]) -> None:
     text = f"<source>{''.join(children)}</source>"
     root = etree.fromstring(text.encode())
-    valid = xmlio._schema("storagepoolsource.rng").validate(root)
-    explained = xmlio._explain(root, xmlio._E_SOURCE_SPEC, "source")
+    valid = explain.relaxng_schema("storagepoolsource.rng").validate(root)
+    explained = explain.explain(root, explain.SOURCE_SPEC, "source")
     assert valid == (explained is None), explained

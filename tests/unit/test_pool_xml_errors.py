@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from poolbackend.errors import ConfigError
-from poolbackend.pool.xmlio import XMLConfigError, format_pool_xml, parse_pool_xml
+from poolbackend.pool.xml.pool import format_pool_xml, parse_pool_xml
+from poolbackend.pool.xml.safe import XMLConfigError
 
 BASE = """<pool type='iscsi-direct'>
   <name>p</name>
