@@ -97,6 +97,19 @@ def _add_tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_initiator_options(p)
     p = _cmd(
         sub,
+        "iscsi-lbastatus",
+        "lbastatus:cmd_iscsi_lbastatus",
+        "mapped, deallocated and anchored extents of a thin LUN (GET LBA STATUS), "
+        "like sg_get_lba_status",
+    )
+    p.add_argument(
+        "url", metavar="URL", help="iscsi://[user[%%password]@]host[:port]/target-iqn/lun"
+    )
+    p.add_argument("--lba", metavar="N", help="first block (default 0)")
+    p.add_argument("--blocks", metavar="N", help="number of blocks (default: to the end)")
+    add_initiator_options(p)
+    p = _cmd(
+        sub,
         "iscsi-perf",
         "perf:cmd_iscsi_perf",
         "READ benchmark of a LUN like libiscsi's iscsi-perf: per-second progress until "

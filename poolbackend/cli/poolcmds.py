@@ -347,6 +347,13 @@ def vol_info(args: argparse.Namespace) -> int:
             ("Vendor:", v.vendor or "-"),
             ("Product:", v.product or "-"),
         ]
+        if v.device_type == 0:  # asked live: LBPME/LBPRZ, VPD 0xB0/0xB2 (pool/thin.py)
+            from poolbackend.pool import thin
+
+            try:
+                pairs += thin.volume_provisioning(_backend(args), args.vol, args.pool).lines()
+            except PoolBackendError as exc:
+                pairs.append(("Provisioning:", f"unknown ({exc})"))
     print(format_labelled(pairs), end="")
     return 0
 

@@ -123,6 +123,7 @@ class Backend:
                 pool.source,
                 info.lun,
                 capacity=info.capacity,
+                allocation=info.allocation,
                 device_type=info.device_type,
                 device_type_name=info.device_type_name,
                 block_size=info.block_size,
@@ -161,6 +162,7 @@ class Backend:
                     ) from None
             raise
         total = sum(v.capacity for v in volumes)
+        allocated = sum(v.allocation for v in volumes)  # thin LUNs: their mapped extents
         with self.store.locked():
             current = self.store.find_pool(name)
             why = "undefined" if current is None else self._changed(origin, current)
@@ -182,8 +184,8 @@ class Backend:
                 autostart=current.state.autostart,
                 persistent=current.state.persistent,
                 capacity=total,
-                allocation=total,
-                available=0,
+                allocation=allocated,
+                available=total - allocated,
                 volumes=volumes,
                 activation=new_activation() if starting else origin.state.activation,
             )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from poolbackend.iscsi.aio import Session
 from poolbackend.iscsi.errors import CommandFailed
+from poolbackend.pool import thin
 from poolbackend.scsi.inquiry import device_type_name
 from poolbackend.scsi.lun import Lun
 from poolbackend.scsi.reportluns import refused_line
@@ -29,6 +30,8 @@ class LunInfo:
     product: str
     block_size: int = 0
     block_count: int = 0
+    allocation: int | None = None  # bytes; None: the capacity (see pool/thin.py)
+    note: str | None = None  # why the allocation is not known (one warning line)
 
     @property
     def capacity(self) -> int:
@@ -47,8 +50,15 @@ async def probe_lun(session: Session, lun: Lun) -> LunInfo:
     inq = await session.inquiry(lun)
     info = LunInfo(lun, inq.device_type, device_type_name(inq.device_type), inq.vendor, inq.product)
     if inq.is_disk:
-        blocks, block_size = await session.read_capacity(lun)
-        info = replace(info, block_size=block_size, block_count=blocks)
+        rc16 = await session.read_capacity16(lun)
+        if rc16 is None:
+            blocks, block_size = await session.read_capacity10(lun)
+            return replace(info, block_size=block_size, block_count=blocks)
+        info = replace(info, block_size=rc16.block_length, block_count=rc16.block_count)
+        try:
+            info = replace(info, allocation=await thin.allocation(session, lun, rc16))
+        except CommandFailed as exc:  # GET LBA STATUS refused or impossible: keep the LUN
+            info = replace(info, note=f"LUN {lun}: allocation shown as the capacity: {exc}")
     return info
 
 
@@ -75,4 +85,5 @@ async def scan(session: Session) -> ScanResult:
         raise
     found = [res for res in results if isinstance(res, LunInfo)]
     failures = refused + [res for res in results if isinstance(res, str)]
+    failures += [res.note for res in found if res.note is not None]
     return ScanResult(tuple(found), tuple(failures))
