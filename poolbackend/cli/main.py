@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     from poolbackend.cli import autostartcmd
 
     autostartcmd.register(sub, _cmd)
+    from poolbackend.conformance import cli as conformance_cli
+
+    conformance_cli.register(sub)
     return parser
 
 

@@ -841,6 +841,9 @@ class FakeLun:
     rc16_unsupported: bool = False
     not_ready: bool = False
     data: bytearray = field(default_factory=bytearray)
+    #: scripted answers: ``hook(cdb, data_out)`` is asked first; it returns the Data-In
+    #: bytes, None for the built-in answer, or raises :class:`FakeCheckCondition`
+    hook: Callable[[bytes, bytes], bytes | None] | None = None
 
     def __post_init__(self) -> None:
         if not self.data and self.device_type == 0:
@@ -926,6 +929,10 @@ class _CheckCondition(Exception):
     def __init__(self, key: int, asc: int, ascq: int = 0) -> None:
         super().__init__(key, asc, ascq)
         self.sense = _sense(key, asc, ascq)
+
+
+FakeCheckCondition = _CheckCondition
+"""Raise from a :attr:`FakeLun.hook` to answer CHECK CONDITION (fixed-format sense)."""
 
 
 def _bhs(
@@ -1131,6 +1138,10 @@ class _ScsiConnection:
             if op == 0x12 and not cdb[1] & 1:  # INQUIRY of a missing LUN: qualifier 3
                 return bytes((0x7F, 0, 5, 2, 31)) + bytes(31)
             raise _CheckCondition(ILLEGAL_REQUEST, 0x25)  # LOGICAL UNIT NOT SUPPORTED
+        if fake.hook is not None:
+            scripted = fake.hook(bytes(cdb), out)
+            if scripted is not None:
+                return scripted
         if op == 0x00:
             if fake.not_ready:
                 raise _CheckCondition(NOT_READY, 0x04, 0x00)
@@ -1169,6 +1180,7 @@ __all__ = [
     "HOSTILE_REPORT_LUNS",
     "INQUIRY_HOSTILE",
     "MODES",
+    "FakeCheckCondition",
     "FakeLun",
     "FakeTarget",
     "Pdu",

@@ -1,0 +1,1 @@
+"""Target conformance tests (``poolbackend iscsi-test``) under iscsi-test-cu's names."""
