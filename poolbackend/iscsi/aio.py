@@ -67,7 +67,9 @@ from poolbackend.scsi.status import ScsiStatus, status_name
 from poolbackend.text import printable
 
 T = TypeVar("T")
-What = str | Callable[[], str]  # what we wait for, for messages; callables are built lazily
+#: what we wait for, for messages, built only when one is needed: a text, a callable, or
+#: (LUN, CDB) of a SCSI command (no per-command closure on the hot path)
+What = str | Callable[[], str] | tuple[LunRef, bytes]
 MAX_REDIRECTS = 5
 
 
@@ -140,6 +142,14 @@ class _Expired(Exception):
     def __init__(self, message: Callable[[str], str]) -> None:
         super().__init__()
         self.message = message
+
+
+def _describe(what: What) -> str:
+    if isinstance(what, str):
+        return what
+    if isinstance(what, tuple):
+        return f"{C.cdb_name(what[1])} on LUN {what[0]}"
+    return what()
 
 
 def _sense_describe(sense: SenseData | None) -> str:
@@ -342,6 +352,9 @@ class Session:
         self._closed = False
         self._last_error: BaseException | None = None
         self.async_events: list[AsyncEvent] = []
+        self._send_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._default_cap = command_cap(self.options.timeout)
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -378,7 +391,7 @@ class Session:
         try:
             return await asyncio.wait_for(aw, limit)
         except TimeoutError:
-            text = what if isinstance(what, str) else what()
+            text = _describe(what)
             raise ISCSITimeout(f"{self.what}: no answer to {text} {self._within(limit)}") from None
 
     async def _establish(self) -> None:
@@ -444,6 +457,8 @@ class Session:
             first_burst_length=o.first_burst_length,
         )
         conn = Connection(config, initial_cmd_sn=secrets.randbelow(1 << 31) + 1)
+        self._loop = asyncio.get_running_loop()
+        self._default_cap = command_cap(o.timeout)
         self._generation += 1
         gen = self._generation
         self._conn = conn
@@ -479,8 +494,14 @@ class Session:
             self._wire.write(bufs)
 
     def _deliver_all(self, events: list[Event]) -> None:
+        futures = self._futures
         for event in events:
-            self._deliver(event)
+            if type(event) is TaskCompleted:  # the common case, straight to its waiter
+                fut = futures.pop(event.itt, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(event)
+            else:
+                self._deliver(event)
 
     def _lost(self, conn: Connection, gen: int, exc: BaseException | None) -> None:
         """The connection of generation ``gen`` ended: EOF (None), an error or bad data."""
@@ -543,37 +564,67 @@ class Session:
         if wire is not None:
             wire.close()
 
-    async def _await(self, itt: int, what: What, timeout: float | None) -> Event:
-        """Wait for the answer to request ``itt``; the liveness timer bounds the wait."""
-        loop = asyncio.get_running_loop()
+    def _send_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Send what the core queued once this loop iteration's callbacks have run: all the
+        PDUs submitted in one iteration leave in one ``sendmsg``."""
+        if not self._send_scheduled:
+            self._send_scheduled = True
+            loop.call_soon(self._send_now)
+
+    def _send_now(self) -> None:
+        self._send_scheduled = False
+        self._write_out()
+
+    def _register(self, itt: int, timeout: float | None, urgent: bool) -> asyncio.Future[Event]:
+        """A future for the answer to request ``itt``, its cap noted for the one timer.
+
+        Unless ``urgent`` (a write, whose queued data must be counted now), a request that is
+        not alone goes out with the others of this loop iteration (:meth:`_send_soon`).
+        """
+        loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[Event] = loop.create_future()
         now = loop.time()
-        if not self._futures and self._liveness is not None:
+        futures = self._futures
+        if not futures and self._liveness is not None:
             self._liveness.busy(now)  # silence counts from the first command, not before
-        self._futures[itt] = fut
-        cap = command_cap(self.options.timeout) if timeout is None else timeout
+        futures[itt] = fut
+        cap = self._default_cap if timeout is None else timeout
         self._caps[itt] = (now + cap, cap)
         if self._timer is None:
             self._arm(loop)
-        self._write_out()
+        if urgent or len(futures) == 1:
+            self._write_out()
+        else:
+            self._send_soon(loop)
+        return fut
+
+    def _expired(self, itt: int, wire: _Wire | None, message: str) -> ISCSITimeout:
+        """Request ``itt`` is given up: the error to raise, after the connection is dealt with."""
+        self._futures.pop(itt, None)
+        exc = ISCSITimeout(message)
+        if self._wire is wire and wire is not None:
+            # One command over its cap on a live target: its result can't be trusted at
+            # ERL 0, so the connection goes; the others reconnect and are re-driven.
+            self._drop_now()
+            self._fail_all(ConnectionFailed(message))
+        elif self._conn is not None:
+            self._conn.state = State.FAILED
+        return exc
+
+    async def _await(
+        self, itt: int, what: What, timeout: float | None, *, urgent: bool = True
+    ) -> Event:
+        """Wait for the answer to request ``itt``; the liveness timer bounds the wait."""
         wire = self._wire
+        fut = self._register(itt, timeout, urgent)
         try:
             if wire is not None and wire.pending > wire.HIGH_WATER:
                 await wire.drain()  # a dead peer is found by the timer, which closes the wire
-            try:
-                return await fut
-            except _Expired as exc:
-                raise ISCSITimeout(exc.message(what if isinstance(what, str) else what())) from None
+            return await fut
+        except _Expired as exc:
+            raise self._expired(itt, wire, exc.message(_describe(what))) from None
         except ISCSITimeout as exc:
-            self._futures.pop(itt, None)
-            if self._wire is wire and wire is not None:
-                # One command over its cap on a live target: its result can't be trusted at
-                # ERL 0, so the connection goes; the others reconnect and are re-driven.
-                self._drop_now()
-                self._fail_all(ConnectionFailed(str(exc)))
-            elif self._conn is not None:
-                self._conn.state = State.FAILED
-            raise
+            raise self._expired(itt, wire, str(exc)) from None
         except (ConnectionError, OSError) as exc:
             self._futures.pop(itt, None)
             raise _ConnectionLost(str(exc)) from None
@@ -700,20 +751,42 @@ class Session:
         check: bool = True,
     ) -> ScsiResult:
         """Run one SCSI command; unit attentions are retried, CHECK CONDITION raises."""
-
-        def what() -> str:  # built only for messages: this is the per-command hot path
-            return f"{C.cdb_name(cdb)} on LUN {lun}"
-
-        async def once(conn: Connection) -> Event:
-            itt = conn.scsi_command(
-                lun, cdb, read_len=read_len, write_data=write_data, read_into=read_into
-            )
-            return await self._await(itt, what, timeout)
-
+        what = (lun, cdb)
+        urgent = write_data is not None
         for _ in range(self.options.ua_retries + 1):
-            event = await self._with_reconnect(once)
+            conn = self._conn
+            gen = self._generation
+            if conn is not None and conn.state is State.FULL_FEATURE and not self._closed:
+                # The common case, without the reconnect wrapper's closure.
+                itt = conn.scsi_command(
+                    lun, cdb, read_len=read_len, write_data=write_data, read_into=read_into
+                )
+                try:
+                    if urgent:
+                        event = await self._await(itt, what, timeout)
+                    else:  # _await inlined: one coroutine frame less per command
+                        wire = self._wire
+                        fut = self._register(itt, timeout, False)
+                        try:
+                            event = await fut
+                        except _Expired as exc:
+                            raise self._expired(itt, wire, exc.message(_describe(what))) from None
+                        finally:
+                            self._caps.pop(itt, None)
+                except _ConnectionLost as exc:
+                    await self._reconnect(gen, str(exc))
+                    event = await self._with_reconnect(
+                        self._scsi_once(lun, cdb, read_len, write_data, read_into, timeout)
+                    )
+                else:
+                    if gen == self._generation:
+                        self._reconnects_without_progress = 0
+            else:
+                event = await self._with_reconnect(
+                    self._scsi_once(lun, cdb, read_len, write_data, read_into, timeout)
+                )
             if isinstance(event, TaskFailed):
-                raise CommandFailed(f"{self.what}: {what()} failed: {event.reason}")
+                raise CommandFailed(f"{self.what}: {_describe(what)} failed: {event.reason}")
             assert isinstance(event, TaskCompleted)
             result = event.result
             if result.status == ScsiStatus.CHECK_CONDITION:
@@ -723,17 +796,40 @@ class Session:
                 if not check:
                     return result
                 raise CheckCondition(
-                    f"{self.what}: {what()} failed: {_sense_describe(sense)}", sense, result.sense
+                    f"{self.what}: {_describe(what)} failed: {_sense_describe(sense)}",
+                    sense,
+                    result.sense,
                 )
             if result.status not in (ScsiStatus.GOOD, ScsiStatus.CONDITION_MET) and check:
                 raise CommandFailed(
-                    f"{self.what}: {what()} failed with SCSI status {status_name(result.status)}",
+                    f"{self.what}: {_describe(what)} failed with SCSI status "
+                    f"{status_name(result.status)}",
                     result.status,
                 )
             return result
         raise CommandFailed(
-            f"{self.what}: {what()}: still UNIT ATTENTION after {self.options.ua_retries} retries"
+            f"{self.what}: {_describe(what)}: still UNIT ATTENTION after "
+            f"{self.options.ua_retries} retries"
         )
+
+    def _scsi_once(
+        self,
+        lun: LunRef,
+        cdb: bytes,
+        read_len: int,
+        write_data: Buffer | None,
+        read_into: bytearray | memoryview | None,
+        timeout: float | None,
+    ) -> Callable[[Connection], Awaitable[Event]]:
+        """One submission of a SCSI command, for :meth:`_with_reconnect` (the slow path)."""
+
+        async def once(conn: Connection) -> Event:
+            itt = conn.scsi_command(
+                lun, cdb, read_len=read_len, write_data=write_data, read_into=read_into
+            )
+            return await self._await(itt, (lun, cdb), timeout)
+
+        return once
 
     async def test_unit_ready(self, lun: LunRef) -> None:
         await self.execute(lun, C.tur())

@@ -56,6 +56,14 @@ TMF_ABORT_TASK, TMF_LUN_RESET = 1, 5
 # Data-Out BHS: opcode, flags, DataSegmentLength (TotalAHSLength 0), LUN, ITT, TTT,
 # ExpStatSN, DataSN, BufferOffset.
 _DATA_OUT = struct.Struct(">BBxxI8sII4xI4xII4x")
+# SCSI Command BHS: opcode, flags, DataSegmentLength (TotalAHSLength 0), LUN, ITT,
+# ExpectedDataTransferLength, CmdSN, ExpStatSN, CDB (zero-padded to 16 bytes).
+_SCSI_CMD = struct.Struct(">BBxxI8sIIII16s")
+# Every target PDU's BHS in one unpack: opcode, flags, byte 2 (response), byte 3 (status),
+# LUN, ITT, TTT, StatSN, ExpCmdSN, MaxCmdSN, DataSN, BufferOffset, ResidualCount.
+_FIELDS = struct.Struct(">BBBB4x8sIIIIIIII")
+_unpack_fields = _FIELDS.unpack_from
+_u32_at = struct.Struct(">I").unpack_from
 
 
 def sn_lt(a: int, b: int) -> bool:
@@ -123,6 +131,7 @@ class Connection:
         self._out: list[Buffer] = []
         self._tasks: dict[int, _Task] = {}
         self._waiting: deque[_Task] = deque()  # non-immediate commands held by the window
+        self._lun_fields: dict[int, bytes] = {}
         self._next_itt = 1
 
     # -- public API --------------------------------------------------------------------
@@ -161,12 +170,18 @@ class Connection:
             raise LocalProtocolError("bidirectional commands are not supported")
         if read_into is not None and len(read_into) < read_len:
             raise LocalProtocolError("read buffer is smaller than the read length")
-        task = _Task(self._alloc_itt(), Kind.SCSI, lun_field(lun), bytes(cdb), read_len, read_into)
+        field_ = self._lun_fields.get(lun) if isinstance(lun, int) else None
+        if field_ is None:
+            field_ = lun_field(lun)
+            if isinstance(lun, int) and len(self._lun_fields) < 4096:
+                self._lun_fields[lun] = field_
+        task = _Task(self._alloc_itt(), Kind.SCSI, field_, bytes(cdb), read_len, read_into)
         if write_data is not None:
             task.write = memoryview(write_data).cast("B")
         self._tasks[task.itt] = task
         self._waiting.append(task)
-        self._flush()
+        if sn_le(self.cmd_sn, self.max_cmd_sn):
+            self._flush()
         return task.itt
 
     def text_request(self, pairs: list[tuple[str, str]]) -> int:
@@ -255,10 +270,10 @@ class Connection:
         """
         if bhs[0] & 0x3F != P.Op.DATA_IN or self.state is not State.FULL_FEATURE:
             return None
-        task = self._tasks.get(int.from_bytes(bhs[16:20], "big"))
+        task = self._tasks.get(_u32_at(bhs, 16)[0])
         if task is None or task.kind is not Kind.SCSI:
             return None
-        offset = int.from_bytes(bhs[40:44], "big")
+        offset = _u32_at(bhs, 40)[0]
         if offset + dlen > task.read_len:
             return None
         buf = task.read_buf
@@ -311,28 +326,45 @@ class Connection:
         flags = 0x01  # SIMPLE task attribute
         immediate: Buffer = b""
         unsolicited_end = 0
-        write_len = len(task.write) if task.write is not None else 0
+        write = task.write
+        write_len = len(write) if write is not None else 0
         if task.read_len:
             flags |= P.F_READ
-        if task.write is not None:
+        if write is not None:
             flags |= P.F_WRITE
             first_burst = min(p.first_burst_length, write_len)
             sent = 0
             if p.immediate_data:
                 sent = min(first_burst, p.max_xmit_data_segment_length)
-                immediate = task.write[:sent]
+                immediate = write[:sent]
             unsolicited_end = first_burst if not p.initial_r2t else sent
-        if unsolicited_end <= len(immediate):
+        n = len(immediate)
+        if unsolicited_end <= n:
             flags |= P.F_FINAL
-        bhs = P.new_bhs(P.Op.SCSI_CMD, flags)
-        bhs[8:16] = task.lun
-        P.put32(bhs, 16, task.itt)
-        P.put32(bhs, 20, task.read_len or write_len)
-        P.put32(bhs, 24, task.cmd_sn)
-        bhs[32 : 32 + len(task.cdb)] = task.cdb
-        self._emit(bhs, immediate)
-        if unsolicited_end > len(immediate):
-            self._send_data_out(task, len(immediate), unsolicited_end - len(immediate), P.NO_TAG)
+        bhs = _SCSI_CMD.pack(
+            P.Op.SCSI_CMD,
+            flags,
+            n,
+            task.lun,
+            task.itt,
+            task.read_len or write_len,
+            task.cmd_sn,
+            self.exp_stat_sn,
+            task.cdb,
+        )
+        out = self._out
+        out.append(bhs)
+        if p.header_digest:
+            out.append(digest_bytes(bhs))
+        if n:
+            pad = P.PAD[n & 3]
+            out.append(immediate)
+            if pad:
+                out.append(pad)
+            if p.data_digest:
+                out.append(digest_bytes(immediate, pad) if pad else digest_bytes(immediate))
+        if unsolicited_end > n:
+            self._send_data_out(task, n, unsolicited_end - n, P.NO_TAG)
 
     def _send_data_out(self, task: _Task, offset: int, length: int, ttt: int) -> None:
         """One sequence of Data-Out PDUs (RFC 7143 §11.7): the hot loop of every write.
@@ -374,31 +406,34 @@ class Connection:
         P.put32(bhs, 20, ttt)
         self._emit_immediate(bhs, data)
 
-    def _update_window(self, pdu: P.PDU) -> None:
-        exp, mx = pdu.field32(28), pdu.field32(32)
-        if not sn_lt(mx, (exp - 1) & MASK):  # ignore MaxCmdSN < ExpCmdSN - 1
-            if sn_lt(self.exp_cmd_sn, exp):
-                self.exp_cmd_sn = exp
-            if sn_lt(self.max_cmd_sn, mx):
-                self.max_cmd_sn = mx
-
     def _status_seen(self, pdu: P.PDU) -> None:
         nxt = (pdu.field32(24) + 1) & MASK
         if sn_lt(self.exp_stat_sn, nxt):
             self.exp_stat_sn = nxt
 
     def _dispatch(self, pdu: P.PDU) -> Event | None:
-        op = pdu.opcode
         if self.state is State.LOGIN:
             return self._on_login(pdu)
         if self.state is not State.FULL_FEATURE:
             raise RemoteProtocolError(f"unexpected {pdu.name()} in state {self.state.value}")
-        self._update_window(pdu)
-        handler = _HANDLERS.get(op)
-        if handler is None:
-            raise RemoteProtocolError(f"unexpected {pdu.name()} in full feature phase")
-        event = handler(self, pdu)
-        self._flush()
+        f = _unpack_fields(pdu.bhs)
+        # the CmdSN window (ExpCmdSN, MaxCmdSN), in every target PDU; a MaxCmdSN below
+        # ExpCmdSN - 1 is ignored
+        exp, mx = f[8], f[9]
+        if not sn_lt(mx, (exp - 1) & MASK):
+            if sn_lt(self.exp_cmd_sn, exp):
+                self.exp_cmd_sn = exp
+            if sn_lt(self.max_cmd_sn, mx):
+                self.max_cmd_sn = mx
+        if f[0] & 0x3F == P.Op.DATA_IN:
+            event = self._data_in(pdu, f)
+        else:
+            handler = _HANDLERS.get(pdu.opcode)
+            if handler is None:
+                raise RemoteProtocolError(f"unexpected {pdu.name()} in full feature phase")
+            event = handler(self, pdu)
+        if self._waiting:
+            self._flush()
         return event
 
     def _on_login(self, pdu: P.PDU) -> Event | None:
@@ -434,11 +469,20 @@ class Connection:
         return task
 
     def _on_data_in(self, pdu: P.PDU) -> Event | None:
-        task = self._task(pdu, Kind.SCSI)
-        flags = pdu.flags
+        return self._data_in(pdu, _unpack_fields(pdu.bhs))
+
+    def _data_in(
+        self,
+        pdu: P.PDU,
+        f: tuple[int, int, int, int, bytes, int, int, int, int, int, int, int, int],
+    ) -> Event | None:
+        task = self._tasks.get(f[5])
+        if task is None or task.kind is not Kind.SCSI or not task.sent:
+            task = self._task(pdu, Kind.SCSI)  # raises, naming the problem
+        flags = f[1]
         if flags & P.F_ACK:
             raise RemoteProtocolError("target asked for a DataACK (A bit) at ErrorRecoveryLevel 0")
-        datasn, offset, n = pdu.field32(36), pdu.field32(40), len(pdu.data)
+        datasn, offset, n = f[10], f[11], len(pdu.data)
         if datasn != task.next_datasn:
             raise RemoteProtocolError(
                 f"Data-In DataSN {datasn}, expected {task.next_datasn} (task 0x{task.itt:08x})"
@@ -464,8 +508,10 @@ class Connection:
             return None
         if not flags & P.F_FINAL:
             raise RemoteProtocolError("Data-In with S bit but without F bit")
-        self._status_seen(pdu)
-        return self._complete(task, pdu.bhs[3], b"", pdu.field32(44), flags)
+        nxt = (f[7] + 1) & MASK  # StatSN seen
+        if sn_lt(self.exp_stat_sn, nxt):
+            self.exp_stat_sn = nxt
+        return self._complete(task, f[3], b"", f[12], flags)
 
     def _complete(self, task: _Task, status: int, sense: bytes, residual: int, flags: int) -> Event:
         del self._tasks[task.itt]

@@ -163,6 +163,9 @@ class PDUReader:
 
     STAGE = 65536  # staging buffer; a header (BHS + AHS + digest) always fits past its end
     BULK = 32768  # after a directly received segment this large, read headers exactly
+    #: a data segment up to this size is received into staging with whatever follows it
+    #: (many small PDUs per receive) and copied out once whole; larger ones go in place
+    SMALL = 16384
 
     def __init__(self, max_data: int = 8192) -> None:
         self.max_data = max_data
@@ -315,9 +318,14 @@ class PDUReader:
                 self.on_pdu(PDU(bhs, _EMPTY))
                 continue
             trailer = pad_len(dlen) + (4 if self.data_digest else 0)
+            have = end - dstart
+            if dlen <= self.SMALL and have < dlen + trailer:
+                # A small PDU not yet whole: wait for the rest in staging (there is room:
+                # staging is compacted below half full), and receive what follows with it.
+                self._bulk = False
+                return
             sink = self.sink
             dest = sink(bhs, dlen) if sink is not None else None
-            have = end - dstart
             if dest is None:
                 if have >= dlen + trailer and not self.data_digest:
                     # A small PDU entirely staged: copy it out (staging is reused).
