@@ -23,7 +23,7 @@ TestFunc = Callable[["Context"], None]
 
 FAMILIES = ("SCSI", "iSCSI")
 
-SUITE_MODULES = ("scsi_rw", "scsi_info")
+SUITE_MODULES = ("scsi_rw", "scsi_info", "scsi_thin", "scsi_reserve")
 """Modules under :mod:`poolbackend.conformance` that register tests, in run order."""
 
 
