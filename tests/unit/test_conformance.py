@@ -70,7 +70,7 @@ def run_tests(fake: FakeTarget, pattern: str, **opts: bool) -> dict[str, runner.
 # -- registry and selection --------------------------------------------------------------
 def test_names_are_family_suite_test_and_documented() -> None:
     tests = all_tests()
-    assert len(tests) >= 190
+    assert len(tests) >= 200
     for t in tests:
         assert t.full_name.count(".") == 2 and t.family in ("SCSI", "iSCSI")
         assert t.doc and "Standard" in t.doc, t.full_name
