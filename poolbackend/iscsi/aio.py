@@ -20,12 +20,12 @@ import secrets
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 from poolbackend.iscsi import pdu as P
 from poolbackend.iscsi.chap import ChapInitiator
 from poolbackend.iscsi.connection import Connection, State
+from poolbackend.iscsi.core import SessionOptions, default_initiator_name
 from poolbackend.iscsi.digest import Buffer
 from poolbackend.iscsi.errors import (
     BadTargetData,
@@ -50,7 +50,7 @@ from poolbackend.iscsi.events import (
     TmfReply,
 )
 from poolbackend.iscsi.liveness import Action, Liveness, command_cap
-from poolbackend.iscsi.login import DIGEST_OFFER, LoginConfig, SessionParams
+from poolbackend.iscsi.login import LoginConfig, SessionParams
 from poolbackend.iscsi.portal import Credentials, Portal
 from poolbackend.scsi import cdb as C
 from poolbackend.scsi.capacity import (
@@ -95,33 +95,6 @@ async def _connect(host: str, port: int) -> socket.socket:
             raise
         return sock
     raise error
-
-
-def default_initiator_name() -> str:
-    """A stable IQN for this host, like open-iscsi's generated InitiatorName."""
-    host = socket.gethostname().split(".")[0].lower() or "localhost"
-    safe = "".join(c if c.isalnum() or c in "-." else "-" for c in host)
-    return f"iqn.2026-11.dev.poolbackend:{safe}"
-
-
-@dataclass
-class SessionOptions:
-    initiator_name: str = field(default_factory=default_initiator_name)
-    timeout: float = 10.0
-    header_digest: str = DIGEST_OFFER
-    data_digest: str = DIGEST_OFFER
-    chap_algorithms: tuple[int, ...] = (5,)
-    max_recv_data_segment_length: int = 262144
-    max_burst_length: int = 16776192
-    first_burst_length: int = 262144
-    reconnect: bool = True
-    max_reconnects: int = 3
-    ua_retries: int = 16
-    nop_interval: float | None = None
-    isid: bytes | None = None
-    #: how the user sets ``timeout``, named in timeout errors: "<pb:timeout seconds='10'/>"
-    #: for pools, "--timeout 10" for the tools
-    timeout_hint: str | None = None
 
 
 class CheckCondition(CommandFailed):

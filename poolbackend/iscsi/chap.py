@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 
 from poolbackend.iscsi.errors import AuthenticationFailed, RemoteProtocolError
 from poolbackend.numbers import ascii_int, is_ascii_uint
@@ -90,8 +91,12 @@ class ChapInitiator:
         algorithms: tuple[int, ...] = (5,),
         target_username: str | None = None,
         target_secret: bytes | None = None,
+        random_bytes: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
+        """``random_bytes(n)`` is the source of our mutual-CHAP challenge and identifier
+        (an input, so tests can fix it; the default is the system's CSPRNG)."""
         self.username = username
+        self._random_bytes = random_bytes
         self._secret = secret
         self.algorithms = algorithms
         self.target_username = target_username
@@ -155,10 +160,10 @@ class ChapInitiator:
         if self.mutual:
             size = hashlib.new(ALGORITHMS[alg]).digest_size
             while True:
-                self._my_challenge = secrets.token_bytes(max(16, size))
+                self._my_challenge = self._random_bytes(max(16, size))
                 if self._my_challenge != challenge:  # never reflect the target's challenge
                     break
-            self._my_ident = secrets.randbelow(256)
+            self._my_ident = self._random_bytes(1)[0]
             out += [
                 ("CHAP_I", str(self._my_ident)),
                 ("CHAP_C", encode_binary(self._my_challenge, self._use_base64)),
