@@ -75,15 +75,15 @@ def redact(url: str) -> str:
         rest = url
     before, qmark, query = rest.partition("?")
     split = re.search(r"[%:]", before)
-    # A user%password start (not host:port) with no '@' after it before the query: the
-    # password may go on past the '?', so not even the name of a masked argument is shown.
+    # A user%password start (not host:PORT/... with a PORT) with no '@' after it before the
+    # query: the password may go on past the '?', so nothing of the query is shown.
     start = split
     if before.startswith("[") and "]" in before and "@" not in before:  # an IPv6 literal
         start = re.compile(r"[%:]").search(before, before.index("]"))
     ambiguous = (
         start is not None
         and "@" not in before[start.end() :]
-        and not (start.group() == ":" and re.fullmatch(r"[0-9]*(/.*)?", before[start.end() :]))
+        and not (start.group() == ":" and re.fullmatch(r"[0-9]+(/.*)?", before[start.end() :]))
     )
     shown_query = _mask_query(query, hide_key=ambiguous)[0]
     # '@' in the part of the query that is shown: a user part with '?' in its password.
@@ -95,7 +95,9 @@ def redact(url: str) -> str:
         at = before.rfind("@")
         before = before[: split.start()] + "%***" + before[at:]
     elif ambiguous and qmark and start is not None:
-        before = before[: start.start()] + "%***"
+        # the password may run on through the whole query ('user%pa?ss&word@host'):
+        # nothing after the user name is shown, not even an argument without a value
+        return head + before[: start.start()] + "%***"
     return head + before + qmark + shown_query
 
 
