@@ -15,6 +15,11 @@ from pathlib import Path
 from tests.harness.tgtd import MiB, Tgtd
 
 IQN1, IQN2 = "iqn.2026-11.example:ini1", "iqn.2026-11.example:ini2"
+LAST = "SCSI.CompareAndWrite.InvalidDataOutSize"
+"""iscsi-test-cu's test for this leaves its PDU hook installed (libiscsi test-tool/
+test_compareandwrite_invalid_dataout_size.c, ``my_iscsi_queue_pdu``): every later CDB gets
+byte 13 rewritten to 3, which breaks every 16-byte command after it (READ(16) of 256 blocks
+becomes 259 blocks). It is run on its own, after the others, so it cannot spoil them."""
 
 
 def parse_cunit(text: str, family: str) -> dict[str, str]:
@@ -91,14 +96,21 @@ def main() -> int:
                 check=False,
             )
             ours.update(parse_junit(junit))
-            p = subprocess.run(
-                ["iscsi-test-cu", "--dataloss", f"--test={family}", "-i", IQN1, "-I", IQN2, url],
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
-            ref.update(parse_cunit(p.stdout, family))
+            names = subprocess.run(
+                ["iscsi-test-cu", "--list"], capture_output=True, text=True, check=True
+            ).stdout.split()
+            mine = [n for n in names if n.startswith(family + ".") and n.count(".") == 2]
+            selection = Path(tmp) / f"{family}.txt"
+            selection.write_text("\n".join(n for n in mine if n != LAST) + "\n")
+            for sel in [str(selection)] + ([LAST] if LAST in mine else []):
+                p = subprocess.run(
+                    ["iscsi-test-cu", "--dataloss", f"--test={sel}", "-i", IQN1, "-I", IQN2, url],
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                    check=False,
+                )
+                ref.update(parse_cunit(p.stdout, family))
     both = sorted(set(ours) & set(ref))
     same = [n for n in both if ours[n][0] == ref[n]]
     print(f"tests: ours {len(ours)}, iscsi-test-cu {len(ref)}, both {len(both)}")

@@ -58,10 +58,10 @@ def _cmdsn(high: bool) -> Callable[[Context], None]:
                 )
             except TimeoutError:
                 pass
-            except RawClosed:
+            except RawClosed as exc:
                 raise TestFailed(
                     "the target dropped the connection instead of silently ignoring a command "
-                    "outside the CmdSN window"
+                    f"outside the CmdSN window ({exc})"
                 ) from None
             status = _tur_status(conn, ctx.lun, ctx.options.timeout)
             if status != ScsiStatus.GOOD:
@@ -98,6 +98,7 @@ def _datasn_case(ctx: Context, what: str, sns: list[int], blocks: int) -> None:
     conn = _raw(ctx)
     try:
         bs = ctx.block_size
+        _tur_status(conn, ctx.lun, ctx.options.timeout)  # a unit attention must not decide it
         data = bytes((0xA6,)) * (blocks * bs)
         itt = conn.scsi(
             ctx.lun, X.lba_cdb(X.Op.WRITE_10, 100, blocks, size=10), edtl=len(data), write=True
@@ -111,18 +112,16 @@ def _datasn_case(ctx: Context, what: str, sns: list[int], blocks: int) -> None:
         ttt = r2t.ttt
         chunk = min(bs, conn.max_xmit)
         pieces = [(i * chunk, data[i * chunk : (i + 1) * chunk]) for i in range(len(data) // chunk)]
-        order = list(range(len(pieces)))
-        if what == "reverse order":
-            order.reverse()
-        for k, i in enumerate(order):
-            off, piece = pieces[i]
+        for k, (off, piece) in enumerate(pieces):
             conn.data_out(
-                ctx.lun, itt, ttt, sns[k] & 0xFFFFFFFF, off, piece, final=k == len(order) - 1
+                ctx.lun, itt, ttt, sns[k] & 0xFFFFFFFF, off, piece, final=k == len(pieces) - 1
             )
         try:
             pdu = conn.wait(itt, 3.0)
-        except (TimeoutError, RawClosed):
+        except (TimeoutError, RawClosed) as exc:
+            ctx.trace(f"  WRITE(10) with DataSN {what}: {exc or 'no answer'}")
             return  # no GOOD: the target rejected the sequence (or dropped the connection)
+        ctx.trace(f"  WRITE(10) with DataSN {what}: {pdu.name()} status {pdu.bhs[3]}")
         if pdu.opcode == P.Op.SCSI_RSP and pdu.bhs[2] == 0 and pdu.bhs[3] == ScsiStatus.GOOD:
             raise TestFailed(
                 f"WRITE(10) with Data-Out DataSN {what} completed GOOD; a DataSN "
@@ -140,7 +139,7 @@ def datasn_invalid(ctx: Context) -> None:
     _datasn_case(ctx, "0 twice", [0, 0], 2)
     _datasn_case(ctx, "27", [27], 1)
     _datasn_case(ctx, "-1", [-1], 1)
-    _datasn_case(ctx, "reverse order", [1, 0], 2)
+    _datasn_case(ctx, "1, 0 (swapped)", [1, 0], 2)
 
 
 register(
@@ -293,6 +292,7 @@ def abort_task(ctx: Context) -> None:
     ctx.require_dataloss()
     conn = _raw(ctx)
     try:
+        _tur_status(conn, ctx.lun, ctx.options.timeout)  # the login's unit attention first
         blocks = 8
         cmd_sn = conn.cmd_sn
         itt = conn.scsi(

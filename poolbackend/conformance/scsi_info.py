@@ -440,22 +440,40 @@ def rsoc_simple(ctx: Context) -> None:
 
 @conformance_test(S, "ReportSupportedOpcodes", "OneCommand")
 def rsoc_one(ctx: Context) -> None:
-    """REPORT SUPPORTED OPERATION CODES for one command (REPORTING OPTIONS 1) must report
-    every listed command as supported (SUPPORT 3) with CDB usage data whose first byte is
-    the opcode.
+    """For every listed command, a one-command report must work in the form that fits it:
+    REPORTING OPTIONS 001b (opcode only) for commands without service actions, which must
+    then be reported as supported (SUPPORT 011b) with CDB usage data starting with the
+    opcode, and 010b (opcode + service action) for commands with service actions. The other
+    form must fail with ILLEGAL REQUEST / INVALID FIELD IN CDB: the command is implemented,
+    so INVALID COMMAND OPERATION CODE is wrong too.
 
-    Standard: SPC-4 §6.35.3."""
+    Standard: SPC-4 §6.35.1 (REPORTING OPTIONS), §6.35.3."""
     r = _rsoc(ctx)
     for d in _descriptors(r.data, False):
-        if d[5] & 0x01:  # SERVACTV: service-action commands need REPORTING OPTIONS 2
-            continue
-        one = ctx.cmd(X.report_supported_opcodes(options=1, opcode=d[0]), read_len=65535)
+        sa = int.from_bytes(d[2:4], "big")
+        servactv = bool(d[5] & 0x01)
+        right, wrong = (2, 1) if servactv else (1, 2)
+        what = f"opcode {d[0]:02X}h" + (f" service action {sa:02X}h" if servactv else "")
+        one = ctx.cmd(
+            X.report_supported_opcodes(options=right, opcode=d[0], service_action=sa),
+            read_len=65535,
+        )
         if not one.good:
-            raise TestFailed(f"one-command report of opcode {d[0]:02X}h returned {one.describe()}")
+            raise TestFailed(f"REPORTING OPTIONS {right:03b}b for {what} returned {one.describe()}")
         if len(one.data) < 4 or one.data[1] & 0x07 != 3:
-            raise TestFailed(f"opcode {d[0]:02X}h is listed but reported as not supported")
+            raise TestFailed(f"{what} is listed but its one-command report says not supported")
         if len(one.data) > 4 and one.data[4] != d[0]:
-            raise TestFailed(f"CDB usage data of {d[0]:02X}h starts with {one.data[4]:02X}h")
+            raise TestFailed(f"CDB usage data of {what} starts with {one.data[4]:02X}h")
+        bad = ctx.cmd(
+            X.report_supported_opcodes(options=wrong, opcode=d[0], service_action=sa),
+            read_len=65535,
+        )
+        if not bad.is_check(SenseKey.ILLEGAL_REQUEST, (0x24, 0x00)):
+            raise TestFailed(
+                f"REPORTING OPTIONS {wrong:03b}b for {what} "
+                f"({'has' if servactv else 'has no'} service actions) returned "
+                f"{bad.describe()}, expected ILLEGAL REQUEST / INVALID FIELD IN CDB"
+            )
 
 
 @conformance_test(S, "ReportSupportedOpcodes", "RCTD")

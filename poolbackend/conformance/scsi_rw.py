@@ -119,13 +119,27 @@ def _simple(cmd: Cmd) -> Callable[[Context], None]:
                 cdb, rl, out = cmd.send(
                     ctx, lba, n, byte1=0x02 if data else 0, data=data, bytchk_data=data is not None
                 )
-                reply = _expect_ok(ctx, cdb, rl, out, f" of {n} blocks at the {where} (LBA {lba})")
+                reply = _expect_ok(
+                    ctx, cdb, rl, out, f" of {_blocks(n)} at the {where} (LBA {lba})"
+                )
                 if cmd.kind == READ and len(reply.data) != rl:
                     raise TestFailed(
-                        f"{cmd.name} of {n} blocks returned {len(reply.data)} bytes, expected {rl}"
+                        f"{cmd.name} of {_blocks(n)} returned {len(reply.data)} bytes, not {rl}"
                     )
 
     return test
+
+
+def _blocks(n: int) -> str:
+    return f"{n} block" if n == 1 else f"{n} blocks"
+
+
+def _variants(cmd: Cmd) -> list[tuple[int, str]]:
+    """VERIFY is range-checked with BYTCHK=1 (data compared) and BYTCHK=0 (medium only):
+    SBC-3 §5.27 checks the LBA range before and whatever the BYTCHK field says."""
+    if cmd.kind == VERIFY:
+        return [(0x02, " BYTCHK=1"), (0x00, " BYTCHK=0")]
+    return [(0, "")]
 
 
 def _beyond_eol(cmd: Cmd) -> Callable[[Context], None]:
@@ -150,10 +164,14 @@ def _beyond_eol(cmd: Cmd) -> Callable[[Context], None]:
                 if what.startswith("all but") and n < 2:
                     continue
                 lba = ctx.num_blocks + 1 - n if lba0 == -1 else lba0
-                cdb, rl, out = cmd.send(ctx, lba, n)
-                ctx.lba_out_of_range(
-                    cdb, read_len=rl, data=out, why=f" of {n} blocks {what} (LBA {lba})"
-                )
+                for byte1, label in _variants(cmd):
+                    cdb, rl, out = cmd.send(ctx, lba, n, byte1=byte1, bytchk_data=byte1 == 2)
+                    ctx.lba_out_of_range(
+                        cdb,
+                        read_len=rl,
+                        data=out,
+                        why=f"{label} of {_blocks(n)} {what} (LBA {lba})",
+                    )
 
     return test
 
@@ -170,7 +188,8 @@ def _zero_blocks(cmd: Cmd) -> Callable[[Context], None]:
             (f"at LBA 2^{cmd.lba_bits - 1}", 1 << (cmd.lba_bits - 1)),
             ("at LBA -1", (1 << cmd.lba_bits) - 1),
         ):
-            ctx.lba_out_of_range(cmd.cdb(lba, 0), why=f" of 0 blocks {what}")
+            for byte1, label in _variants(cmd):
+                ctx.lba_out_of_range(cmd.cdb(lba, 0, byte1), why=f"{label} of 0 blocks {what}")
 
     return test
 
@@ -279,11 +298,11 @@ def _verify_mismatch(cmd: Cmd, compare: bool) -> Callable[[Context], None]:
                     SenseKey.MISCOMPARE,
                     MISCOMPARE_DURING_VERIFY,
                     data=out,
-                    why=f" BYTCHK=1 of {n} blocks with one byte different",
+                    why=f" BYTCHK=1 of {_blocks(n)} with one byte different",
                 )
             else:
                 cdb, _, _ = cmd.send(ctx, 0, n, byte1=0x00)
-                _expect_ok(ctx, cdb, 0, None, f" BYTCHK=0 of {n} blocks (nothing to compare)")
+                _expect_ok(ctx, cdb, 0, None, f" BYTCHK=0 of {_blocks(n)} (nothing to compare)")
 
     return test
 
@@ -306,7 +325,7 @@ def _orwrite_verify(cmd: Cmd) -> Callable[[Context], None]:
         for n in _lengths(ctx, cmd, (1, 2, 8, 64)):
             ctx.write(0, ctx.pattern(n, 0x0F))
             cdb, _, out = cmd.send(ctx, 0, n, data=ctx.pattern(n, 0xA0))
-            _expect_ok(ctx, cdb, 0, out, f" of {n} blocks")
+            _expect_ok(ctx, cdb, 0, out, f" of {_blocks(n)}")
             got = ctx.read(0, n)
             if got != ctx.pattern(n, 0xAF):
                 raise TestFailed(
@@ -360,7 +379,7 @@ def _caw_simple(ctx: Context) -> None:
                 if r.not_implemented:
                     raise TestSkipped("COMPARE AND WRITE is not implemented by the target")
                 raise TestFailed(
-                    f"COMPARE AND WRITE of {n} blocks at LBA {lba} with matching data returned "
+                    f"COMPARE AND WRITE of {_blocks(n)} at LBA {lba} with matching data returned "
                     f"{r.describe()}, expected GOOD"
                 )
             if ctx.read(lba, n) != ctx.pattern(n, 0x22):
@@ -439,7 +458,8 @@ def _caw_bad_size(ctx: Context) -> None:
             raise TestSkipped("COMPARE AND WRITE is not implemented by the target")
         if r.good:
             raise TestFailed(
-                f"COMPARE AND WRITE of {n} blocks with {blocks} blocks of data-out returned GOOD, "
+                f"COMPARE AND WRITE of {_blocks(n)} with {blocks} blocks of data-out returned "
+                f"GOOD, "
                 f"expected an error (the data-out must be exactly {2 * n} blocks)"
             )
 
@@ -679,11 +699,11 @@ def _read6_simple(ctx: Context) -> None:
             r = ctx.good(
                 X.read6(lba, n & 0xFF),
                 read_len=n * ctx.block_size,
-                why=f" of {n} blocks at LBA {lba}",
+                why=f" of {_blocks(n)} at LBA {lba}",
             )
             if len(r.data) != n * ctx.block_size:
                 raise TestFailed(
-                    f"READ(6) of {n} blocks returned {len(r.data)} bytes "
+                    f"READ(6) of {_blocks(n)} returned {len(r.data)} bytes "
                     "(a transfer length of 0 means 256 blocks)"
                 )
 
@@ -699,13 +719,13 @@ def _read6_beyond(ctx: Context) -> None:
         ctx.lba_out_of_range(
             X.read6(lba, n & 0xFF),
             read_len=n * ctx.block_size,
-            why=f" of {n} blocks one block beyond the end",
+            why=f" of {_blocks(n)} one block beyond the end",
         )
     for n in (2, 8, 256):
         ctx.lba_out_of_range(
             X.read6(ctx.num_blocks - 1, n & 0xFF),
             read_len=n * ctx.block_size,
-            why=f" of {n} blocks from the last block",
+            why=f" of {_blocks(n)} from the last block",
         )
 
 

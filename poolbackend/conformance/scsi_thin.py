@@ -375,6 +375,15 @@ def unmap_zero(ctx: Context) -> None:
     ctx.good(cdb, data=data, why=" of 0 blocks at the end of the LUN")
     cdb, data = unmap_cdb([])
     ctx.good(cdb, data=data, why=" without descriptors")
+    b0 = ctx.vpd(0xB0)
+    max_bdc = int.from_bytes(b0[24:28], "big") if b0 is not None and len(b0) >= 28 else 0
+    if max_bdc <= 1:
+        return
+    count = min(max_bdc, 256)
+    cdb, data = unmap_cdb([(i, 0) for i in range(count)])
+    ctx.good(cdb, data=data, why=f" of {count} descriptors of 0 blocks, one per block")
+    cdb, data = unmap_cdb([(i // 2, 0) for i in range(count)])
+    ctx.good(cdb, data=data, why=f" of {count} overlapping descriptors of 0 blocks")
 
 
 register(
@@ -401,8 +410,9 @@ register(
     "Unmap",
     "ZeroBlocks",
     unmap_zero,
-    "UNMAP descriptors of 0 blocks (at LBA 0..255 and at the end of the LUN, where LBA + "
-    "0 does not exceed the capacity) and a list without descriptors are not errors.\n\n"
+    "UNMAP descriptors of 0 blocks (at LBA 0..255, at the end of the LUN, where LBA + 0 "
+    "does not exceed the capacity, one per block and overlapping, up to the MAXIMUM UNMAP "
+    "BLOCK DESCRIPTOR COUNT) and a list without descriptors are not errors.\n\n"
     "Standard: SBC-3 §5.28.2.",
     dataloss=True,
 )
@@ -440,23 +450,47 @@ def gls_beyond(ctx: Context) -> None:
             )
 
 
+def _first_descriptor(ctx: Context, lba: int) -> int:
+    """Provisioning status of the first descriptor, which must start at ``lba``."""
+    r = _lba_status(ctx, lba)
+    if len(r.data) < 24:
+        raise TestFailed(f"GET LBA STATUS at LBA {lba} returned no descriptor")
+    first = int.from_bytes(r.data[8:16], "big")
+    if first != lba:
+        raise TestFailed(
+            f"GET LBA STATUS at LBA {lba} returned a first descriptor starting at LBA {first}; "
+            "it must start at the requested LBA (SBC-3 §5.13.2)"
+        )
+    return r.data[20] & 0x0F
+
+
 def gls_unmap_single(ctx: Context) -> None:
     p = _unmap_lu(ctx)
     step = p.lbppb
-    for i in range(0, 256, 37):
-        lba = i * step
-        ctx.write(lba, ctx.pattern(step, 0x5A))
+    ctx.write(0, ctx.pattern(256 + step, 0x5A))
+    for lba in range(0, 256, step):
         cdb, data = unmap_cdb([(lba, step)])
         ctx.good(cdb, data=data, why=f" of the physical block at LBA {lba}")
-        r = _lba_status(ctx, lba)
-        if len(r.data) < 24:
-            raise TestFailed("GET LBA STATUS returned no descriptor")
-        state = r.data[20] & 0x0F
+        state = _first_descriptor(ctx, lba)
         if state not in (1, 2):
             raise TestFailed(
-                f"LBA {lba} was just unmapped but GET LBA STATUS reports "
-                f"provisioning status {state} (mapped)"
+                f"LBA {lba} was just unmapped but GET LBA STATUS reports provisioning status "
+                f"{state} (mapped)"
             )
+        state = _first_descriptor(ctx, lba + step)
+        if state != 0:
+            raise TestFailed(
+                f"LBA {lba + step} is still written but GET LBA STATUS reports provisioning "
+                f"status {state}"
+            )
+    # Single logical blocks inside a physical block need not be deallocated (SBC-3 §4.7.3.4),
+    # but whatever the status, the first descriptor must start at the requested LBA.
+    ctx.write(0, ctx.pattern(256 + step, 0x5A))
+    for lba in range(0, 2 * step + 1):
+        cdb, data = unmap_cdb([(lba, 1)])
+        ctx.good(cdb, data=data, why=f" of the single block at LBA {lba}")
+        _first_descriptor(ctx, lba)
+        _first_descriptor(ctx, lba + 1)
 
 
 register(
@@ -480,7 +514,9 @@ register(
     "GetLBAStatus",
     "UnmapSingle",
     gls_unmap_single,
-    "After unmapping one physical block, GET LBA STATUS must report it deallocated or "
-    "anchored (status 1 or 2).\n\nStandard: SBC-3 §5.13.2, §4.7.",
+    "Unmapping the physical blocks of a written range one after the other, GET LBA STATUS "
+    "must report each just-unmapped block deallocated or anchored (status 1 or 2) and the "
+    "next one mapped (status 0), each first descriptor starting at the requested LBA.\n\n"
+    "Standard: SBC-3 §5.13.2, §4.7.",
     dataloss=True,
 )

@@ -140,7 +140,7 @@ def test_beyond_end_fails_when_the_target_reads_past_the_end(
     lun.hook = lenient
     r = run_tests(target, "SCSI.Read16.BeyondEol")["SCSI.Read16.BeyondEol"]
     assert r.verdict == "FAIL"
-    assert "READ(16) of 1 blocks one block beyond the end (LBA 1024) returned GOOD" in r.reason
+    assert "READ(16) of 1 block one block beyond the end (LBA 1024) returned GOOD" in r.reason
     assert "expected ILLEGAL REQUEST / LOGICAL BLOCK ADDRESS OUT OF RANGE" in r.reason
 
 
