@@ -497,7 +497,136 @@ def bench_startup(runs: int, work: Path, rows: list[Row], virsh: object | None) 
         rows.append(Row("CLI start-up: vol-list of an active pool", ours, name, ref, "s"))
 
 
-CASES = ("refresh", "iops", "read", "write", "wipe", "digest", "startup")
+def _thin_target(tgt: Tgtd, size: int, mapped: int, pieces: int = 16) -> None:
+    """LUN 1: thin, ``size`` bytes, ``mapped`` bytes of random data in ``pieces`` extents
+    spread over it, written through iSCSI (so tgt maps them as a guest's writes would)."""
+    tgt.new_target(1, IQN)
+    tgt.add_lun(1, 1, size, thin=True)
+    step, piece = size // pieces, mapped // pieces
+
+    async def write() -> None:
+        async with await Session.open(Portal(tgt.host, tgt.port), IQN, SessionOptions()) as s:
+            for i in range(pieces):
+                data = os.urandom(piece)
+                for off in range(0, piece, 4 * MiB):
+                    await s.write(1, (i * step + off) // 512, data[off : off + 4 * MiB], 512)
+
+    asyncio.run(write())
+
+
+def bench_thin(size: int, mapped: int, runs: int, work: Path, rows: list[Row]) -> None:
+    """vol-download --sparse / vol-upload --sparse of a thin LUN against qemu-img convert,
+    whole processes; the outputs go to the backing files' directory (tmpfs with shm)."""
+    with target() as tgt:
+        _thin_target(tgt, size, mapped)
+        warm(tgt, 4 * MiB)
+        env = dict(os.environ, POOLBACKEND_STATE_DIR=str(work / "state-thin"), PYTHONPATH=str(ROOT))
+        cli("pool-create", str(pool_xml(work / "pt.xml", "benchthin", tgt)), env=env)
+        ours_out, qemu_out = tgt.workdir / "ours.raw", tgt.workdir / "qemu.raw"
+        what = f"{size // MiB} MiB thin LUN, {mapped // MiB} MiB mapped"
+
+        def ours() -> None:
+            cli("vol-download", "--sparse", "--pool", "benchthin", "unit:0:0:1", str(ours_out),
+                env=env)  # fmt: skip
+
+        def qemu() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                qemu_out.unlink()
+            run("qemu-img", "convert", "-f", "raw", "-O", "raw", qemu_url(tgt), str(qemu_out))
+
+        t_ours, t_qemu = alternating(ours, qemu, runs)
+        run("cmp", str(ours_out), str(qemu_out))  # identical bytes, or the bench fails
+        run("cmp", str(ours_out), str(tgt.backing_path(1, 1)))
+        held = os.stat(ours_out).st_blocks * 512
+        print(f"sparse download output holds {held // MiB} MiB of {size // MiB}", file=sys.stderr)
+        rows.append(
+            Row(
+                f"download {what} (vol-download --sparse)",
+                t_ours,
+                "qemu-img convert -O raw iscsi:// FILE",
+                t_qemu,
+                "s",
+            )
+        )
+        full = timed(
+            lambda: cli("vol-download", "--pool", "benchthin", "unit:0:0:1", "/dev/null", env=env),
+            1,
+        )
+        rows.append(
+            Row(
+                f"download {what} (vol-download, full read)",
+                full,
+                "qemu-img convert -O raw iscsi:// FILE",
+                t_qemu,
+                "s",
+            )
+        )
+        # upload the sparse image back over old data: random data everywhere first
+        src = ours_out
+
+        def dirty() -> None:
+            fill(tgt.backing_path(1, 1), 64 * MiB)  # old data where the image has holes
+
+        def up_ours() -> None:
+            dirty()
+            cli("vol-upload", "--sparse", "--pool", "benchthin", "unit:0:0:1", str(src), env=env)
+
+        def up_qemu() -> None:
+            dirty()
+            run("qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", str(src), qemu_url(tgt))
+
+        u_ours, u_qemu = alternating(up_ours, up_qemu, runs)
+        up_ours()
+        run("cmp", str(src), str(tgt.backing_path(1, 1)))
+        held = os.stat(tgt.backing_path(1, 1)).st_blocks * 512
+        print(f"after vol-upload --sparse the LUN's file holds {held // MiB} MiB", file=sys.stderr)
+        rows.append(
+            Row(
+                f"upload {what} over old data (vol-upload --sparse)",
+                u_ours,
+                "qemu-img convert -n FILE iscsi://",
+                u_qemu,
+                "s",
+            )
+        )
+
+
+def bench_thin_refresh(n: int, runs: int, rows: list[Row]) -> None:
+    """The in-process scan of n thick LUNs, then of the same n LUNs made thin with a little
+    data each (one extent): what the GET LBA STATUS walk adds to a refresh."""
+    with target() as tgt:
+        tgt.new_target(1, IQN)
+        tgt.add_luns(1, range(1, n + 1), 1 * MiB)
+        portal = Portal(tgt.host, tgt.port)
+
+        async def refresh() -> None:
+            s = await Session.open(portal, IQN)
+            try:
+                result = await scan.scan(s)
+            finally:
+                await s.close()
+            assert len(result.luns) == n + 1 and not result.failures, result.failures
+
+        thick = timed(lambda: asyncio.run(refresh()), runs)
+        for lun in range(1, n + 1):
+            tgt.lun_params(1, lun, thin_provisioning=1)
+            with open(tgt.backing_path(1, lun), "r+b") as f:
+                f.seek(64 * 1024)
+                f.write(os.urandom(4096))
+        thin = timed(lambda: asyncio.run(refresh()), runs)
+        ls = timed(
+            lambda: subprocess.run(
+                ["iscsi-ls", "-s", f"iscsi://{tgt.portal}"], check=True, capture_output=True
+            ),
+            runs,
+        )
+        rows.append(
+            Row(f"refresh {n} thin LUNs (in-process)", thin, f"same {n} LUNs thick", thick, "s")
+        )
+        rows.append(Row(f"refresh {n} thin LUNs (in-process)", thin, "iscsi-ls -s", ls, "s"))
+
+
+CASES = ("refresh", "iops", "read", "write", "wipe", "digest", "startup", "thin")
 
 
 def main() -> None:
@@ -510,6 +639,8 @@ def main() -> None:
     ap.add_argument("--wipe-mib", type=int, default=1024, help="size of the wipe case")
     ap.add_argument("--iops-seconds", type=int, default=5, help="length of each IOPS run")
     ap.add_argument("--digest-mib", type=int, default=256, help="size of the digest case")
+    ap.add_argument("--thin-mib", type=int, default=4096, help="size of the thin LUN case")
+    ap.add_argument("--thin-mapped-mib", type=int, default=64, help="its mapped data")
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of cases")
     ap.add_argument("--no-shm", action="store_true", help="keep LUN files in the temp dir")
     ap.add_argument("--quick", action="store_true", help="small sizes, 2 runs (smoke test)")
@@ -518,6 +649,7 @@ def main() -> None:
         args.runs, args.luns = 2, "1,16"
         args.read_mib = args.write_mib = args.digest_mib = 64
         args.wipe_mib = 16
+        args.thin_mib, args.thin_mapped_mib = 256, 16
     USE_SHM = not args.no_shm
     # Measure the CLI as installed: pip writes bytecode at install time, so the commands we
     # time must not recompile every module on each start (some CI shells set this variable).
@@ -546,6 +678,9 @@ def main() -> None:
                 bench_digest(args.digest_mib * MiB, min(args.runs, 3), rows)
             if "startup" in cases:
                 bench_startup(args.runs, work, rows, virsh)
+            if "thin" in cases:
+                bench_thin(args.thin_mib * MiB, args.thin_mapped_mib * MiB, args.runs, work, rows)
+                bench_thin_refresh(16 if args.quick else 1024, args.runs, rows)
     finally:
         if virsh is not None:
             virsh.stop()  # type: ignore[attr-defined]

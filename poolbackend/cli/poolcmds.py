@@ -463,7 +463,8 @@ def vol_download(args: argparse.Namespace) -> int:
             out.open,
             offset=offset,
             length=length,
-            sparse=args.sparse and out.holes,  # elsewhere zeros are written
+            sparse=args.sparse,  # reads only the mapped extents of a thin LUN
+            holes=out.holes,  # a fresh file gets holes; elsewhere zeros are written
             progress=bar,
         )
         out.commit()
@@ -485,7 +486,13 @@ def vol_upload(args: argparse.Namespace) -> int:
     bar = _Bar("Uploading")
     try:
         _backend(args).upload(
-            args.vol, args.pool, src.open, offset=offset, length=length, progress=bar
+            args.vol,
+            args.pool,
+            src.open,
+            offset=offset,
+            length=length,
+            sparse=args.sparse,  # holes and zero blocks deallocated (pool/sparse.py)
+            progress=bar,
         )
     except OSError as exc:
         raise src.error(exc) from None
@@ -700,8 +707,19 @@ def register(sub: Any, cmd: Register) -> None:
         p.add_argument("--length", help="number of bytes (default: to the end)")
         p.add_argument("-c", "--connect", metavar="URI", help="libvirt URI for CHAP secrets")
         if name == "vol-download":
-            p.add_argument("--sparse", action="store_true", help="leave holes for zero blocks")
+            p.add_argument(
+                "--sparse",
+                action="store_true",
+                help="read only the mapped extents of a thin LUN (GET LBA STATUS) and leave "
+                "holes for unmapped and zero blocks (zeros are written to a pipe or device)",
+            )
         else:
+            p.add_argument(
+                "--sparse",
+                action="store_true",
+                help="turn the file's holes and zero blocks into UNMAP (thin LUN reading "
+                "zeros there) or WRITE SAME of zeros, instead of writing every zero",
+            )
             p.add_argument(
                 "--force",
                 action="store_true",

@@ -318,6 +318,7 @@ class Backend:
         offset: int = 0,
         length: int | None = None,
         sparse: bool = False,
+        holes: bool | None = None,
         progress: Progress | None = None,
     ) -> int:
         """Copy the volume to what ``open_output()`` returns. It is called only after the
@@ -333,6 +334,7 @@ class Backend:
                 offset=offset,
                 length=length,
                 sparse=sparse,
+                holes=holes,
                 progress=progress,
             )
 
@@ -346,6 +348,7 @@ class Backend:
         *,
         offset: int = 0,
         length: int | None = None,
+        sparse: bool = False,
         progress: Progress | None = None,
     ) -> int:
         """Write what ``open_input()`` returns into the volume; it is called only after the
@@ -355,7 +358,13 @@ class Backend:
         async def run(session: Session, geo: transfer.Geometry) -> int:
             transfer.check_upload_range(geo, offset, length)
             return await transfer.upload(
-                session, geo, open_input(), offset=offset, length=length, progress=progress
+                session,
+                geo,
+                open_input(),
+                offset=offset,
+                length=length,
+                sparse=sparse,
+                progress=progress,
             )
 
         return self._on_disk_lun(vol, pool_name, run, "vol-upload", exclusive=True)

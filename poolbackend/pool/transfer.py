@@ -46,6 +46,7 @@ class Geometry:
     lbpws: bool = False
     max_unmap_blocks: int = 0
     max_unmap_descriptors: int = 0
+    lbpu: bool = False  # UNMAP supported (VPD 0xB2)
 
     @property
     def capacity(self) -> int:
@@ -83,7 +84,7 @@ async def geometry(session: Session, lun: LunRef) -> Geometry:
     else:
         blocks, block_size, thin, lbprz = rc.block_count, rc.block_length, rc.lbpme, rc.lbprz
     max_xfer = max_ws = max_unmap = max_desc = 0
-    lbpws = False
+    lbpws = lbpu = False
     try:
         pages = parse_supported_pages(await session.vpd(lun, 0x00)).pages
     except (CommandFailed, ScsiParseError):  # no usable page list: go without the limits
@@ -93,9 +94,10 @@ async def geometry(session: Session, lun: LunRef) -> Geometry:
         max_xfer, max_ws = bl.max_transfer_length, bl.max_write_same_length
         max_unmap, max_desc = bl.max_unmap_lba_count, bl.max_unmap_descriptors
     if 0xB2 in pages:
-        lbpws = _vpd(lun, parse_logical_block_provisioning, await session.vpd(lun, 0xB2)).lbpws
+        lbp = _vpd(lun, parse_logical_block_provisioning, await session.vpd(lun, 0xB2))
+        lbpws, lbpu = lbp.lbpws, lbp.lbpu
     return Geometry(
-        lun, block_size, blocks, max_xfer, max_ws, thin, lbprz, lbpws, max_unmap, max_desc
+        lun, block_size, blocks, max_xfer, max_ws, thin, lbprz, lbpws, max_unmap, max_desc, lbpu
     )
 
 
@@ -254,23 +256,41 @@ async def download(
     offset: int = 0,
     length: int | None = None,
     sparse: bool = False,
+    holes: bool | None = None,
     progress: Progress | None = None,
 ) -> int:
     """Copy [offset, offset+length) of the LUN to ``out`` in order; returns bytes written.
 
-    ``sparse`` skips zero chunks by seeking; it is only right for a fresh file (anything else
-    would keep old data there), and an output that cannot seek gets the zeros written.
+    ``sparse`` reads only the mapped extents of a thin LUN that reads deallocated blocks as
+    zeros (:mod:`poolbackend.pool.sparse`; anything else is read in full) and, where
+    ``holes`` (default: ``sparse`` and ``out`` can seek), leaves holes by seeking over zero
+    runs and zero chunks; that is only right for a fresh file (anything else would keep old
+    data there), so a pipe or a device gets the zeros written.
     Work is generated lazily: memory is ``READ_DEPTH`` chunks whatever the capacity says.
     """
+    from poolbackend.pool import sparse as S
+
     start, end = _range(geo, offset, length)
     bs = geo.block_size
     chunk = geo.chunk_blocks(READ_CHUNK)
     first_lba, last_lba = start // bs, -(-end // bs)
-    n_jobs = -(-(last_lba - first_lba) // chunk)
-    # Job i reads into buffers[i % n]; it is started only after job i - n was written out.
-    buffers = [bytearray(chunk * bs) for _ in range(min(READ_DEPTH, n_jobs) or 1)]
-    holes = sparse and _can_seek(out)
-    zero = memoryview(bytes(chunk * bs)) if holes else None
+    mapped = None
+    if sparse:
+        mapped = await S.plan(
+            session,
+            geo.lun,
+            geo.block_count,
+            bs,
+            first_lba,
+            last_lba,
+            thin=geo.thin,
+            lbprz=geo.lbprz,
+        )
+    n_reads = -(-(last_lba - first_lba) // chunk) if mapped is None else READ_DEPTH
+    # Read k goes into buffers[k % n]; it is started only after read k - n was written out.
+    buffers = [bytearray(chunk * bs) for _ in range(min(READ_DEPTH, n_reads) or 1)]
+    holes = sparse and holes is not False and _can_seek(out)
+    zero = memoryview(bytes(chunk * bs))
     done = 0
 
     window = window_for(session, len(buffers) * chunk * bs)
@@ -283,32 +303,65 @@ async def download(
         window.completed(blocks * bs, loop.time() - began)
         return view[max(start - lba * bs, 0) : min(blocks * bs, end - lba * bs)]
 
-    def write(view: memoryview) -> None:
+    def account(n: int) -> None:
         nonlocal done
-        if zero is not None and view == zero[: len(view)]:
-            out.seek(len(view), os.SEEK_CUR)
-        else:
-            out.write(view)
-        done += len(view)
+        done += n
         if progress is not None:
             progress(done, end - start)
 
-    pending: deque[asyncio.Task[memoryview]] = deque()
+    def write(view: memoryview) -> None:
+        if holes and view == zero[: len(view)]:
+            out.seek(len(view), os.SEEK_CUR)
+        else:
+            out.write(view)
+        account(len(view))
+
+    def skip(job: S.Job) -> None:
+        n = min(job.blocks * bs, end - job.lba * bs) - max(start - job.lba * bs, 0)
+        if holes:
+            out.seek(n, os.SEEK_CUR)
+            account(n)
+            return
+        while n > 0:
+            part = min(n, len(zero))
+            out.write(zero[:part])
+            account(part)
+            n -= part
+
+    pending: deque[tuple[asyncio.Task[memoryview] | None, S.Job]] = deque()
+    reading = 0
+
+    async def drain_one() -> None:
+        nonlocal reading
+        task, job = pending.popleft()
+        if task is None:
+            skip(job)
+        else:
+            reading -= 1
+            write(await task)
+
     async with _sized(session, geo):
         try:
-            for i, lba in enumerate(range(first_lba, last_lba, chunk)):
-                blocks = min(chunk, last_lba - lba)
+            k = 0
+            for job in S.jobs(first_lba, last_lba, chunk, mapped):
+                if not job.read:
+                    pending.append((None, job))
+                    continue
                 while pending and (  # the window sizes what is in flight, up to the buffers
-                    len(pending) == len(buffers)
-                    or not window.room(len(pending) * chunk * bs, chunk * bs)
+                    len(pending) >= len(buffers)
+                    or not window.room(reading * chunk * bs, chunk * bs)
                 ):
-                    write(await pending.popleft())
-                pending.append(asyncio.create_task(fetch(lba, blocks, buffers[i % len(buffers)])))
+                    await drain_one()
+                buffer = buffers[k % len(buffers)]
+                k += 1
+                reading += 1
+                pending.append((asyncio.create_task(fetch(job.lba, job.blocks, buffer)), job))
             while pending:
-                write(await pending.popleft())
+                await drain_one()
         finally:
-            for task in pending:
-                task.cancel()
+            for task, _ in pending:
+                if task is not None:
+                    task.cancel()
     if holes:
         out.truncate(out.tell())
     return done
@@ -321,14 +374,25 @@ async def upload(
     *,
     offset: int = 0,
     length: int | None = None,
+    sparse: bool = False,
     progress: Progress | None = None,
 ) -> int:
-    """Write ``src`` to the LUN at ``offset`` (a block multiple); a partial last block is merged."""
+    """Write ``src`` to the LUN at ``offset`` (a block multiple); a partial last block is merged.
+
+    ``sparse`` turns the holes of a regular file (SEEK_DATA/SEEK_HOLE) and all-zero chunks
+    into zero runs, which are deallocated on a thin LUN that reads them back as zeros and
+    zeroed otherwise (:mod:`poolbackend.pool.sparse`), so the LUN reads back as the file
+    whatever it held before.
+    """
+    from poolbackend.pool import sparse as S
+
     bs = geo.block_size
     check_upload_range(geo, offset, length)
+    regular = False
     try:  # only a regular file has a size; pipes, FIFOs and devices are read to the end
         st = os.fstat(src.fileno())
-        size = st.st_size - src.tell() if stat.S_ISREG(st.st_mode) else -1
+        regular = stat.S_ISREG(st.st_mode)
+        size = st.st_size - src.tell() if regular else -1
     except (OSError, ValueError):
         size = -1
     want = length if length else (size if size >= 0 else None)
@@ -337,33 +401,55 @@ async def upload(
     chunk = geo.chunk_blocks() * bs
     read = written = 0
 
-    def chunks() -> Iterator[tuple[int, bytes]]:
-        nonlocal read
-        lba = offset // bs
-        while want is None or read < want:
-            data = src.read(chunk if want is None else min(chunk, want - read))
+    def plain() -> Iterator[S.Piece]:
+        at = 0
+        while want is None or at < want:
+            data = src.read(chunk if want is None else min(chunk, want - at))
             if not data:
                 return
-            if lba * bs + len(data) > geo.capacity:
+            yield at, data
+            at += len(data)
+
+    if not sparse:
+        source: Iterator[S.Piece] = plain()
+    elif regular and want is not None:
+        fd, base = src.fileno(), src.tell()
+        source = S.pieces(lambda at, n: os.pread(fd, n, base + at), fd, base, want, bs, chunk)
+    else:
+        source = S.pieces(lambda at, n: src.read(n), None, 0, want, bs, chunk)
+
+    def chunks() -> Iterator[tuple[int, bytes | int]]:
+        nonlocal read
+        for at, data in source:
+            n = data if isinstance(data, int) else len(data)
+            lba = offset // bs + at // bs
+            if lba * bs + n > geo.capacity:
                 raise ConfigError(
                     f"the source is larger than LUN {geo.lun} ({geo.capacity} bytes) allows"
                 )
             yield lba, data
-            lba += -(-len(data) // bs)
-            read += len(data)
+            read += n
 
-    async def put(job: tuple[int, bytes]) -> None:
+    async def put(job: tuple[int, bytes | int]) -> None:
         nonlocal written
         lba, data = job
-        if len(data) % bs:  # merge a partial final block with what is on the LUN
-            old = await session.read(geo.lun, lba + len(data) // bs, 1, bs)
-            data += bytes(old[len(data) % bs :])
-        await session.write(geo.lun, lba, data, bs)
-        written += len(job[1])
+        if isinstance(data, int):  # a zero run of whole blocks
+            await S.zero_range(session, geo, lba, data // bs)
+            n = data
+        else:
+            n = len(data)
+            if len(data) % bs:  # merge a partial final block with what is on the LUN
+                old = await session.read(geo.lun, lba + len(data) // bs, 1, bs)
+                data += bytes(old[len(data) % bs :])
+            await session.write(geo.lun, lba, data, bs)
+        written += n
         if progress is not None:
             progress(written, want if want is not None else 0)  # 0: total unknown (a pipe)
 
+    def cost(job: tuple[int, bytes | int]) -> int:
+        return min(job[1], chunk) if isinstance(job[1], int) else len(job[1])
+
     window = window_for(session, DEPTH * chunk)
     async with _sized(session, geo):
-        await pipelined(chunks(), put, window=window, size=lambda job: len(job[1]))
+        await pipelined(chunks(), put, window=window, size=cost)
     return read

@@ -184,6 +184,11 @@ async def _trim(session: Session, geo: Geometry, progress: Progress | None) -> s
         raise ConfigError(
             f"LUN {geo.lun} is not thin-provisioned (READ CAPACITY LBPME=0): 'trim' needs UNMAP"
         )
+    if not geo.lbpu:
+        raise ConfigError(
+            f"LUN {geo.lun} does not support UNMAP (VPD page 0xB2 has LBPU=0 or is missing): "
+            "'trim' cannot deallocate it; use 'zero'"
+        )
     per = min(geo.max_unmap_blocks or 0xFFFFFFFF, 1 << 22)
 
     async def run(lba: int, blocks: int) -> None:

@@ -43,8 +43,9 @@ Modes (``FakeTarget(mode, **kw)``):
     The ``slow`` login (no delay), then a target with data: SCSI commands and
     SendTargets are served from ``luns`` (``{lun: FakeLun}``): TEST UNIT READY,
     INQUIRY, REPORT LUNS, READ CAPACITY(10)/(16), READ(16), WRITE(16) (immediate
-    data and R2T), SYNCHRONIZE CACHE; everything else (VPD pages, WRITE SAME) is
-    ILLEGAL REQUEST. Each :class:`FakeLun` can answer with hostile values
+    data and R2T), SYNCHRONIZE CACHE, GET LBA STATUS (``FakeLun.lba_status``, scripted
+    answers, with ``lbpme``/``lbprz`` in READ CAPACITY(16)); everything else (VPD pages,
+    WRITE SAME) is ILLEGAL REQUEST. Each :class:`FakeLun` can answer with hostile values
     (``HOSTILE_LUN`` presets: impossible capacities and block lengths, short
     INQUIRY and READ CAPACITY data) and ``report_luns=`` rewrites the REPORT LUNS
     data (``HOSTILE_REPORT_LUNS``: cut off, lying lengths, duplicates). Both can
@@ -844,6 +845,11 @@ class FakeLun:
     #: scripted answers: ``hook(cdb, data_out)`` is asked first; it returns the Data-In
     #: bytes, None for the built-in answer, or raises :class:`FakeCheckCondition`
     hook: Callable[[bytes, bytes], bytes | None] | None = None
+    lbpme: bool = False  # READ CAPACITY(16) says thin (with LBPRZ=1 when lbprz)
+    lbprz: bool = False
+    # GET LBA STATUS(16): (starting LBA, allocation length) -> the parameter data sent
+    # (cut to the allocation length); None: ILLEGAL REQUEST
+    lba_status: Callable[[int, int], bytes] | None = None
 
     def __post_init__(self) -> None:
         if not self.data and self.device_type == 0:
@@ -862,7 +868,13 @@ class FakeLun:
     def read_capacity16(self) -> bytes:
         if self.rc16 is not None:
             return self.rc16
-        return (self.blocks - 1).to_bytes(8, "big") + self.block_size.to_bytes(4, "big") + bytes(20)
+        flags = (0x80 if self.lbpme else 0) | (0x40 if self.lbprz else 0)
+        return (
+            (self.blocks - 1).to_bytes(8, "big")
+            + self.block_size.to_bytes(4, "big")
+            + bytes((0, 0, flags))
+            + bytes(17)
+        )
 
     def read_capacity10(self) -> bytes:
         if self.rc10 is not None:
@@ -1156,6 +1168,11 @@ class _ScsiConnection:
             if fake.rc16_unsupported:
                 raise _CheckCondition(ILLEGAL_REQUEST, 0x20)
             return fake.read_capacity16()
+        if op == 0x9E and cdb[1] & 0x1F == 0x12:  # GET LBA STATUS(16)
+            if fake.lba_status is None:
+                raise _CheckCondition(ILLEGAL_REQUEST, 0x24)
+            alloc = int.from_bytes(cdb[10:14], "big")
+            return fake.lba_status(int.from_bytes(cdb[2:10], "big"), alloc)[:alloc]
         if op in (0x35, 0x91):
             return b""
         if op in (0x88, 0x8A):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,6 +55,8 @@ def tgt() -> Iterator[Tgtd]:
         t.add_lun(1, 2, LUN_SIZE)  # thick
         asyncio.run(_write(t, 1, WRITTEN))
         asyncio.run(_write(t, 2, WRITTEN))
+        t.add_lun(1, 3, LUN_SIZE, thin=True, fill=b"old data")  # for uploads over old data
+        t.add_lun(1, 4, LUN_SIZE, fill=b"old data")
         yield t
 
 
@@ -61,8 +65,10 @@ def fs_block(path: Path) -> int:
 
 
 class Pb:
-    def __init__(self, run_cli: RunCli) -> None:
+    def __init__(self, run_cli: RunCli, state_dir: Path) -> None:
         self.run = run_cli
+        root = str(Path(__file__).resolve().parents[2])
+        self.env = dict(os.environ, POOLBACKEND_STATE_DIR=str(state_dir), PYTHONPATH=root)
 
     def __call__(self, *args: str, ok: bool = True) -> str:
         rc, out, err = self.run(*args, timeout=60)
@@ -77,8 +83,8 @@ class Pb:
 
 
 @pytest.fixture
-def pb(run_cli: RunCli, tgt: Tgtd, tmp_path: Path) -> Pb:
-    p = Pb(run_cli)
+def pb(run_cli: RunCli, state_dir: Path, tgt: Tgtd, tmp_path: Path) -> Pb:
+    p = Pb(run_cli, state_dir)
     xml = tmp_path / "pool.xml"
     xml.write_text(
         f"<pool type='iscsi-direct'><name>thin</name><source>"
@@ -135,13 +141,17 @@ def test_allocation_of_a_thin_lun_everywhere(pb: Pb, tgt: Tgtd) -> None:
     details = pb("vol-list", "--details", "thin")
     assert re.search(r"unit:0:0:1 .* 64\.00 MiB +3\.\d\d MiB", details), details
     assert re.search(r"unit:0:0:2 .* 64\.00 MiB +64\.00 MiB", details), details
+    allocations = []
+    for lun in (1, 2, 3, 4):
+        text = pb("vol-info", "--bytes", "--pool", "thin", f"unit:0:0:{lun}")
+        allocations.append(int(re.search(r"Allocation:\s+(\d+) bytes", text)[1]))  # type: ignore[index]
+    assert allocations[:2] == [allocation, LUN_SIZE]
     pool = pb("pool-info", "--bytes", "thin")
-    assert f"Capacity:       {2 * LUN_SIZE}" in pool
-    assert f"Allocation:     {LUN_SIZE + allocation}" in pool
-    assert f"Available:      {LUN_SIZE - allocation}" in pool
-    assert re.search(
-        r"thin .* 128\.00 MiB +67\.\d\d MiB +60\.\d\d MiB", pb("pool-list", "--details")
-    )
+    assert f"Capacity:       {4 * LUN_SIZE}\n" in pool
+    assert f"Allocation:     {sum(allocations)}\n" in pool
+    assert f"Available:      {4 * LUN_SIZE - sum(allocations)}\n" in pool
+    listed = pb("pool-list", "--details")
+    assert re.search(r"thin .* 256\.00 MiB +\d+\.\d\d MiB +\d+\.\d\d MiB", listed), listed
 
 
 def test_vol_info_scsi_shows_provisioning_facts(pb: Pb) -> None:
@@ -161,3 +171,92 @@ def test_vol_info_scsi_shows_provisioning_facts(pb: Pb) -> None:
     assert re.search(r"Thin provisioning \(LBPME\): +no", thick)
     assert re.search(r"Provisioning type: +full", thick)
     assert re.search(r"UNMAP \(LBPU\): +no", thick)
+
+
+def allocated(path: Path) -> int:
+    return os.stat(path).st_blocks * 512
+
+
+def test_sparse_download_reads_only_mapped_extents_and_keeps_holes(
+    pb: Pb, tgt: Tgtd, tmp_path: Path
+) -> None:
+    want = expected_image(WRITTEN)
+    assert tgt.backing_path(1, 1).read_bytes() == want
+    out = tmp_path / "thin.raw"
+    pb("vol-download", "--pool", "thin", "unit:0:0:1", str(out), "--sparse")
+    assert out.read_bytes() == want
+    written = sum(n for _, n in WRITTEN)
+    assert allocated(out) <= written + 2 * fs_block(out)  # the holes are kept
+    # a pipe gets the zeros, byte for byte the same image
+    piped = tmp_path / "piped.raw"
+    with open(piped, "wb") as f:
+        rc = subprocess.run(
+            [sys.executable, "-m", "poolbackend", "vol-download", "--pool", "thin", "unit:0:0:1",
+             "-", "--sparse"],
+            stdout=f, env=pb.env, timeout=60,
+        ).returncode  # fmt: skip
+    assert rc == 0 and piped.read_bytes() == want
+    # a range that starts and ends inside extents
+    part = tmp_path / "part.raw"
+    offset, length = 10 * MiB - 1000, 3 * MiB + 5000
+    pb("vol-download", "--pool", "thin", "unit:0:0:1", str(part), "--sparse",
+       "--offset", str(offset), "--length", str(length))  # fmt: skip
+    assert part.read_bytes() == want[offset : offset + length]
+
+
+def test_non_thin_lun_sparse_download_is_a_full_read(pb: Pb, tgt: Tgtd, tmp_path: Path) -> None:
+    want = expected_image(WRITTEN)
+    for sparse in ((), ("--sparse",)):
+        out = tmp_path / f"thick{len(sparse)}.raw"
+        pb("vol-download", "--pool", "thin", "unit:0:0:2", str(out), *sparse)
+        assert out.read_bytes() == want
+    plain = tmp_path / "plain.raw"  # without --sparse a thin LUN is read in full, no holes
+    pb("vol-download", "--pool", "thin", "unit:0:0:1", str(plain))
+    assert plain.read_bytes() == want and allocated(plain) >= LUN_SIZE
+
+
+def sparse_source(path: Path) -> bytes:
+    """A 64 MiB file: holes, data, a run of written zeros, data at the very end."""
+    parts = {1 * MiB: os.urandom(4096), 9 * MiB: os.urandom(2 * MiB + 512)}
+    with open(path, "wb") as f:
+        f.truncate(LUN_SIZE)
+        for at, data in parts.items():
+            f.seek(at)
+            f.write(data)
+        f.seek(20 * MiB)
+        f.write(bytes(3 * MiB))  # allocated zeros: found while reading
+        f.seek(LUN_SIZE - 1000)
+        f.write(b"end" * 333 + b"!")
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("lun", [3, 4], ids=["thin", "thick"])
+def test_sparse_upload_over_old_data(pb: Pb, tgt: Tgtd, tmp_path: Path, lun: int) -> None:
+    src = tmp_path / "src.raw"
+    want = sparse_source(src)
+    backing = tgt.backing_path(1, lun)
+    assert b"old data" in backing.read_bytes()[: 2 * MiB]
+    pb("vol-upload", "--sparse", "--pool", "thin", f"unit:0:0:{lun}", str(src))
+    assert backing.read_bytes() == want
+    if lun == 3:  # the holes and zeros were deallocated: the file holds about the data
+        data = 4096 + 2 * MiB + 512 + 1000
+        assert allocated(backing) <= data + 4 * fs_block(backing)
+        out = tmp_path / "back.raw"
+        pb("vol-download", "--sparse", "--pool", "thin", f"unit:0:0:{lun}", str(out))
+        assert out.read_bytes() == want
+    else:  # a thick LUN gets the zeros written
+        assert allocated(backing) >= LUN_SIZE - fs_block(backing)
+
+
+def test_sparse_upload_from_a_pipe(pb: Pb, tgt: Tgtd, tmp_path: Path) -> None:
+    src = tmp_path / "src.raw"
+    want = sparse_source(src)
+    with open(tgt.backing_path(1, 3), "r+b") as f:
+        f.write(b"old data" * (4 * MiB // 8))
+    with open(src, "rb") as f:
+        rc = subprocess.run(
+            [sys.executable, "-m", "poolbackend", "vol-upload", "--sparse", "--pool", "thin",
+             "unit:0:0:3", "-"],
+            stdin=f, env=pb.env, timeout=60,
+        ).returncode  # fmt: skip
+    assert rc == 0 and tgt.backing_path(1, 3).read_bytes() == want
