@@ -23,7 +23,14 @@ TestFunc = Callable[["Context"], None]
 
 FAMILIES = ("SCSI", "iSCSI")
 
-SUITE_MODULES = ("scsi_rw", "scsi_info", "scsi_thin", "scsi_reserve", "iscsi_proto")
+SUITE_MODULES = (
+    "scsi_rw",
+    "scsi_info",
+    "scsi_thin",
+    "scsi_reserve",
+    "scsi_misc",
+    "iscsi_proto",
+)
 """Modules under :mod:`poolbackend.conformance` that register tests, in run order."""
 
 

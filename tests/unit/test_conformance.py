@@ -214,3 +214,14 @@ def test_junit_xml_is_valid_with_suites_failures_and_skips(
     assert suites["SCSI.TestUnitReady"].get("failures") == "1"
     w = suites["SCSI.Write10"].find("testcase/skipped")
     assert w is not None and "--dataloss" in (w.get("message") or "")
+
+
+def test_sanitize_needs_allow_sanitize_and_multipath_needs_url2(
+    target: FakeTarget, lun: FakeLun
+) -> None:
+    results = run_tests(target, "SCSI.Sanitize.*", dataloss=True)
+    assert len(results) == 11
+    assert all(r.verdict == "SKIP" and "--allow-sanitize" in r.reason for r in results.values())
+    lun.hook = sbc10(lun)
+    r = run_tests(target, "SCSI.MultipathIO.Simple", dataloss=True)["SCSI.MultipathIO.Simple"]
+    assert r.verdict == "SKIP" and "URL2" in r.reason

@@ -66,3 +66,14 @@ def test_command_names() -> None:
     assert X.command_name(0x2E) == "WRITE AND VERIFY(10)"
     assert X.command_name(0x88) == "READ(16)"
     assert X.command_name(0xFE) == "opcode 0xFE"
+
+
+def test_extended_copy_parameter_list_layout() -> None:
+    """SPC-4 §6.3.2 (LID1 header), §6.3.7.5 (block to block segment descriptor)."""
+    from poolbackend.conformance.scsi_misc import segment_b2b, xcopy_params
+
+    seg = segment_b2b(0, 1, 8, 0x10, 0x20)
+    assert seg == bytes.fromhex("02 00 0018 0000 0001 0000 0008 0000000000000010 0000000000000020")
+    params = xcopy_params([bytes(32)], [seg])
+    assert params[:16] == bytes.fromhex("00 18 0020 00000000 0000001c 00000000")
+    assert len(params) == 16 + 32 + 28
