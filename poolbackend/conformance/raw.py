@@ -35,24 +35,32 @@ class RawConnection:
 
     @classmethod
     def login(
-        cls, url: IscsiUrl, initiator: str, timeout: float, *, immediate_data: bool = False
+        cls,
+        url: IscsiUrl,
+        initiator: str,
+        timeout: float,
+        *,
+        immediate_data: bool = False,
+        discovery: bool = False,
+        chap_algorithms: tuple[int, ...] | None = None,
     ) -> RawConnection:
+        """Log in to the URL's target (``discovery``: a discovery session, no target)."""
         assert url.target is not None
         sock = socket.create_connection((url.portal.host, url.portal.port), timeout=timeout)
         conn = cls(sock)
         creds = url.credentials
         chap = None
-        if creds is not None:
+        if creds is not None and not discovery:
             chap = ChapInitiator(
                 creds.username,
                 creds.secret,
-                url.chap_algorithms or (5,),
+                chap_algorithms or url.chap_algorithms or (5,),
                 creds.target_username,
                 creds.target_secret,
             )
         config = LoginConfig(
             initiator_name=initiator,
-            target_name=url.target,
+            target_name=None if discovery else url.target,
             isid=b"\x80\x12\x34\x56\x00\x01",
             chap=chap,
             header_digest="None",
@@ -147,6 +155,47 @@ class RawConnection:
         P.put32(bhs, 36, data_sn)
         P.put32(bhs, 40, offset)
         self._send(bhs, data)
+
+    def text(self, data: bytes, timeout: float) -> P.PDU:
+        """One Text Request carrying ``data`` (raw key=value bytes); the whole answer, its
+        continuations followed (the returned PDU's data is the concatenation) or a Reject."""
+        itt = self.next_itt()
+        ttt = P.NO_TAG
+        collected = b""
+        while True:
+            bhs = P.new_bhs(P.Op.TEXT_REQ, P.F_FINAL)
+            P.put32(bhs, 16, itt)
+            P.put32(bhs, 20, ttt)
+            P.put32(bhs, 24, self.cmd_sn)
+            P.put32(bhs, 28, self.exp_stat_sn)
+            self.cmd_sn = (self.cmd_sn + 1) & 0xFFFFFFFF
+            self._send(bhs, data)
+            pdu = self.wait_any(itt, timeout)
+            if pdu.opcode != P.Op.TEXT_RSP:
+                return pdu
+            collected += bytes(pdu.data)
+            if pdu.flags & P.F_FINAL and not pdu.flags & P.F_CONTINUE:
+                return P.PDU(pdu.bhs, memoryview(collected))
+            ttt, data = pdu.ttt, b""
+
+    def wait_any(self, itt: int, timeout: float) -> P.PDU:
+        """The next PDU for ``itt`` of any kind (or a Reject)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pdu = self.recv(max(0.0, deadline - time.monotonic()))
+            if pdu.opcode == P.Op.REJECT or pdu.itt == itt:
+                return pdu
+
+    def nop(self, data: bytes, timeout: float) -> P.PDU:
+        """A NOP-Out ping (immediate) carrying ``data``; the NOP-In answer."""
+        itt = self.next_itt()
+        bhs = P.new_bhs(P.Op.NOP_OUT, P.F_FINAL, immediate=True)
+        P.put32(bhs, 16, itt)
+        P.put32(bhs, 20, P.NO_TAG)
+        P.put32(bhs, 24, self.cmd_sn)
+        P.put32(bhs, 28, self.exp_stat_sn)
+        self._send(bhs, data)
+        return self.wait_any(itt, timeout)
 
     def tmf(self, function: int, lun: int, ref_itt: int, ref_cmd_sn: int) -> int:
         itt = self.next_itt()

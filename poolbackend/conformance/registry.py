@@ -30,6 +30,7 @@ SUITE_MODULES = (
     "scsi_reserve",
     "scsi_misc",
     "iscsi_proto",
+    "iscsi_extra",
 )
 """Modules under :mod:`poolbackend.conformance` that register tests, in run order."""
 

@@ -225,3 +225,16 @@ def test_sanitize_needs_allow_sanitize_and_multipath_needs_url2(
     lun.hook = sbc10(lun)
     r = run_tests(target, "SCSI.MultipathIO.Simple", dataloss=True)["SCSI.MultipathIO.Simple"]
     assert r.verdict == "SKIP" and "URL2" in r.reason
+
+
+def test_protocol_tests_fail_on_a_target_that_breaks_rfc_7143(target: FakeTarget) -> None:
+    # The fake target executes a command whatever its CmdSN and answers pings without their
+    # data: both are wrong (RFC 7143 §4.2.2.1, §11.19); SendTargets it answers correctly.
+    results = run_tests(target, "iSCSI.iSCSIcmdsn.iSCSICmdSnTooHigh")
+    high = results["iSCSI.iSCSIcmdsn.iSCSICmdSnTooHigh"]
+    assert high.verdict == "FAIL" and "above MaxCmdSN" in high.reason
+    assert "a target must silently ignore it" in high.reason
+    nop = run_tests(target, "iSCSI.iSCSINop.Simple")["iSCSI.iSCSINop.Simple"]
+    assert nop.verdict == "FAIL" and "did not echo the 1 bytes" in nop.reason
+    st = run_tests(target, "iSCSI.iSCSISendTargets.Simple")["iSCSI.iSCSISendTargets.Simple"]
+    assert st.verdict == "PASS", st.reason
