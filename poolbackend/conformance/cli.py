@@ -127,9 +127,12 @@ def _run(args: argparse.Namespace, selected: list[ConformanceTest]) -> int:
     if url2 is not None and (url2.target is None or url2.lun is None):
         raise ConfigError("iscsi-test: URL2 must name a target and a LUN (…/target-iqn/lun)")
     if args.junit:
-        try:  # refuse an unwritable --junit before running anything
+        existed = os.path.lexists(args.junit)
+        try:  # refuse an unwritable --junit before running anything (and leave no trace)
             with open(args.junit, "ab"):
                 pass
+            if not existed:
+                os.unlink(args.junit)
         except OSError as exc:
             raise ConfigError(f"--junit {printable(args.junit)}: {exc.strerror}") from None
     ctx = Context(

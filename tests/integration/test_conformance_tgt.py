@@ -69,3 +69,29 @@ def test_scsi_and_iscsi_families_on_tgt_with_junit(tmp_path: Path) -> None:
                 assert skipped is not None and "not removable" in (skipped.get("message") or "")
             else:
                 assert cases["iSCSI.iSCSIResiduals.Read10Residuals"].find("failure") is None
+
+
+def test_lun_above_255_on_tgt() -> None:
+    """Flat-space LUN 300 is addressed as reported, by the session and the raw connection."""
+    with Tgtd.start() as t:
+        t.new_target(1, "iqn.2026-11.example:conform")
+        t.add_lun(1, 300, 8 * MiB)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "poolbackend",
+                "iscsi-test",
+                "--dataloss",
+                "--test=SCSI.Read10.Simple",
+                "--test=SCSI.Write16.Simple",
+                "--test=iSCSI.iSCSIResiduals.Read10Residuals",
+                t.url(1, 300),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert p.stdout.count("PASS ") == 3
