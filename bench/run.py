@@ -548,6 +548,18 @@ def bench_thin(size: int, mapped: int, runs: int, work: Path, rows: list[Row]) -
                 "s",
             )
         )
+        inproc = timed(lambda: asyncio.run(_sparse_download(tgt, ours_out)), runs)
+        rows.append(
+            Row(
+                f"download {what} (in-process transfer.download sparse, no CLI start-up)",
+                inproc,
+                "qemu-img convert -O raw iscsi:// FILE",
+                t_qemu,
+                "s",
+            )
+        )
+        startup = timed(lambda: cli("vol-list", "benchthin", env=env), runs)
+        rows.append(Row("CLI start-up alone: vol-list of the same pool", startup, "-", [], "s"))
         full = timed(
             lambda: cli("vol-download", "--pool", "benchthin", "unit:0:0:1", "/dev/null", env=env),
             1,
@@ -568,14 +580,19 @@ def bench_thin(size: int, mapped: int, runs: int, work: Path, rows: list[Row]) -
             fill(tgt.backing_path(1, 1), 64 * MiB)  # old data where the image has holes
 
         def up_ours() -> None:
-            dirty()
             cli("vol-upload", "--sparse", "--pool", "benchthin", "unit:0:0:1", str(src), env=env)
 
         def up_qemu() -> None:
-            dirty()
             run("qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", str(src), qemu_url(tgt))
 
-        u_ours, u_qemu = alternating(up_ours, up_qemu, runs)
+        u_ours: list[float] = []
+        u_qemu: list[float] = []
+        for _ in range(runs):  # old data back before each (not timed)
+            dirty()
+            u_ours += timed(up_ours, 1)
+            dirty()
+            u_qemu += timed(up_qemu, 1)
+        dirty()
         up_ours()
         run("cmp", str(src), str(tgt.backing_path(1, 1)))
         held = os.stat(tgt.backing_path(1, 1)).st_blocks * 512
@@ -589,6 +606,15 @@ def bench_thin(size: int, mapped: int, runs: int, work: Path, rows: list[Row]) -
                 "s",
             )
         )
+
+
+async def _sparse_download(tgt: Tgtd, out: Path) -> None:
+    async with await Session.open(Portal(tgt.host, tgt.port), IQN, SessionOptions()) as s:
+        geo = await transfer.geometry(s, 1)
+        with open(out, "wb") as f:
+            await transfer.download(s, geo, f, sparse=True)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def bench_thin_refresh(n: int, runs: int, rows: list[Row]) -> None:

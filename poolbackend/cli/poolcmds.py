@@ -674,7 +674,8 @@ def register(sub: Any, cmd: Register) -> None:
     p.add_argument(
         "--scsi",
         action="store_true",
-        help="also the LUN, the QEMU LUN attach-volume uses, device type, block size",
+        help="also the LUN, the QEMU LUN attach-volume uses, device type, block size and the "
+        "provisioning facts asked from the target (LBPME/LBPRZ, VPD 0xB2 and 0xB0)",
     )
     vol_cmd("vol-dumpxml", "vol_dumpxml", "the volume XML")
     vol_cmd("vol-key", "vol_key", "the volume key")

@@ -102,8 +102,18 @@ Piece = tuple[int, bytes | int]
 """``(offset from the upload's start, data)`` or ``(offset, length of a zero run)``."""
 
 
+def is_zero(data: bytes | memoryview) -> bool:
+    """Whether every byte is 0: three probes first (data rarely starts with zeros), then one
+    C-level comparison. (``memoryview ==`` compares element by element, ~4 ms per MiB of
+    zeros, and ``any()`` iterates in Python, ~12 ms per MiB; this is ~0.1-0.2 ms.)"""
+    n = len(data)
+    if n == 0 or data[0] or data[n - 1] or data[n // 2]:
+        return n == 0
+    return (data.tobytes() if isinstance(data, memoryview) else data) == bytes(n)
+
+
 def _zero_chunk(data: bytes, bs: int) -> bool:
-    return len(data) % bs == 0 and not any(data)
+    return len(data) % bs == 0 and is_zero(data)
 
 
 def _seek(fd: int, pos: int, whence: int, default: int) -> int:

@@ -310,7 +310,7 @@ async def download(
             progress(done, end - start)
 
     def write(view: memoryview) -> None:
-        if holes and view == zero[: len(view)]:
+        if holes and S.is_zero(view):
             out.seek(len(view), os.SEEK_CUR)
         else:
             out.write(view)

@@ -15,7 +15,9 @@ Targets (see README.md):
 ``login``    the login state machine (no auth, CHAP, mutual CHAP, digest offers) fed Login
              Responses, plus the text key decoder, key negotiation and CHAP parsing directly;
              only ISCSIError subclasses may escape.
-``scsi``     every SCSI data-in parser; only ScsiParseError may escape, parse_sense never raises.
+``scsi``     every SCSI data-in parser; only ScsiParseError may escape, parse_sense never raises;
+             GET LBA STATUS answers that parse describe contiguous, non-empty extents from the
+             starting LBA within the LUN.
 ``xml``      the pool / source / volume / secret / pool-state XML parsers; only
              PoolBackendError may escape and a parsed pool/state round-trips through its
              formatter.
@@ -470,6 +472,26 @@ def _scsi_parsers() -> list[Callable[[bytes], object]]:
 _PARSERS = _scsi_parsers()
 
 
+def _lba_status(body: bytes) -> None:
+    from poolbackend.scsi.lbastatus import parse_lba_status
+
+    if len(body) < 6:
+        return
+    start, blocks = body[0] * 7, 1 + int.from_bytes(body[1:4], "big")
+    alloc = 24 + body[4] * 16 + body[5] % 16
+    if start >= blocks:
+        return
+    try:
+        extents = parse_lba_status(body[6:], start, blocks, alloc)
+    except S.ScsiParseError as exc:
+        assert str(exc)
+        return
+    assert extents and extents[0].lba == start
+    for a, b in itertools.pairwise(extents):
+        assert a.end == b.lba
+    assert all(e.blocks > 0 for e in extents) and extents[-1].end <= blocks
+
+
 def fuzz_scsi(data: bytes) -> None:
     if not data:
         return
@@ -480,6 +502,9 @@ def fuzz_scsi(data: bytes) -> None:
             assert sense.describe()
             S.retry_class(sense)
             S.is_unit_attention(sense)
+        return
+    if selector >= 0xE0:  # GET LBA STATUS: what parses describes exactly the blocks asked
+        _lba_status(body)
         return
     parser = _PARSERS[selector % len(_PARSERS)]
     try:

@@ -89,3 +89,13 @@ def test_trim_refused_without_lbpu() -> None:
     geo = Geometry(1, 512, 2048, 0, 0, thin=True, lbprz=True, lbpws=True, lbpu=False)
     with pytest.raises(ConfigError, match=r"LUN 1 does not support UNMAP \(VPD page 0xB2"):
         asyncio.run(wipe(None, geo, "trim"))  # type: ignore[arg-type]
+
+
+def test_is_zero() -> None:
+    from poolbackend.pool.sparse import is_zero
+
+    assert is_zero(b"") and is_zero(bytes(4096)) and is_zero(memoryview(bytearray(1000)))
+    for at in (0, 1, 2047, 2048, 4095):
+        data = bytearray(4096)
+        data[at] = 1
+        assert not is_zero(bytes(data)) and not is_zero(memoryview(data)), at
