@@ -15,6 +15,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeVar
 
+from poolbackend.conformance.raw import RawClosed, RawConnection
 from poolbackend.conformance.registry import TestFailed, TestSkipped
 from poolbackend.iscsi.aio import Session, SessionOptions
 from poolbackend.iscsi.digest import Buffer
@@ -246,6 +247,28 @@ class Context:
         nexus = self.open_nexus(self.second_initiator, self.url2)
         self.extra.append(nexus)
         return nexus
+
+    def raw_status(self, conn: RawConnection, cdb: bytes) -> int:
+        """Status of a command without data on a raw connection (unit attentions retried)."""
+        status: int = ScsiStatus.CHECK_CONDITION
+        for _ in range(4):
+            pdu = conn.wait(conn.scsi(self.lun, cdb), self.options.timeout)
+            status = pdu.bhs[3]
+            sense = (
+                parse_sense(bytes(pdu.data[2:])) if status == ScsiStatus.CHECK_CONDITION else None
+            )
+            if sense is None or sense.key != SenseKey.UNIT_ATTENTION:
+                break
+        self.trace(f"  raw {command_name(cdb)} [{cdb.hex()}] -> {status_name(status)}")
+        return status
+
+    def nexus_to_lose(self) -> RawConnection:
+        """An I_T nexus of the first initiator that a test can lose by dropping its TCP
+        connection without a logout (the session layer always logs out)."""
+        try:
+            return RawConnection.login(self.url, self.initiator, self.options.timeout)
+        except (OSError, RawClosed, ISCSIError) as exc:
+            raise TestFailed(f"login for the nexus-loss test failed: {exc}") from None
 
     def close_extra(self) -> None:
         for nexus in self.extra:

@@ -53,6 +53,9 @@ def run_one(test: ConformanceTest, ctx: Context) -> Result:
     except OSError as exc:
         verdict, reason = FAIL, f"connection error: {exc}"
         ctx.reset_main()
+    except Exception as exc:  # a defect in the test itself: report it, run the others
+        verdict, reason = FAIL, f"internal error in the test ({type(exc).__name__}: {exc})"
+        ctx.reset_main()
     finally:
         ctx.close_extra()
     return Result(test, verdict, printable_line(reason), time.monotonic() - start)

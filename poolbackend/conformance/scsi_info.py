@@ -4,10 +4,13 @@ UNIT, PREVENT ALLOW MEDIUM REMOVAL, NoMedia and ReadOnly (SPC-4 §6, SBC-3 §5).
 
 from __future__ import annotations
 
+import time
+
 from poolbackend.conformance.context import Context, Nexus, Reply
 from poolbackend.conformance.registry import TestFailed, TestSkipped, conformance_test, register
 from poolbackend.scsi import cdb_ext as X
 from poolbackend.scsi.sense import SenseKey
+from poolbackend.scsi.status import ScsiStatus
 
 S = "SCSI"
 
@@ -116,6 +119,10 @@ def inquiry_supported_vpd(ctx: Context) -> None:
         _vpd_or_fail(ctx, page, "(listed as supported)")
 
 
+_SPC_CODES = (0x0120, 0x0260, 0x0300, 0x0460, 0x05C0)  # SPC, SPC-2, SPC-3, SPC-4, SPC-5
+_SBC_CODES = (0x0180, 0x0320, 0x04C0, 0x0600)  # SBC, SBC-2, SBC-3, SBC-4
+
+
 @conformance_test(S, "Inquiry", "VersionDescriptors")
 def inquiry_version_descriptors(ctx: Context) -> None:
     """A block device should claim a version of SPC and of SBC in its version descriptors
@@ -131,8 +138,8 @@ def inquiry_version_descriptors(ctx: Context) -> None:
     codes = [c for c in codes if c]
     if not codes:
         raise TestSkipped("the device reports no version descriptors")
-    spc = any(0x0120 <= c <= 0x047F for c in codes)  # SPC .. SPC-4 (+ SPC-5 0x05C0..)
-    sbc = any(0x0180 <= c <= 0x04DF for c in codes) or any(0x04C0 <= c <= 0x04FF for c in codes)
+    spc = any(lo <= c <= lo + 0x1F for c in codes for lo in _SPC_CODES)
+    sbc = any(lo <= c <= lo + 0x1F for c in codes for lo in _SBC_CODES)
     if not spc:
         raise TestFailed(f"no SPC version descriptor among {', '.join(f'{c:04X}h' for c in codes)}")
     if not sbc:
@@ -605,23 +612,48 @@ def _eject_refused(ctx: Context, why: str, nexus: Nexus | None = None) -> None:
 
 
 def _prevent_then(ctx: Context, clear: str) -> None:
+    """PREVENT=1 from a nexus of its own, then ``clear`` must end the prevention: the eject
+    refused before must work afterwards (from the main nexus)."""
     _removable(ctx)
-    _prevent(ctx, 1)
+    raw = ctx.nexus_to_lose() if clear == "nexusloss" else None
+    holder = None if raw is not None else ctx.open_nexus(ctx.initiator)
+    if holder is not None:
+        ctx.extra.append(holder)
+        _prevent(ctx, 1, holder)
+    else:
+        assert raw is not None
+        if ctx.raw_status(raw, X.prevent_allow(1)) != ScsiStatus.GOOD:
+            raw.close()
+            raise TestFailed("PREVENT ALLOW MEDIUM REMOVAL PREVENT=1 did not complete GOOD")
     try:
         _eject_refused(ctx, " while removal is prevented")
-        if clear == "allow":
-            _prevent(ctx, 0)
-        elif clear in ("logout", "nexusloss"):
-            ctx.reset_main()
-        elif clear == "lunreset":
-            ctx.main.tmf(5)
-        elif clear == "warm":
-            ctx.main.tmf(6)
-        elif clear == "cold":
-            ctx.main.tmf(7)
-        ctx.good(X.start_stop_unit(loej=True, start=False), why=f" after the {clear}")
+        if clear == "allow" and holder is not None:
+            _prevent(ctx, 0, holder)
+        elif clear == "logout" and holder is not None:
+            holder.close()
+        elif raw is not None:
+            raw.close()  # TCP dropped without a logout: the I_T nexus is lost
+        elif holder is not None:
+            fn = {"lunreset": 5, "warm": 6, "cold": 7}[clear]
+            response = holder.tmf(fn)
+            if response != 0:
+                raise TestSkipped(f"the target refused the reset (TMF response {response})")
+        deadline = time.monotonic() + ctx.options.timeout
+        while True:  # a lost connection is noticed by the target asynchronously
+            r = ctx.cmd(X.start_stop_unit(loej=True, start=False))
+            if r.good or clear != "nexusloss" or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if not r.good:
+            raise TestFailed(
+                f"START STOP UNIT LOEJ=1 after the {clear} returned {r.describe()}: "
+                "the prevention must have ended"
+            )
     finally:
-        ctx.cmd(X.prevent_allow(0))
+        if holder is not None and not holder.closed:
+            ctx.cmd(X.prevent_allow(0), nexus=holder)
+        if raw is not None:
+            raw.close()
         _load(ctx)
 
 

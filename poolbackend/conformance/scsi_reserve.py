@@ -4,6 +4,7 @@ second initiator name). Every test removes the registrations it made."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from poolbackend.conformance.context import INVALID_FIELD_IN_CDB, Context, Nexus
@@ -70,15 +71,45 @@ def reserve6_two(ctx: Context) -> None:
     ctx.good(X.release6(), nexus=b)
 
 
+def _reserve6_nexus_loss(ctx: Context) -> None:
+    """RESERVE(6) on a raw connection that is then dropped without a logout."""
+    other = ctx.second()
+    conn = ctx.nexus_to_lose()
+    try:
+        status = ctx.raw_status(conn, X.reserve6())
+        if status == ScsiStatus.CHECK_CONDITION:
+            raise TestSkipped("RESERVE(6) is not available on this LU")
+        if status != ScsiStatus.GOOD:
+            raise TestFailed(f"RESERVE(6) returned status {status:02X}h")
+        ctx.status(X.reserve6(), CONFLICT, nexus=other, why=" while the first holds it")
+    finally:
+        conn.close()  # TCP closed, no Logout: the I_T nexus is lost
+    deadline = time.monotonic() + ctx.options.timeout
+    while True:  # the target notices the closed connection asynchronously
+        r = ctx.cmd(X.reserve6(), nexus=other)
+        if r.good or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if not r.good:
+        raise TestFailed(
+            f"RESERVE(6) from the other initiator after the first one's connection was "
+            f"dropped returned {r.describe()}: an I_T nexus loss must release the reservation"
+        )
+    ctx.good(X.release6(), nexus=other)
+
+
 def _reserve6_cleared(how: str) -> Callable[[Context], None]:
     def test(ctx: Context) -> None:
         ctx.require_sbc()
+        if how == "nexus loss":
+            _reserve6_nexus_loss(ctx)
+            return
         holder = ctx.open_nexus(ctx.initiator)
         ctx.extra.append(holder)
         other = ctx.second()
         _reserve6(ctx, holder)
         ctx.status(X.reserve6(), CONFLICT, nexus=other, why=" while the first holds it")
-        if how in ("logout", "nexus loss"):
+        if how == "logout":
             holder.close()
         else:
             fn = {"LUN reset": 5, "warm reset": 6, "cold reset": 7}[how]
