@@ -109,13 +109,16 @@ USE_SHM = True
 
 
 @contextlib.contextmanager
-def target() -> Iterator[Tgtd]:
-    """A private tgtd whose work dir (LUN backing files) is on /dev/shm when possible."""
+def target(iothreads: int = 4) -> Iterator[Tgtd]:
+    """A private tgtd whose work dir (LUN backing files) is on /dev/shm when possible.
+
+    ``iothreads`` is tgtd's ``-t``: it starts that many I/O threads per LUN, so the refresh
+    cases with hundreds of LUNs use 1 (the default would swamp the machine)."""
     old = tempfile.tempdir
     if USE_SHM and SHM.is_dir() and os.access(SHM, os.W_OK):
         tempfile.tempdir = str(SHM)
     try:
-        tgt = Tgtd.start()
+        tgt = Tgtd.start(iothreads=iothreads)
     finally:
         tempfile.tempdir = old
     with tgt:
@@ -203,7 +206,7 @@ def bench_refresh(
 
 
 def bench_refresh_one(n: int, runs: int, work: Path, rows: list[Row], virsh: object | None) -> None:
-    with target() as tgt:
+    with target(iothreads=1) as tgt:
         tgt.new_target(1, IQN)
         tgt.add_luns(1, range(1, n + 1), 1 * MiB)
         portal = Portal(tgt.host, tgt.port)

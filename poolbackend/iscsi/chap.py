@@ -91,10 +91,10 @@ class ChapInitiator:
         algorithms: tuple[int, ...] = (5,),
         target_username: str | None = None,
         target_secret: bytes | None = None,
-        random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        random_bytes: Callable[[int], bytes] | None = None,
     ) -> None:
         """``random_bytes(n)`` is the source of our mutual-CHAP challenge and identifier
-        (an input, so tests can fix it; the default is the system's CSPRNG)."""
+        (an input, so tests can fix it); without it, the system's CSPRNG (``secrets``)."""
         self.username = username
         self._random_bytes = random_bytes
         self._secret = secret
@@ -158,12 +158,13 @@ class ChapInitiator:
         answer = digest(alg, ident, self._secret, challenge)
         out = [("CHAP_N", self.username), ("CHAP_R", encode_binary(answer, self._use_base64))]
         if self.mutual:
-            size = hashlib.new(ALGORITHMS[alg]).digest_size
+            size = max(16, hashlib.new(ALGORITHMS[alg]).digest_size)
+            rand = self._random_bytes
             while True:
-                self._my_challenge = self._random_bytes(max(16, size))
+                self._my_challenge = rand(size) if rand else secrets.token_bytes(size)
                 if self._my_challenge != challenge:  # never reflect the target's challenge
                     break
-            self._my_ident = self._random_bytes(1)[0]
+            self._my_ident = rand(1)[0] if rand else secrets.randbelow(256)
             out += [
                 ("CHAP_I", str(self._my_ident)),
                 ("CHAP_C", encode_binary(self._my_challenge, self._use_base64)),

@@ -205,6 +205,7 @@ class _Request:
     data: bytes = b""
     function: int = 0
     ref_rid: int | None = None
+    ref_itt: int = 0xFFFFFFFF
 
 
 def describe(what: str | tuple[LunRef, bytes]) -> str:
@@ -274,6 +275,10 @@ class SessionCore:
         self.phase = nxt
 
     # -- outputs --------------------------------------------------------------------------
+    @property
+    def has_events(self) -> bool:
+        return bool(self._events)
+
     def events(self) -> list[CoreEvent]:
         out, self._events = self._events, []
         return out
@@ -630,9 +635,17 @@ class SessionCore:
         req.data = data
         return self._submit(req, now)
 
-    def submit_tmf(self, function: int, lun: LunRef, now: float, ref_rid: int | None = None) -> int:
+    def submit_tmf(
+        self,
+        function: int,
+        lun: LunRef,
+        now: float,
+        ref_rid: int | None = None,
+        ref_itt: int = 0xFFFFFFFF,
+    ) -> int:
+        """A task management request; ABORT TASK names its task by request id (or raw ITT)."""
         req = self._new(ReqKind.TMF, "task management request", None, now)
-        req.function, req.lun, req.ref_rid = function, lun, ref_rid
+        req.function, req.lun, req.ref_rid, req.ref_itt = function, lun, ref_rid, ref_itt
         return self._submit(req, now)
 
     def logout(self, now: float) -> int | None:
@@ -678,7 +691,7 @@ class SessionCore:
             itt = conn.nop_ping(req.data)
         elif kind is ReqKind.TMF:
             ref = self._requests.get(req.ref_rid) if req.ref_rid is not None else None
-            ref_itt = ref.itt if ref is not None and ref.itt is not None else 0xFFFFFFFF
+            ref_itt = ref.itt if ref is not None and ref.itt is not None else req.ref_itt
             itt = conn.task_management(req.function, req.lun, ref_itt)
         else:
             itt = conn.logout(0)
@@ -733,9 +746,10 @@ class SessionCore:
                 del self._requests[req.rid]
                 if req.kind is not ReqKind.PING:
                     self._events.append(Failed(req.rid, ISCSITimeout(self._cap_message(req))))
-            if self._requests:
-                first = expired[0]
-                self._lose(now, ConnectionFailed(self._cap_message(first)))
+            if phase is Phase.LOGGING_OUT:
+                self._finish_logout()
+            elif self._requests:
+                self._lose(now, ConnectionFailed(self._cap_message(expired[0])))
             else:
                 self._lose(now, ISCSITimeout(self._cap_message(expired[0])))
             return
