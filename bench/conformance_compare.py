@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -68,12 +69,14 @@ def parse_junit(path: Path) -> dict[str, tuple[str, str]]:
 def main() -> int:
     ours: dict[str, tuple[str, str]] = {}
     ref: dict[str, str] = {}
+    took: dict[str, list[float]] = {}
     with Tgtd.start() as t, tempfile.TemporaryDirectory() as tmp:
         t.new_target(1, "iqn.2026-11.example:conform")
         t.add_lun(1, 1, 64 * MiB, thin=True)
         url = t.url(1, 1)
         for family in ("SCSI", "iSCSI"):
             junit = Path(tmp) / f"{family}.xml"
+            start = time.monotonic()
             subprocess.run(
                 [
                     sys.executable,
@@ -95,6 +98,7 @@ def main() -> int:
                 timeout=600,
                 check=False,
             )
+            took[family] = [time.monotonic() - start, 0.0]
             ours.update(parse_junit(junit))
             names = subprocess.run(
                 ["iscsi-test-cu", "--list"], capture_output=True, text=True, check=True
@@ -102,6 +106,7 @@ def main() -> int:
             mine = [n for n in names if n.startswith(family + ".") and n.count(".") == 2]
             selection = Path(tmp) / f"{family}.txt"
             selection.write_text("\n".join(n for n in mine if n != LAST) + "\n")
+            start = time.monotonic()
             for sel in [str(selection)] + ([LAST] if LAST in mine else []):
                 p = subprocess.run(
                     ["iscsi-test-cu", "--dataloss", f"--test={sel}", "-i", IQN1, "-I", IQN2, url],
@@ -111,6 +116,7 @@ def main() -> int:
                     check=False,
                 )
                 ref.update(parse_cunit(p.stdout, family))
+            took[family][1] = time.monotonic() - start
     both = sorted(set(ours) & set(ref))
     same = [n for n in both if ours[n][0] == ref[n]]
     print(f"tests: ours {len(ours)}, iscsi-test-cu {len(ref)}, both {len(both)}")
@@ -128,6 +134,9 @@ def main() -> int:
     print("\n| Suite | ours pass/fail/skip | iscsi-test-cu pass/fail/skip |\n|---|---|---|")
     for name, c in suites.items():
         print(f"| {name} | {c[0]}/{c[1]}/{c[2]} | {c[3]}/{c[4]}/{c[5]} |")
+    print("\n| family | ours (whole run, s) | iscsi-test-cu (s) | ratio |\n|---|---|---|---|")
+    for family, (a, b) in took.items():
+        print(f"| {family} | {a:.1f} | {b:.1f} | {a / b:.2f}x time |")
     only = sorted(set(ref) - set(ours))
     if only:
         print(f"\nonly in iscsi-test-cu ({len(only)}): {' '.join(only)}")
