@@ -171,6 +171,7 @@ class _Perf:
 
     async def _drive(self, session: Session, lun: int, num_blocks: int, block_size: int) -> int:
         from poolbackend.iscsi.errors import CommandFailed, ISCSIError
+        from poolbackend.iscsi.events import Event, TaskCompleted
         from poolbackend.scsi import cdb as C
         from poolbackend.scsi.status import ScsiStatus, status_name
 
@@ -187,6 +188,7 @@ class _Perf:
             errors.append(exc)
             st.stopping = 2
             st.stopped.set()
+            drained.set()
 
         def next_io() -> tuple[int, int]:
             if args.random:
@@ -198,69 +200,94 @@ class _Perf:
             st.pos = lba + blocks
             return lba, blocks
 
-        async def worker() -> None:
-            execute = session.execute
-            while not st.stopping:
+        read16 = C.read16
+        submit = session.submit
+        pending: dict[int, tuple[int, int, bytes]] = {}  # request id -> (LBA, bytes, CDB)
+        drained = asyncio.Event()
+
+        def start(lba: int, nbytes: int, cdb: bytes) -> None:
+            rid = submit(lun, cdb, done, read_len=nbytes, read_into=buf)
+            pending[rid] = (lba, nbytes, cdb)
+
+        def fill() -> None:  # libiscsi's fill_read_queue
+            while st.in_flight < in_flight and not st.stopping:
                 lba, blocks = next_io()
-                nbytes = blocks * block_size
-                cdb = C.read16(lba, blocks)
-                st.in_flight += 1
                 try:
-                    while True:
-                        r = await execute(lun, cdb, read_len=nbytes, read_into=buf, check=False)
-                        if r.status != ScsiStatus.BUSY or st.stopping:
-                            break
-                        st.busy += 1
-                except ISCSIError as exc:
-                    if not ignore_errors:
-                        return fail(exc)
-                    st.errors += 1
-                    continue
-                finally:
-                    st.in_flight -= 1
-                if r.status == ScsiStatus.GOOD:
+                    start(lba, blocks * block_size, read16(lba, blocks))
+                except ISCSIError as exc:  # the session is gone for good
+                    fail(exc)
+                    return
+                st.in_flight += 1
+
+        def done(rid: int, outcome: Event | ISCSIError) -> None:
+            lba, nbytes, cdb = pending.pop(rid)
+            status = -1
+            if type(outcome) is TaskCompleted:
+                status = outcome.result.status
+                if status == ScsiStatus.GOOD:
                     st.iops += 1
                     st.bytes += nbytes
-                elif ignore_errors:
+                elif status == ScsiStatus.BUSY:
+                    st.busy += 1
+                    if not st.stopping:
+                        try:
+                            start(lba, nbytes, cdb)  # as libiscsi: the same read again
+                            return
+                        except ISCSIError as exc:
+                            outcome = exc
+                    status = ScsiStatus.GOOD if not isinstance(outcome, ISCSIError) else -1
+            if status != ScsiStatus.GOOD:
+                if ignore_errors and not isinstance(outcome, ISCSIError):
                     st.errors += 1
                     st.iops += 1
+                elif isinstance(outcome, ISCSIError):
+                    if ignore_errors:
+                        st.errors += 1
+                    else:
+                        fail(outcome)
                 else:
-                    return fail(
+                    why = (
+                        f"SCSI status {status_name(status)}"
+                        if isinstance(outcome, TaskCompleted)
+                        else getattr(outcome, "reason", "no status")
+                    )
+                    fail(
                         CommandFailed(
-                            f"{session.what}: READ(16) at LBA {lba} on LUN {lun} failed with "
-                            f"SCSI status {status_name(r.status)}"
+                            f"{session.what}: READ(16) at LBA {lba} on LUN {lun} failed: {why}"
                         )
                     )
+            st.in_flight -= 1
+            if st.stopping:
+                if not st.in_flight:
+                    drained.set()
+            else:
+                fill()
 
-        tasks = [asyncio.ensure_future(worker()) for _ in range(self.in_flight)]
+        in_flight = self.in_flight
+        fill()
         now = st.first
-        try:
-            tick = 1
-            while not st.stopping:
-                delay = st.first + tick - time.monotonic()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(st.stopped.wait(), max(0.0, delay))
-                now = time.monotonic()
-                if st.stopping:
-                    break
-                if runtime and now - st.first >= runtime:
-                    st.stopping = 1
-                    break
-                print("\r" + progress_line(st, now, runtime) + "        ", end=end, file=out)
-                out.flush()
-                st.last, st.last_iops, st.last_bytes = now, st.iops, st.bytes
-                tick = int(now - st.first) + 1
-            while st.stopping < 2:  # drain what is in flight; a second SIGINT aborts
-                st.stopped.clear()
-                waiter = asyncio.ensure_future(st.stopped.wait())
-                await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                if all(t.done() for t in tasks):
-                    break
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        tick = 1
+        while not st.stopping:
+            delay = st.first + tick - time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(st.stopped.wait(), max(0.0, delay))
+            now = time.monotonic()
+            if st.stopping:
+                break
+            if runtime and now - st.first >= runtime:
+                st.stopping = 1
+                break
+            print("\r" + progress_line(st, now, runtime) + "        ", end=end, file=out)
+            out.flush()
+            st.last, st.last_iops, st.last_bytes = now, st.iops, st.bytes
+            tick = int(now - st.first) + 1
+        while st.stopping < 2 and st.in_flight:  # drain; a second SIGINT aborts
+            st.stopped.clear()
+            waiter = asyncio.ensure_future(st.stopped.wait())
+            drain = asyncio.ensure_future(drained.wait())
+            await asyncio.wait([drain, waiter], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            drain.cancel()
         print("\r" + final_line(st, now, blocks_per_io * block_size) + "        ", file=out)
         if errors:
             out.flush()
