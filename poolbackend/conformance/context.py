@@ -10,6 +10,7 @@ came back and what the standard requires.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -219,7 +220,7 @@ class Context:
     # -- nexuses -----------------------------------------------------------------------
     def open_nexus(self, initiator: str | None = None, url: IscsiUrl | None = None) -> Nexus:
         url = url or self.url
-        opts = SessionOptions(**{**self.options.__dict__})
+        opts = dataclasses.replace(self.options)
         if initiator:
             opts.initiator_name = initiator
         assert url.target is not None

@@ -238,3 +238,20 @@ def test_protocol_tests_fail_on_a_target_that_breaks_rfc_7143(target: FakeTarget
     assert nop.verdict == "FAIL" and "did not echo the 1 bytes" in nop.reason
     st = run_tests(target, "iSCSI.iSCSISendTargets.Simple")["iSCSI.iSCSISendTargets.Simple"]
     assert st.verdict == "PASS", st.reason
+
+
+def test_fail_fast_stops_after_the_first_failure(target: FakeTarget, lun: FakeLun) -> None:
+    lun.not_ready = True
+    url = parse_url(f"iscsi://{target.portal}/{IQN}/1")
+    ctx = Context(url=url, options=SessionOptions(timeout=5, reconnect=False))
+    out = io.StringIO()
+    tests = select(all_tests(), ["SCSI.TestUnitReady.Simple", "SCSI.StartStopUnit.NoLoej"])
+    assert [t.name for t in tests] == ["Simple", "NoLoej"]
+    try:
+        ctx.setup()
+        results = runner.run(tests, ctx, out, fail_fast=True)
+        assert [r.verdict for r in results] == ["FAIL"]
+        results = runner.run(tests, ctx, out)
+        assert len(results) == 2
+    finally:
+        ctx.close()
