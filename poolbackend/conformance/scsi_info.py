@@ -431,16 +431,15 @@ def _descriptors(data: bytes, rctd: bool) -> list[bytes]:
 @conformance_test(S, "ReportSupportedOpcodes", "Simple")
 def rsoc_simple(ctx: Context) -> None:
     """REPORT SUPPORTED OPERATION CODES (all commands) must return a list that includes
-    the mandatory commands (INQUIRY, TEST UNIT READY, READ CAPACITY(10)).
+    the mandatory commands (INQUIRY, TEST UNIT READY and, on a block device, READ CAPACITY(10)).
 
     Standard: SPC-4 §6.35."""
     r = _rsoc(ctx)
     ops = {d[0] for d in _descriptors(r.data, False)}
-    missing = [
-        n
-        for op, n in ((0x12, "INQUIRY"), (0x00, "TEST UNIT READY"), (0x25, "READ CAPACITY(10)"))
-        if op not in ops
-    ]
+    required = [(0x12, "INQUIRY"), (0x00, "TEST UNIT READY")]
+    if ctx.inquiry.is_disk:  # READ CAPACITY(10) is mandatory for block devices only
+        required.append((0x25, "READ CAPACITY(10)"))
+    missing = [n for op, n in required if op not in ops]
     if missing:
         raise TestFailed(f"the list of supported commands lacks {', '.join(missing)}")
 
