@@ -7,13 +7,13 @@ Length different from what the CDB asks for; the TMF tests race a task against i
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from poolbackend.conformance.context import Context, Reply
 from poolbackend.conformance.raw import RawClosed, RawConnection
 from poolbackend.conformance.registry import TestFailed, TestSkipped, register
 from poolbackend.iscsi import pdu as P
+from poolbackend.iscsi.errors import ISCSIError
 from poolbackend.scsi import cdb_ext as X
 from poolbackend.scsi.sense import parse_sense
 from poolbackend.scsi.status import ScsiStatus, status_name
@@ -26,7 +26,7 @@ SILENCE = 1.5
 def _raw(ctx: Context) -> RawConnection:
     try:
         return RawConnection.login(ctx.url, ctx.initiator, ctx.options.timeout)
-    except (OSError, RawClosed) as exc:
+    except (OSError, RawClosed, ISCSIError) as exc:
         raise TestFailed(f"raw login for the protocol test failed: {exc}") from None
 
 
@@ -331,29 +331,50 @@ def abort_task(ctx: Context) -> None:
 def lun_reset(ctx: Context) -> None:
     ctx.require_sbc()
     ctx.require_dataloss()
-    nexus = ctx.main
-
-    async def race() -> tuple[list[int], int]:
-        writes = [
-            nexus.session.execute(
+    try:
+        conn = RawConnection.login(ctx.url, ctx.initiator, ctx.options.timeout, immediate_data=True)
+    except (OSError, RawClosed, ISCSIError) as exc:
+        raise TestFailed(f"raw login for the protocol test failed: {exc}") from None
+    try:
+        _tur_status(conn, ctx.lun, ctx.options.timeout)  # the login's unit attention first
+        blocks = 8
+        size = blocks * ctx.block_size
+        if not conn.immediate_data or size > min(conn.max_xmit, conn.first_burst):
+            raise TestSkipped("8 blocks do not fit into immediate data on this session")
+        writes = {
+            conn.scsi(
                 ctx.lun,
-                X.lba_cdb(X.Op.WRITE_10, i * 8, 8, size=10),
-                write_data=ctx.pattern(8, 0),
-                check=False,
-            )
+                X.lba_cdb(X.Op.WRITE_10, i * blocks, blocks, size=10),
+                edtl=size,
+                write=True,
+                data=bytes(size),
+            ): i
             for i in range(8)
-        ]
-        tasks = [asyncio.ensure_future(w) for w in writes]
-        response = await nexus.session.task_management(5, ctx.lun)
-        done = await asyncio.gather(*tasks, return_exceptions=True)
-        return [d.status if not isinstance(d, BaseException) else -1 for d in done], response
-
-    statuses, response = nexus.run(race())
-    if response != 0:
-        raise TestFailed(f"LOGICAL UNIT RESET answered with response {response}, expected 0")
-    if any(s == ScsiStatus.CHECK_CONDITION for s in statuses):
-        raise TestFailed("a WRITE in flight during LOGICAL UNIT RESET ended in CHECK CONDITION")
-    ctx.good(bytes(6), why=" after the LOGICAL UNIT RESET")
+        }
+        tmf = conn.tmf(5, ctx.lun, P.NO_TAG, conn.cmd_sn)  # LOGICAL UNIT RESET
+        response = None
+        while response is None:
+            try:
+                pdu = conn.recv(ctx.options.timeout * 2)
+            except (TimeoutError, RawClosed) as exc:
+                raise TestFailed(f"no answer to LOGICAL UNIT RESET: {exc or 'timeout'}") from None
+            if pdu.opcode == P.Op.TMF_RSP and pdu.itt == tmf:
+                response = pdu.bhs[2]
+            elif pdu.opcode == P.Op.SCSI_RSP and pdu.itt in writes and pdu.bhs[3] == 2:
+                sense = parse_sense(bytes(pdu.data[2:]))
+                raise TestFailed(
+                    f"a WRITE in flight during LOGICAL UNIT RESET ended in CHECK CONDITION "
+                    f"({sense.describe() if sense else 'no sense'})"
+                )
+        if response != 0:
+            raise TestFailed(
+                f"LOGICAL UNIT RESET answered with response {response}, expected 0 "
+                "(function complete)"
+            )
+        if _tur_status(conn, ctx.lun, ctx.options.timeout) != ScsiStatus.GOOD:
+            raise TestFailed("TEST UNIT READY after the LOGICAL UNIT RESET did not complete GOOD")
+    finally:
+        conn.close()
 
 
 register(
@@ -371,7 +392,8 @@ register(
     "iSCSITMF",
     "LUNResetSimpleAsync",
     lun_reset,
-    "LOGICAL UNIT RESET while WRITEs are in flight is answered with Function Complete; "
+    "LOGICAL UNIT RESET while eight WRITEs (immediate data, on a raw connection) are in "
+    "flight is answered with Function Complete; "
     "no WRITE ends in CHECK CONDITION; the LU works afterwards (after the unit "
     "attention).\n\nStandard: RFC 7143 §11.5.1, SAM-5 §7.9.",
     dataloss=True,

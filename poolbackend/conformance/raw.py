@@ -32,6 +32,8 @@ class RawConnection:
         self.max_cmd_sn = 1
         self.itt = 0x100
         self.max_xmit = 8192
+        self.immediate_data = False
+        self.first_burst = 0
 
     @classmethod
     def login(
@@ -79,6 +81,8 @@ class RawConnection:
         conn.cmd_sn = out.exp_cmd_sn
         conn.max_cmd_sn = out.max_cmd_sn
         conn.max_xmit = out.params.max_xmit_data_segment_length
+        conn.immediate_data = out.params.immediate_data
+        conn.first_burst = out.params.first_burst_length
         return conn
 
     def recv(self, timeout: float) -> P.PDU:
