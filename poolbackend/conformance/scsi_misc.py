@@ -592,7 +592,8 @@ def mpio_caw_async(ctx: Context) -> None:
             )
             for i, n in enumerate([a, b] * 8)
         ]
-        return [r.status for r in await asyncio.gather(*jobs)]
+        done = await asyncio.gather(*jobs, return_exceptions=True)
+        return [-1 if isinstance(r, BaseException) else r.status for r in done]
 
     statuses = a.run(race())
     good = statuses.count(ScsiStatus.GOOD)

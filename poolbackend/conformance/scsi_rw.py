@@ -271,14 +271,20 @@ def _async(cmd: Cmd) -> Callable[[Context], None]:
                 jobs.append(
                     nexus.session.execute(ctx.lun, cdb, read_len=rl, write_data=out, check=False)
                 )
-            return [r.status for r in await asyncio.gather(*jobs)]
+            done = await asyncio.gather(*jobs, return_exceptions=True)
+            return [-1 if isinstance(r, BaseException) else r.status for r in done]
 
         statuses = nexus.run(all_at_once())
         bad = [i for i, s in enumerate(statuses) if s != ScsiStatus.GOOD]
         if bad:
             raise TestFailed(
                 f"{len(bad)} of {count} concurrent {cmd.name} commands did not return GOOD "
-                f"(first: LBA {bad[0]}, status 0x{statuses[bad[0]]:02X})"
+                f"(first: LBA {bad[0]}, "
+                + (
+                    "an iSCSI error)"
+                    if statuses[bad[0]] < 0
+                    else f"status 0x{statuses[bad[0]]:02X})"
+                )
             )
 
     return test
