@@ -19,7 +19,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from poolbackend.iscsi.aio import Session
-from poolbackend.iscsi.errors import CommandFailed
+from poolbackend.iscsi.errors import BadTargetData, CommandFailed
 from poolbackend.pool import extents
 from poolbackend.scsi.capacity import ReadCapacity16
 from poolbackend.scsi.errors import ScsiParseError
@@ -48,10 +48,13 @@ async def read_provisioning(session: Session, lun: LunRef) -> Provisioning:
         pages = ()
     limits: BlockLimits | None = None
     lbp: LogicalBlockProvisioning | None = None
-    if 0xB0 in pages:
-        limits = session._parsed(lun, parse_block_limits, await session.vpd(lun, 0xB0))
-    if 0xB2 in pages:
-        lbp = session._parsed(lun, parse_logical_block_provisioning, await session.vpd(lun, 0xB2))
+    try:
+        if 0xB0 in pages:
+            limits = parse_block_limits(await session.vpd(lun, 0xB0))
+        if 0xB2 in pages:
+            lbp = parse_logical_block_provisioning(await session.vpd(lun, 0xB2))
+    except ScsiParseError as exc:
+        raise BadTargetData(f"{session.what}: LUN {lun}: {exc}") from None
     return provisioning(rc16, limits, lbp)
 
 
