@@ -13,7 +13,14 @@ import time
 
 from poolbackend.iscsi import pdu as P
 from poolbackend.iscsi.chap import ChapInitiator
-from poolbackend.iscsi.login import LoginConfig, LoginMachine, LoginRedirect, LoginSuccess
+from poolbackend.iscsi.login import (
+    LoginConfig,
+    LoginMachine,
+    LoginRedirect,
+    LoginStep,
+    LoginSuccess,
+    encode_login_request,
+)
 from poolbackend.iscsi.url import IscsiUrl
 from poolbackend.scsi.lun import encode_lun
 
@@ -71,10 +78,14 @@ class RawConnection:
             immediate_data=immediate_data,
         )
         machine = LoginMachine(config)
-        out: bytes | LoginSuccess | LoginRedirect = machine.start()
-        while isinstance(out, bytes):
-            sock.sendall(out)
-            out = machine.receive(conn.recv(timeout))
+        out: LoginStep | LoginSuccess | LoginRedirect = machine.start()
+        exp_stat_sn = 0
+        while isinstance(out, LoginStep):
+            sock.sendall(encode_login_request(config, out, 1, exp_stat_sn))
+            pdu = conn.recv(timeout)
+            if pdu.opcode == P.Op.LOGIN_RSP and pdu.bhs[36] == 0:
+                exp_stat_sn = (pdu.field32(24) + 1) & 0xFFFFFFFF
+            out = machine.receive(pdu)
         if isinstance(out, LoginRedirect):
             raise RawClosed("the target redirected the login")
         conn.exp_stat_sn = out.stat_sn

@@ -14,7 +14,7 @@ import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from poolbackend.iscsi import pdu as P
 from poolbackend.iscsi.digest import Buffer, digest_bytes
@@ -32,7 +32,14 @@ from poolbackend.iscsi.events import (
     TextReply,
     TmfReply,
 )
-from poolbackend.iscsi.login import LoginConfig, LoginMachine, LoginRedirect, SessionParams
+from poolbackend.iscsi.login import (
+    LoginConfig,
+    LoginMachine,
+    LoginRedirect,
+    LoginStep,
+    SessionParams,
+    encode_login_request,
+)
 from poolbackend.iscsi.textkeys import decode_pairs, encode_pairs
 from poolbackend.scsi.lun import LunRef, lun_field
 
@@ -92,21 +99,32 @@ class Kind(enum.Enum):
 
 
 @dataclass(slots=True)
-class _Task:
+class _ScsiTask:
+    """A SCSI command: its CDB, where its Data-In goes, what it writes, its CmdSN."""
+
     itt: int
-    kind: Kind
-    lun: bytes = bytes(8)
-    cdb: bytes = b""
+    lun: bytes
+    cdb: bytes
     read_len: int = 0
     read_buf: bytearray | memoryview | None = None
     received: int = 0
     next_datasn: int = 0
     write: memoryview | None = None
     cmd_sn: int = 0
+    sent: bool = False
+    kind: ClassVar[Kind] = Kind.SCSI
+
+
+@dataclass(slots=True)
+class _Task:
+    """Any other request (Text, NOP-Out, task management, Logout)."""
+
+    itt: int
+    kind: Kind
+    lun: bytes = bytes(8)
     text: bytearray = field(default_factory=bytearray)
     ref_itt: int = P.NO_TAG
     function: int = 0
-    sent: bool = False
 
 
 class Connection:
@@ -127,10 +145,10 @@ class Connection:
         self._reader.on_pdu = self._on_pdu
         self._reader.sink = self._sink
         self._events: list[Event] = []
-        self._login = LoginMachine(login, self.cmd_sn)
+        self._login = LoginMachine(login)
         self._out: list[Buffer] = []
-        self._tasks: dict[int, _Task] = {}
-        self._waiting: deque[_Task] = deque()  # non-immediate commands held by the window
+        self._tasks: dict[int, _ScsiTask | _Task] = {}
+        self._waiting: deque[_ScsiTask] = deque()  # non-immediate commands held by the window
         self._lun_fields: dict[int, bytes] = {}
         self._next_itt = 1
 
@@ -139,7 +157,7 @@ class Connection:
         if self.state is not State.IDLE:
             raise LocalProtocolError(f"cannot log in: connection is in {self.state.value}")
         self.state = State.LOGIN
-        self._out.append(self._login.start())
+        self._out.append(self._login_pdu(self._login.start()))
 
     def data_to_send(self) -> list[Buffer]:
         out, self._out = self._out, []
@@ -175,7 +193,7 @@ class Connection:
             field_ = lun_field(lun)
             if isinstance(lun, int) and len(self._lun_fields) < 4096:
                 self._lun_fields[lun] = field_
-        task = _Task(self._alloc_itt(), Kind.SCSI, field_, bytes(cdb), read_len, read_into)
+        task = _ScsiTask(self._alloc_itt(), field_, bytes(cdb), read_len, read_into)
         if write_data is not None:
             task.write = memoryview(write_data).cast("B")
         self._tasks[task.itt] = task
@@ -212,7 +230,8 @@ class Connection:
         P.put32(bhs, 16, task.itt)
         P.put32(bhs, 20, ref_itt)
         ref = self._tasks.get(ref_itt)
-        P.put32(bhs, 32, ref.cmd_sn if ref is not None and ref.sent else self.cmd_sn)
+        sent = isinstance(ref, _ScsiTask) and ref.sent
+        P.put32(bhs, 32, ref.cmd_sn if isinstance(ref, _ScsiTask) and sent else self.cmd_sn)
         self._emit_immediate(bhs)
         return task.itt
 
@@ -271,7 +290,7 @@ class Connection:
         if bhs[0] & 0x3F != P.Op.DATA_IN or self.state is not State.FULL_FEATURE:
             return None
         task = self._tasks.get(_u32_at(bhs, 16)[0])
-        if task is None or task.kind is not Kind.SCSI:
+        if type(task) is not _ScsiTask:
             return None
         offset = _u32_at(bhs, 40)[0]
         if offset + dlen > task.read_len:
@@ -321,7 +340,7 @@ class Connection:
             task.sent = True
             self._send_scsi(task)
 
-    def _send_scsi(self, task: _Task) -> None:
+    def _send_scsi(self, task: _ScsiTask) -> None:
         p = self.params
         flags = 0x01  # SIMPLE task attribute
         immediate: Buffer = b""
@@ -366,7 +385,7 @@ class Connection:
         if unsolicited_end > n:
             self._send_data_out(task, n, unsolicited_end - n, P.NO_TAG)
 
-    def _send_data_out(self, task: _Task, offset: int, length: int, ttt: int) -> None:
+    def _send_data_out(self, task: _ScsiTask, offset: int, length: int, ttt: int) -> None:
         """One sequence of Data-Out PDUs (RFC 7143 §11.7): the hot loop of every write.
 
         Each PDU is one packed header plus a view of the caller's data (never copied).
@@ -420,7 +439,7 @@ class Connection:
         # the CmdSN window (ExpCmdSN, MaxCmdSN), in every target PDU; a MaxCmdSN below
         # ExpCmdSN - 1 is ignored
         exp, mx = f[8], f[9]
-        if not sn_lt(mx, (exp - 1) & MASK):
+        if (exp != self.exp_cmd_sn or mx != self.max_cmd_sn) and not sn_lt(mx, (exp - 1) & MASK):
             if sn_lt(self.exp_cmd_sn, exp):
                 self.exp_cmd_sn = exp
             if sn_lt(self.max_cmd_sn, mx):
@@ -436,10 +455,16 @@ class Connection:
             self._flush()
         return event
 
+    def _login_pdu(self, step: LoginStep) -> bytes:
+        """Frame a Login Request with our sequence numbers (the machine decides its content)."""
+        return encode_login_request(self.login_config, step, self.cmd_sn, self.exp_stat_sn)
+
     def _on_login(self, pdu: P.PDU) -> Event | None:
+        if pdu.opcode == P.Op.LOGIN_RSP and pdu.bhs[36] == 0:
+            self.exp_stat_sn = (pdu.field32(24) + 1) & MASK  # StatSN seen during login
         result = self._login.receive(pdu)
-        if isinstance(result, bytes):
-            self._out.append(result)
+        if isinstance(result, LoginStep):
+            self._out.append(self._login_pdu(result))
             return None
         if isinstance(result, LoginRedirect):
             self.state = State.LOGGED_OUT
@@ -456,16 +481,23 @@ class Connection:
         self.state = State.FULL_FEATURE
         return LoginComplete(self.params)
 
-    def _task(self, pdu: P.PDU, kind: Kind) -> _Task:
+    def _unknown(self, pdu: P.PDU) -> RemoteProtocolError:
+        return RemoteProtocolError(f"target sent {pdu.name()} for unknown task tag 0x{pdu.itt:08x}")
+
+    def _scsi_task(self, pdu: P.PDU) -> _ScsiTask:
         task = self._tasks.get(pdu.itt)
-        if task is None or task.kind is not kind:
-            raise RemoteProtocolError(
-                f"target sent {pdu.name()} for unknown task tag 0x{pdu.itt:08x}"
-            )
-        if kind is Kind.SCSI and not task.sent:  # held back by the CmdSN window: unknown to it
+        if not isinstance(task, _ScsiTask):
+            raise self._unknown(pdu)
+        if not task.sent:  # held back by the CmdSN window: unknown to the target
             raise RemoteProtocolError(
                 f"target sent {pdu.name()} for task tag 0x{pdu.itt:08x}, which was not sent yet"
             )
+        return task
+
+    def _task(self, pdu: P.PDU, kind: Kind) -> _Task:
+        task = self._tasks.get(pdu.itt)
+        if not isinstance(task, _Task) or task.kind is not kind:
+            raise self._unknown(pdu)
         return task
 
     def _on_data_in(self, pdu: P.PDU) -> Event | None:
@@ -477,8 +509,8 @@ class Connection:
         f: tuple[int, int, int, int, bytes, int, int, int, int, int, int, int, int],
     ) -> Event | None:
         task = self._tasks.get(f[5])
-        if task is None or task.kind is not Kind.SCSI or not task.sent:
-            task = self._task(pdu, Kind.SCSI)  # raises, naming the problem
+        if type(task) is not _ScsiTask or not task.sent:
+            task = self._scsi_task(pdu)  # raises, naming the problem
         flags = f[1]
         if flags & P.F_ACK:
             raise RemoteProtocolError("target asked for a DataACK (A bit) at ErrorRecoveryLevel 0")
@@ -513,7 +545,9 @@ class Connection:
             self.exp_stat_sn = nxt
         return self._complete(task, f[3], b"", f[12], flags)
 
-    def _complete(self, task: _Task, status: int, sense: bytes, residual: int, flags: int) -> Event:
+    def _complete(
+        self, task: _ScsiTask, status: int, sense: bytes, residual: int, flags: int
+    ) -> Event:
         del self._tasks[task.itt]
         data: bytes | bytearray | memoryview = b""
         if task.read_buf is not None:
@@ -531,7 +565,7 @@ class Connection:
         )
 
     def _on_scsi_response(self, pdu: P.PDU) -> Event | None:
-        task = self._task(pdu, Kind.SCSI)
+        task = self._scsi_task(pdu)
         self._status_seen(pdu)
         response = pdu.bhs[2]
         if response != 0:
@@ -544,7 +578,7 @@ class Connection:
         return self._complete(task, pdu.bhs[3], sense, pdu.field32(44), pdu.flags)
 
     def _on_r2t(self, pdu: P.PDU) -> Event | None:
-        task = self._task(pdu, Kind.SCSI)
+        task = self._scsi_task(pdu)
         if task.write is None:
             raise RemoteProtocolError(f"R2T for a task that is not a write (0x{task.itt:08x})")
         offset, length = pdu.field32(40), pdu.field32(44)

@@ -182,6 +182,30 @@ class LoginSuccess:
 
 
 @dataclass(frozen=True)
+class LoginStep:
+    """The content of our next Login Request; the connection frames it (ISID, CID, ITT and
+    its own CmdSN and ExpStatSN): the machine keeps no sequence numbers."""
+
+    flags: int
+    tsih: int
+    pairs: list[tuple[str, str]]
+
+
+def encode_login_request(
+    config: LoginConfig, step: LoginStep, cmd_sn: int, exp_stat_sn: int
+) -> bytes:
+    """The Login Request PDU for ``step``, framed with the caller's sequence numbers."""
+    bhs = P.new_bhs(P.Op.LOGIN_REQ, step.flags, immediate=True)
+    bhs[8:14] = config.isid
+    P.put16(bhs, 14, step.tsih)
+    P.put32(bhs, 16, LoginMachine.ITT)
+    P.put16(bhs, 20, config.cid)
+    P.put32(bhs, 24, cmd_sn)
+    P.put32(bhs, 28, exp_stat_sn)
+    return b"".join(bytes(b) for b in P.encode(bhs, encode_pairs(step.pairs)))
+
+
+@dataclass(frozen=True)
 class LoginRedirect:
     address: str  # host[:port][,tpgt] as the target sent it
     permanent: bool
@@ -192,10 +216,8 @@ class LoginMachine:
 
     ITT = 0
 
-    def __init__(self, config: LoginConfig, cmd_sn: int = 1) -> None:
+    def __init__(self, config: LoginConfig) -> None:
         self.config = config
-        self.cmd_sn = cmd_sn
-        self.exp_stat_sn = 0
         self.params = SessionParams()
         self.params.max_recv_data_segment_length = config.max_recv_data_segment_length
         self._stage = SECURITY if config.chap else OPERATIONAL
@@ -209,7 +231,9 @@ class LoginMachine:
         self._tsih = config.tsih
 
     # -- building requests -------------------------------------------------------------
-    def _request(self, csg: int, nsg: int, transit: bool, pairs: list[tuple[str, str]]) -> bytes:
+    def _request(
+        self, csg: int, nsg: int, transit: bool, pairs: list[tuple[str, str]]
+    ) -> LoginStep:
         self._count += 1
         if self._count > MAX_LOGIN_PDUS:
             raise RemoteProtocolError(
@@ -217,15 +241,7 @@ class LoginMachine:
                 "answering T=0"
             )
         flags = (P.F_TRANSIT if transit else 0) | csg << 2 | (nsg if transit else 0)
-        bhs = P.new_bhs(P.Op.LOGIN_REQ, flags, immediate=True)
-        bhs[2] = bhs[3] = 0  # Version-max / Version-min
-        bhs[8:14] = self.config.isid
-        P.put16(bhs, 14, self._tsih)
-        P.put32(bhs, 16, self.ITT)
-        P.put16(bhs, 20, self.config.cid)
-        P.put32(bhs, 24, self.cmd_sn)
-        P.put32(bhs, 28, self.exp_stat_sn)
-        return b"".join(bytes(b) for b in P.encode(bhs, encode_pairs(pairs)))
+        return LoginStep(flags, self._tsih, pairs)
 
     def _leading_keys(self) -> list[tuple[str, str]]:
         keys = [("InitiatorName", self.config.initiator_name)]
@@ -236,7 +252,7 @@ class LoginMachine:
             keys += [("TargetName", self.config.target_name), ("SessionType", "Normal")]
         return keys
 
-    def _operational_request(self, first: bool) -> bytes:
+    def _operational_request(self, first: bool) -> LoginStep:
         pairs = list(self._pending_answers)
         self._pending_answers.clear()
         if first:
@@ -246,7 +262,7 @@ class LoginMachine:
             pairs += offer
         return self._request(OPERATIONAL, FULL_FEATURE, True, pairs)
 
-    def start(self) -> bytes:
+    def start(self) -> LoginStep:
         if self._started:
             raise LocalProtocolError("login already started")
         self._started = True
@@ -259,7 +275,7 @@ class LoginMachine:
         return self._request(OPERATIONAL, FULL_FEATURE, True, self._leading_keys() + offer)
 
     # -- processing responses ----------------------------------------------------------
-    def receive(self, pdu: P.PDU) -> bytes | LoginSuccess | LoginRedirect:
+    def receive(self, pdu: P.PDU) -> LoginStep | LoginSuccess | LoginRedirect:
         if not self._started or self._done:
             raise LocalProtocolError("no login in progress")
         if pdu.opcode != P.Op.LOGIN_RSP:
@@ -287,7 +303,6 @@ class LoginMachine:
         if pdu.flags & P.F_CONTINUE:
             raise RemoteProtocolError("target sent a continued (C=1) Login Response; unsupported")
         stat_sn = pdu.field32(24)
-        self.exp_stat_sn = (stat_sn + 1) & 0xFFFFFFFF
         self._tsih = P.u16(bhs, 14)
         transit = bool(pdu.flags & P.F_TRANSIT)
         csg = (pdu.flags >> 2) & 3
@@ -307,7 +322,7 @@ class LoginMachine:
             return LoginSuccess(self.params, self._tsih, stat_sn, pdu.field32(28), pdu.field32(32))
         return self._operational_request(first=False)
 
-    def _security(self, keys: dict[str, str], transit: bool, nsg: int) -> bytes:
+    def _security(self, keys: dict[str, str], transit: bool, nsg: int) -> LoginStep:
         chap = self.config.chap
         assert chap is not None
         for k in ("TargetPortalGroupTag", "TargetAlias"):
@@ -336,7 +351,7 @@ class LoginMachine:
             return self._request(SECURITY, OPERATIONAL, True, [])
         return self._enter_operational(nsg)
 
-    def _enter_operational(self, nsg: int) -> bytes:
+    def _enter_operational(self, nsg: int) -> LoginStep:
         if nsg == FULL_FEATURE:
             raise RemoteProtocolError("target skipped operational negotiation; unsupported")
         self._stage = OPERATIONAL
