@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import compileall
 import contextlib
+import filecmp
 import functools
 import os
 import platform
@@ -500,6 +501,11 @@ def bench_startup(runs: int, work: Path, rows: list[Row], virsh: object | None) 
         rows.append(Row("CLI start-up: vol-list of an active pool", ours, name, ref, "s"))
 
 
+def same(a: Path, b: Path) -> None:
+    if not filecmp.cmp(a, b, shallow=False):
+        raise RuntimeError(f"{a} and {b} differ")
+
+
 def _thin_target(tgt: Tgtd, size: int, mapped: int, pieces: int = 16) -> None:
     """LUN 1: thin, ``size`` bytes, ``mapped`` bytes of random data in ``pieces`` extents
     spread over it, written through iSCSI (so tgt maps them as a guest's writes would)."""
@@ -538,8 +544,8 @@ def bench_thin(size: int, mapped: int, runs: int, work: Path, rows: list[Row]) -
             run("qemu-img", "convert", "-f", "raw", "-O", "raw", qemu_url(tgt), str(qemu_out))
 
         t_ours, t_qemu = alternating(ours, qemu, runs)
-        run("cmp", str(ours_out), str(qemu_out))  # identical bytes, or the bench fails
-        run("cmp", str(ours_out), str(tgt.backing_path(1, 1)))
+        same(ours_out, qemu_out)  # identical bytes, or the bench fails
+        same(ours_out, tgt.backing_path(1, 1))
         held = os.stat(ours_out).st_blocks * 512
         print(f"sparse download output holds {held // MiB} MiB of {size // MiB}", file=sys.stderr)
         rows.append(
@@ -597,7 +603,7 @@ def bench_thin(size: int, mapped: int, runs: int, work: Path, rows: list[Row]) -
             u_qemu += timed(up_qemu, 1)
         dirty()
         up_ours()
-        run("cmp", str(src), str(tgt.backing_path(1, 1)))
+        same(src, tgt.backing_path(1, 1))
         held = os.stat(tgt.backing_path(1, 1)).st_blocks * 512
         print(f"after vol-upload --sparse the LUN's file holds {held // MiB} MiB", file=sys.stderr)
         rows.append(
