@@ -125,3 +125,34 @@ def test_hostile_lba_status(name: str, run_cli: RunCli, fake: FakeTarget, tmp_pa
     rc, _, err = run_cli("vol-download", "--sparse", "--pool", "fk", "unit:0:0:1", str(out_file))
     assert rc == 0 and err.startswith("warning: ") and len(err.splitlines()) == 1, err
     assert out_file.read_bytes() == bytes(fake.luns[1].data)
+
+
+def test_short_answers_are_walked_in_segments(
+    run_cli: RunCli, fake: FakeTarget, tmp_path: Path
+) -> None:
+    """A target that describes at most two extents per answer (legal) makes the walk go on
+    from where each answer ended, in concurrent segments whose borders cut extents: the map
+    must still be exact."""
+
+    def two(lba: int, alloc: int) -> bytes:
+        data = honest(lba, alloc)
+        return (36).to_bytes(4, "big") + data[4 : 8 + 32]
+
+    fake.luns[1].lba_status = two
+    rc, out, err = run_cli("iscsi-lbastatus", f"iscsi://{fake.portal}/{IQN}/1")
+    assert rc == 0, err
+    mapped = [line for line in out.splitlines() if line.endswith(" mapped")]
+    assert mapped == [f"LBA:{a} Blocks:{n} mapped" for a, n in MAPPED]
+    asked = [c for c in fake.commands if c[0] == 0x9E and c[1] & 0x1F == 0x12]
+    assert len(asked) > 3  # several answers, from several segments
+    _pool(run_cli, fake, tmp_path)
+    rc, _, err = run_cli("pool-start", "fk")
+    assert rc == 0 and err == "", err
+    rc, out, _ = run_cli("vol-info", "--bytes", "--pool", "fk", "unit:0:0:1")
+    assert f"Allocation:     {sum(n for _, n in MAPPED) * 512} bytes" in out
+    fake.commands.clear()
+    out_file = tmp_path / "d.raw"
+    rc, _, err = run_cli("vol-download", "--sparse", "--pool", "fk", "unit:0:0:1", str(out_file))
+    assert rc == 0 and err == "", err
+    assert out_file.read_bytes() == bytes(fake.luns[1].data)
+    assert _reads(fake) == {b for a, n in MAPPED for b in range(a, a + n)}
