@@ -33,6 +33,7 @@ PROGRAMS = {
     "iscsi-inq": "libiscsi-bin",
     "iscsi-readcapacity16": "libiscsi-bin",
     "iscsi-perf": "libiscsi-bin",
+    "iscsi-test-cu": "libiscsi-bin",  # the reference of bench/conformance_compare.py
     "libvirtd": "libvirt-daemon",
     "virtlogd": "libvirt-daemon",
     "virsh": "libvirt-clients",
@@ -42,6 +43,7 @@ PROGRAMS = {
     "qemu-img": "qemu-utils",
     "sh": "dash",
     "dd": "coreutils",
+    "cmp": "diffutils",  # bench/run.py compares transferred bytes
     "timeout": "coreutils",
     "getent": "libc-bin",
     "mount": "mount",  # a 1 MiB tmpfs for the full-disk test of vol-download
@@ -88,6 +90,7 @@ def test_libiscsi_tools_against_tgtd(target: Tgtd) -> None:
     assert "DIRECT_ACCESS" in _ok("iscsi-inq", url)
     assert _ok("iscsi-readcapacity16", "-s", url).strip() == str(MiB)
     assert "iops" in _ok("iscsi-perf", "-t", "1", url, timeout=30).lower()
+    assert "SCSI.Read10.Simple" in _ok("iscsi-test-cu", "--list").split()
 
 
 def test_qemu_img_opens_an_iscsi_lun(target: Tgtd) -> None:
@@ -153,7 +156,7 @@ def test_every_program_used_is_listed_here() -> None:
 def test_install_deps_installs_every_package() -> None:
     script = (ROOT / "scripts" / "install-deps.sh").read_text()
     for program, package in PROGRAMS.items():
-        if package in ("dash", "coreutils", "libc-bin"):  # Essential: always there
+        if package in ("dash", "coreutils", "diffutils", "libc-bin"):  # Essential: always there
             continue
         assert re.search(rf"^\s+{re.escape(package)}$", script, re.M), (
             f"{program}: package {package} missing from scripts/install-deps.sh"
