@@ -29,3 +29,20 @@ class NotFoundError(PoolBackendError):
 
 class StateError(PoolBackendError):
     """The operation is not valid in the current state (e.g. pool not active)."""
+
+
+class FileError(PoolBackendError):
+    """A local file or directory could not be read, written, listed or locked."""
+
+
+class DataError(PoolBackendError):
+    """Data read back from a volume is not what was written (a wipe's verification)."""
+
+
+NOT_VALID = "Requested operation is not valid: "
+"""libvirt's VIR_ERR_OPERATION_INVALID prefix."""
+
+
+def not_valid(what: str) -> StateError:
+    """libvirt's "Requested operation is not valid: <what>" (VIR_ERR_OPERATION_INVALID)."""
+    return StateError(NOT_VALID + what)

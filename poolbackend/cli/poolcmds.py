@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from poolbackend.errors import ConfigError, PoolBackendError
+from poolbackend.errors import ConfigError, FileError, PoolBackendError
 from poolbackend.numbers import ascii_int
 from poolbackend.text import emit, printable
 
@@ -39,7 +39,7 @@ def _read_file(path: str, what: str, limit: int = 16 * 1024 * 1024) -> bytes:
         with open(path, "rb") as f:
             data = f.read(limit + 1)
     except OSError as exc:
-        raise ConfigError(f"cannot read {what} '{printable(path)}': {exc.strerror}") from None
+        raise FileError(f"cannot read {what} '{printable(path)}': {exc.strerror}") from None
     if len(data) > limit:
         raise ConfigError(f"{what} '{printable(path)}' is too large (more than {limit} bytes)")
     return data

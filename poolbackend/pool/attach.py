@@ -303,7 +303,7 @@ def _lookup_domain(conn: Any, name: str) -> Any:
 def _volume_of(store: Store, vol: str, pool_name: str | None) -> tuple[PoolRecord, Volume]:
     record, volume = lookup.find_volume(store, vol, pool_name)
     volume.address(record.pool.name)  # a state file without the reported LUN: refresh first
-    if volume.device_type != 0:
+    if not volume.is_disk:
         raise ConfigError(
             f"volume '{volume.name}' of pool '{_q(record.pool.name)}' is LUN {volume.lun}, a "
             f"{volume.device_type_name} device, not a disk: it cannot be attached as a disk"

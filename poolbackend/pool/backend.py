@@ -246,7 +246,7 @@ class Backend:
         return lookup.find_volume(self.store, vol, pool_name)
 
     def _disk(self, record: PoolRecord, volume: Volume) -> None:
-        if volume.device_type != 0:
+        if not volume.is_disk:
             raise ConfigError(
                 f"volume '{volume.name}' is LUN {volume.lun}, a {volume.device_type_name} "
                 "device without blocks"
@@ -274,7 +274,7 @@ class Backend:
     ) -> str:
         wipe.algorithm_number(algorithm)
         record, volume = self.find_volume(vol, pool_name)
-        if volume.device_type != 0:
+        if not volume.is_disk:
             return "nothing to wipe (not a disk LUN)"  # libvirt: LUN 0 wipe is a no-op success
         with self._volume_lock(record, volume, "vol-wipe", exclusive=True):
             return _run(

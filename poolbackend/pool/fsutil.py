@@ -45,7 +45,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from poolbackend.errors import PoolBackendError, StateError
+from poolbackend.errors import FileError, PoolBackendError, StateError
 from poolbackend.text import printable
 
 __all__ = [
@@ -186,11 +186,12 @@ def _is_under(path: Path, root: Path) -> bool:
 
 
 def os_error(action: str, path: Path, exc: OSError) -> PoolBackendError:
-    """One line for a failed file operation: ``cannot <action> '<path>': <reason>``."""
+    """One line for a failed file operation: ``cannot <action> '<path>': <reason>``
+    (:class:`FileError`), or the symlink refusal (:class:`UnsafePathError`)."""
     if exc.errno == errno.ELOOP:
         return _symlink_error(path)
     reason = exc.strerror or str(exc)
-    return PoolBackendError(f"cannot {action} '{printable(str(path))}': {printable(reason)}")
+    return FileError(f"cannot {action} '{printable(str(path))}': {printable(reason)}")
 
 
 def _symlink_error(path: Path) -> UnsafePathError:

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import BinaryIO
 
-from poolbackend.errors import ConfigError, PoolBackendError
+from poolbackend.errors import ConfigError, FileError
 from poolbackend.pool.imagefmt import HEAD_BYTES, image_format
 from poolbackend.text import printable
 
@@ -114,8 +114,8 @@ class Output:
             self._mode = stat.S_IMODE(st.st_mode)
             self._owner = (st.st_uid, st.st_gid)
 
-    def error(self, exc: OSError) -> PoolBackendError:
-        return PoolBackendError(f"cannot write {self.shown}: {exc.strerror or exc}")
+    def error(self, exc: OSError) -> FileError:
+        return FileError(f"cannot write {self.shown}: {exc.strerror or exc}")
 
     @property
     def holes(self) -> bool:
@@ -236,8 +236,8 @@ class Input:
         if stat.S_ISREG(st.st_mode):
             self.open()
 
-    def error(self, exc: OSError) -> ConfigError:
-        return ConfigError(f"cannot read {self.shown}: {exc.strerror or exc}")
+    def error(self, exc: OSError) -> FileError:
+        return FileError(f"cannot read {self.shown}: {exc.strerror or exc}")
 
     def open(self) -> BinaryIO:
         if self._src is None:

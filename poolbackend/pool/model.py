@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from poolbackend.errors import StateError
+from poolbackend.iscsi.chap import DISPLAY_NAMES
 from poolbackend.pool import naming
 from poolbackend.scsi.lun import Lun
 
@@ -20,13 +21,9 @@ CHAP_MD5 = 5
 CHAP_SHA1 = 6
 CHAP_SHA256 = 7
 CHAP_SHA3_256 = 8
-CHAP_ALGORITHM_NAMES: dict[int, str] = {
-    CHAP_MD5: "MD5",
-    CHAP_SHA1: "SHA-1",
-    CHAP_SHA256: "SHA-256",
-    CHAP_SHA3_256: "SHA3-256",
-}
-"""CHAP_A values (RFC 7143 / RFC 8723) poolbackend knows, with their names."""
+CHAP_ALGORITHM_NAMES: dict[int, str] = DISPLAY_NAMES
+"""CHAP_A values (RFC 7143 / RFC 8723) poolbackend knows, with their names (the initiator's
+table, :data:`poolbackend.iscsi.chap.DISPLAY_NAMES`)."""
 
 DIGEST_VALUES = ("None", "CRC32C")
 """The values of the HeaderDigest / DataDigest keys."""
@@ -160,6 +157,12 @@ class Volume:
     revision: str | None = None
     serial: str | None = None
     reported: Lun | None = None
+
+    @property
+    def is_disk(self) -> bool:
+        """A direct-access block device (SCSI peripheral device type 0): the LUNs with
+        blocks to read, write, wipe or attach (:attr:`StandardInquiry.is_disk` at scan)."""
+        return self.device_type == 0
 
     @property
     def type(self) -> str:

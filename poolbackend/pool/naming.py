@@ -17,11 +17,11 @@ socket, which libiscsi derives by splitting the portal at its last ``:``.
 from __future__ import annotations
 
 from poolbackend.errors import ConfigError
+from poolbackend.iscsi.portal import DEFAULT_PORT as DEFAULT_PORT  # the one default port
 from poolbackend.numbers import is_ascii_uint
 from poolbackend.text import printable as printable  # the one escaping rule, re-exported
 
-DEFAULT_PORT = 3260
-"""iSCSI well-known port, used when ``<host>`` has no port or port 0."""
+# DEFAULT_PORT: the iSCSI well-known port, used when ``<host>`` has no port or port 0
 
 VOLUME_NAME_PREFIX = "unit:0:0:"
 """Prefix of every iscsi-direct volume name; the LUN number follows in decimal."""

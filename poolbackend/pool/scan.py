@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 from poolbackend.iscsi.aio import Session
 from poolbackend.iscsi.errors import CommandFailed
 from poolbackend.pool import thin
-from poolbackend.scsi.inquiry import device_type_name
-from poolbackend.scsi.lun import Lun
+from poolbackend.scsi.capacity import ReadCapacity16
+from poolbackend.scsi.inquiry import StandardInquiry, device_type_name
+from poolbackend.scsi.lun import Lun, LunRef
 from poolbackend.scsi.reportluns import refused_line
 
 
@@ -45,18 +46,45 @@ class ScanResult:
     failures: tuple[str, ...]  # one line per LUN left out
 
 
-async def probe_lun(session: Session, lun: Lun) -> LunInfo:
+@dataclass(frozen=True)
+class Probe:
+    """What TEST UNIT READY + INQUIRY + READ CAPACITY tell about one LUN."""
+
+    inquiry: StandardInquiry
+    block_count: int = 0  # 0 for a LUN that is not a disk (no READ CAPACITY sent)
+    block_size: int = 0
+    rc16: ReadCapacity16 | None = None  # None: not a disk, or (16) refused and (10) used
+
+
+async def probe(session: Session, lun: LunRef) -> Probe:
+    """The one identification sequence of a LUN, for a refresh and before a transfer: TEST
+    UNIT READY, standard INQUIRY, and for a disk READ CAPACITY(16), falling back to (10)."""
     await session.test_unit_ready(lun)
     inq = await session.inquiry(lun)
-    info = LunInfo(lun, inq.device_type, device_type_name(inq.device_type), inq.vendor, inq.product)
-    if inq.is_disk:
-        rc16 = await session.read_capacity16(lun)
-        if rc16 is None:
-            blocks, block_size = await session.read_capacity10(lun)
-            return replace(info, block_size=block_size, block_count=blocks)
-        info = replace(info, block_size=rc16.block_length, block_count=rc16.block_count)
+    if not inq.is_disk:
+        return Probe(inq)
+    rc16 = await session.read_capacity16(lun)
+    if rc16 is None:
+        blocks, block_size = await session.read_capacity10(lun)
+        return Probe(inq, blocks, block_size)
+    return Probe(inq, rc16.block_count, rc16.block_length, rc16)
+
+
+async def probe_lun(session: Session, lun: Lun) -> LunInfo:
+    found = await probe(session, lun)
+    inq = found.inquiry
+    info = LunInfo(
+        lun,
+        inq.device_type,
+        device_type_name(inq.device_type),
+        inq.vendor,
+        inq.product,
+        block_size=found.block_size,
+        block_count=found.block_count,
+    )
+    if found.rc16 is not None:
         try:
-            info = replace(info, allocation=await thin.allocation(session, lun, rc16))
+            info = replace(info, allocation=await thin.allocation(session, lun, found.rc16))
         except CommandFailed as exc:  # GET LBA STATUS refused or impossible: keep the LUN
             info = replace(info, note=f"LUN {lun}: allocation shown as the capacity: {exc}")
     return info

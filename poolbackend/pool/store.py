@@ -35,7 +35,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from poolbackend.errors import ConfigError, NotFoundError, PoolBackendError, StateError
+from poolbackend.errors import (
+    ConfigError,
+    NotFoundError,
+    PoolBackendError,
+    StateError,
+    not_valid,
+)
 from poolbackend.pool import statefile
 from poolbackend.pool.fsutil import (
     DEFAULT_LOCK_TIMEOUT,
@@ -393,10 +399,7 @@ class Store:
                         f"with uuid {pool.uuid}"
                     )
                 if check_active and record.active:
-                    raise StateError(
-                        f"Requested operation is not valid: pool is already active as "
-                        f"'{printable(record.name)}'"
-                    )
+                    raise not_valid(f"pool is already active as '{printable(record.name)}'")
                 return record
             if record.name == pool.name:
                 raise StateError(
@@ -486,15 +489,9 @@ class Store:
                 self._remove_state_files(name)
                 return name
             if record.active:
-                raise StateError(
-                    "Requested operation is not valid: storage pool "
-                    f"'{printable(record.name)}' is still active"
-                )
+                raise not_valid(f"storage pool '{printable(record.name)}' is still active")
             if record.definition is None:
-                raise StateError(
-                    "Requested operation is not valid: pool "
-                    f"'{printable(record.name)}' is transient"
-                )
+                raise not_valid(f"pool '{printable(record.name)}' is transient")
             remove_file(self.paths, self.autostart_path(record.name))
             remove_file(self.paths, self.definition_path(record.name))
             if record.damaged_state is not None:
@@ -577,10 +574,7 @@ class Store:
                 self._remove_state_files(record.name)
                 return record.name
             if not record.state.active:
-                raise StateError(
-                    "Requested operation is not valid: storage pool "
-                    f"'{printable(record.pool.name)}' is not active"
-                )
+                raise not_valid(f"storage pool '{printable(record.pool.name)}' is not active")
             self._remove_state_files(record.name)
             return record.name
 

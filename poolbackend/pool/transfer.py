@@ -66,23 +66,20 @@ async def geometry(session: Session, lun: LunRef) -> Geometry:
     impossible capacities and block lengths (:func:`poolbackend.scsi.capacity.check_capacity`),
     and short or malformed VPD pages fail with one line (:class:`BadTargetData`).
     """
+    from poolbackend.pool.scan import probe
     from poolbackend.scsi.vpd import parse_logical_block_provisioning
 
-    await session.test_unit_ready(lun)
-    inq = await session.inquiry(lun)
-    if not inq.is_disk:
+    found = await probe(session, lun)
+    if not found.inquiry.is_disk:
         from poolbackend.scsi.inquiry import device_type_name
 
         raise ConfigError(
-            f"LUN {lun} is a {device_type_name(inq.device_type)} device, not a disk; "
+            f"LUN {lun} is a {device_type_name(found.inquiry.device_type)} device, not a disk; "
             "it has no blocks to read or write"
         )
-    thin = lbprz = False
-    rc = await session.read_capacity16(lun)
-    if rc is None:
-        blocks, block_size = await session.read_capacity10(lun)
-    else:
-        blocks, block_size, thin, lbprz = rc.block_count, rc.block_length, rc.lbpme, rc.lbprz
+    blocks, block_size = found.block_count, found.block_size
+    rc = found.rc16
+    thin, lbprz = (rc.lbpme, rc.lbprz) if rc is not None else (False, False)
     max_xfer = max_ws = max_unmap = max_desc = 0
     lbpws = lbpu = False
     try:

@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from poolbackend.errors import PoolBackendError, StateError
+from poolbackend.errors import FileError, not_valid
 from poolbackend.pool.fsutil import StorePaths, open_lock_file
 from poolbackend.pool.naming import printable
 
@@ -92,12 +92,11 @@ def volume_lock(
             fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise PoolBackendError(
+                raise FileError(
                     f"cannot lock volume '{printable(volume_name)}': {exc.strerror}"
                 ) from None
-            raise StateError(
-                f"Requested operation is not valid: volume '{printable(volume_name)}' is in use "
-                f"({_busy(fd)}); {operation} refused"
+            raise not_valid(
+                f"volume '{printable(volume_name)}' is in use ({_busy(fd)}); {operation} refused"
             ) from None
         # Informative only (shown to whoever is refused, for the live pids): one line per
         # holder. A writer is alone; a reader starts the file afresh when it is alone.

@@ -12,7 +12,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable, Iterator
 
-from poolbackend.errors import ConfigError
+from poolbackend.errors import ConfigError, DataError
 from poolbackend.iscsi.aio import CheckCondition, Session
 from poolbackend.iscsi.liveness import InFlightWindow
 from poolbackend.pool.transfer import (
@@ -129,7 +129,7 @@ async def _verify(session: Session, geo: Geometry, fixed: bytes) -> None:
     async def run(lba: int, blocks: int) -> None:
         data = await session.read(geo.lun, lba, blocks, geo.block_size)
         if data != fixed[: blocks * geo.block_size]:
-            raise ConfigError(f"wipe verification failed on LUN {geo.lun} near LBA {lba}")
+            raise DataError(f"wipe verification failed on LUN {geo.lun} near LBA {lba}")
 
     window = window_for(session, DEPTH * chunk * geo.block_size)
     await _each_chunk(geo, _chunks(geo, chunk), run, None, window)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from poolbackend.errors import ConfigError
+from poolbackend.errors import DataError
 from poolbackend.iscsi.aio import Session, SessionOptions
 from poolbackend.iscsi.portal import Portal
 from poolbackend.pool.transfer import geometry
@@ -172,7 +172,7 @@ def test_a_verify_that_finds_other_data_fails_the_wipe(tgt: Tgtd) -> None:
 
         rec.after_pass = hook
 
-    with pytest.raises(ConfigError, match=r"^wipe verification failed on LUN 1 near LBA 2048$"):
+    with pytest.raises(DataError, match=r"^wipe verification failed on LUN 1 near LBA 2048$"):
         _run(tgt, "nnsa", corrupt_after_zero_pass)
     # and without the change the same wipe verifies
     rec = _run(tgt, "nnsa")
