@@ -12,24 +12,24 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from poolbackend.pool.backend import Backend
+    from poolbackend.pool.driver import Driver
 
 from poolbackend.text import emit, printable
 
 
 def cmd_autostart_pools(args: argparse.Namespace) -> int:
     from poolbackend.errors import PoolBackendError
-    from poolbackend.pool.backend import Backend
+    from poolbackend.pool.driver import Driver
 
-    backend = Backend(libvirt_uri=args.connect)
+    driver = Driver(libvirt_uri=args.connect)
     failed = 0
-    for name in backend.store.autostart_names():
-        if backend.store.get_pool(name).state.active:
+    for name in driver.autostart_names():
+        if driver.lookup_pool(name).state.active:
             continue
         try:
-            started = backend.start(name)
+            started = driver.start(name)
         except PoolBackendError as exc:
-            if _active(backend, name):
+            if _active(driver, name):
                 print(f"Pool {name} was started by another command")
                 continue
             failed += 1
@@ -41,12 +41,12 @@ def cmd_autostart_pools(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _active(backend: Backend, name: str) -> bool:
+def _active(driver: Driver, name: str) -> bool:
     """Whether the pool is active now (a failing lookup counts as not active)."""
     from poolbackend.errors import PoolBackendError
 
     try:
-        return backend.store.get_pool(name).state.active
+        return driver.lookup_pool(name).state.active
     except PoolBackendError:
         return False
 

@@ -9,15 +9,18 @@ the answers y and n), otherwise the command fails.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import subprocess
 import sys
 import tempfile
+from typing import TYPE_CHECKING
 
 from poolbackend.errors import ConfigError, PoolBackendError
 from poolbackend.text import emit
+
+if TYPE_CHECKING:
+    from poolbackend.pool.driver import Driver
 
 DEFAULT_EDITOR = "vi"
 
@@ -55,12 +58,12 @@ def _try_again() -> bool:
         print("y - yes, start editor again\nn - no, throw away my changes\n? - print this help")
 
 
-def pool_edit(args: argparse.Namespace) -> int:
-    from poolbackend.cli.poolcmds import _read_xml, _say, _store
+def edit_pool(driver: Driver, name: str) -> int:
+    """Edit pool ``name``'s inactive definition and define the result (see the module doc)."""
+    from poolbackend.cli.common import read_xml, say
     from poolbackend.pool.xml.pool import format_pool_xml, parse_pool_xml
 
-    store = _store()
-    record = store.get_pool(args.pool)
+    record = driver.lookup_pool(name)
     original = format_pool_xml(record.inactive_pool)
     fd, path = tempfile.mkstemp(prefix="poolbackend", suffix=".xml")  # mode 0600
     try:
@@ -69,20 +72,19 @@ def pool_edit(args: argparse.Namespace) -> int:
         editor = _editor()
         while True:
             _run_editor(editor, path)
-            edited = _read_xml(path, "edited pool XML")
+            edited = read_xml(path, "edited pool XML")
             if edited.decode("utf-8", "surrogateescape") == original:
-                _say(f"Pool {record.pool.name} XML configuration not changed.")
+                say(f"Pool {record.pool.name} XML configuration not changed.")
                 return 0
             try:
                 pool = parse_pool_xml(edited, source_name=path)
-                with store.locked():
-                    store.define(pool)
+                driver.define(pool)
             except PoolBackendError as exc:
                 emit("error", str(exc))
                 if _try_again():
                     continue
                 return 1
-            _say(f"Pool {pool.name} XML configuration edited.")
+            say(f"Pool {pool.name} XML configuration edited.")
             return 0
     finally:
         os.unlink(path)

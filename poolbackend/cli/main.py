@@ -1,7 +1,10 @@
 """The ``poolbackend`` command line: virsh-named pool/volume commands plus iSCSI tools.
 
-Thin on purpose: parse arguments, call the backend, print like virsh. Command modules are
-imported only when their command runs, which keeps start-up fast.
+Thin on purpose: parse arguments, call the driver (:mod:`poolbackend.pool.driver`), print
+like virsh. The pool, volume and secret commands (:mod:`.pool`, :mod:`.volume`,
+:mod:`.secret`) register themselves next to their handlers and import what they need only
+when they run; the tools' modules are imported only when their command runs. Both keep
+start-up fast.
 """
 
 from __future__ import annotations
@@ -152,11 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.required = True
     _add_tools(sub)
-    try:
-        from poolbackend.cli import poolcmds
-    except ImportError:  # pragma: no cover - during bootstrap only
-        return parser
-    poolcmds.register(sub, _cmd)
+    from poolbackend.cli import pool, secret, unsupported, volume
+
+    pool.commands.register(sub)
+    volume.commands.register(sub)
+    unsupported.register(sub, _cmd)
+    secret.commands.register(sub)
     from poolbackend.cli import attachcmds
 
     attachcmds.register(sub, _cmd)

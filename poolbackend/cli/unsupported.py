@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, Any
 from poolbackend.errors import ConfigError, PoolBackendError, StateError
 
 if TYPE_CHECKING:
+    from poolbackend.pool.driver import Driver, PoolRecord
     from poolbackend.pool.model import Volume, VolumeSpec
-    from poolbackend.pool.store import PoolRecord, Store
 
 _SIZE = re.compile(r"[ \t\n\v\f\r]*\+?([0-9]+)(.*)", re.DOTALL)
 
 
-def _store() -> Store:
-    from poolbackend.pool.store import Store
+def _driver() -> Driver:
+    from poolbackend.pool.driver import Driver
 
-    return Store.default()
+    return Driver()
 
 
 def virsh_size(text: str) -> int:
@@ -44,23 +44,24 @@ def virsh_size(text: str) -> int:
 
 
 def _not_supported(what: str) -> PoolBackendError:
-    from poolbackend.pool.backend import not_supported
+    from poolbackend.pool.driver import not_supported
 
     return not_supported(what)
 
 
-def _active(store: Store, record: PoolRecord) -> PoolRecord:
-    from poolbackend.pool.lookup import active_pool
-
-    return active_pool(store, record.pool.name)
+def _active(driver: Driver, record: PoolRecord) -> PoolRecord:
+    return driver.active_pool(record.pool.name)
 
 
 def _volume(
-    store: Store, vol: str, pool: str | None, option: str | None = "pool", *, any_pool: bool = False
+    driver: Driver,
+    vol: str,
+    pool: str | None,
+    option: str | None = "pool",
+    *,
+    any_pool: bool = False,
 ) -> tuple[PoolRecord, Volume]:
-    from poolbackend.pool.lookup import find_volume
-
-    return find_volume(store, vol, pool, pool_option=option, any_pool=any_pool)
+    return driver.find_volume(vol, pool, pool_option=option, any_pool=any_pool)
 
 
 def _by_name(record: PoolRecord, name: str) -> Volume | None:
@@ -96,13 +97,13 @@ def _create_from(record: PoolRecord, name: str) -> None:
 def vol_create_as(args: argparse.Namespace) -> int:
     from poolbackend.pool.xml.volume import format_volume_request_xml
 
-    store = _store()
-    record = store.get_pool(args.pool)
+    driver = _driver()
+    record = driver.lookup_pool(args.pool)
     capacity = virsh_size(args.capacity)
     allocation = virsh_size(args.allocation) if args.allocation is not None else None
     backing = None
     if args.backing_vol:  # virsh: a name in POOL, else a key or path of any pool
-        backing = _volume(store, args.backing_vol, record.pool.name, None, any_pool=True)[1]
+        backing = _volume(driver, args.backing_vol, record.pool.name, None, any_pool=True)[1]
     if args.print_xml:  # virsh prints the XML it would send, without asking the driver
         print(
             format_volume_request_xml(
@@ -116,14 +117,14 @@ def vol_create_as(args: argparse.Namespace) -> int:
             end="",
         )
         return 0
-    _create(_active(store, record), args.name, capacity)
+    _create(_active(driver, record), args.name, capacity)
     return 1  # not reached: _create always raises
 
 
 def _volume_xml(path: str) -> bytes:
-    from poolbackend.cli.poolcmds import _read_xml
+    from poolbackend.cli.common import read_xml
 
-    return _read_xml(path, "volume XML file")
+    return read_xml(path, "volume XML file")
 
 
 def _parse_volume(data: bytes, args: argparse.Namespace) -> VolumeSpec:
@@ -135,21 +136,21 @@ def _parse_volume(data: bytes, args: argparse.Namespace) -> VolumeSpec:
 
 
 def vol_create(args: argparse.Namespace) -> int:
-    store = _store()
-    record = store.get_pool(args.pool)
+    driver = _driver()
+    record = driver.lookup_pool(args.pool)
     data = _volume_xml(args.file)
-    record = _active(store, record)
+    record = _active(driver, record)
     spec = _parse_volume(data, args)
     _create(record, spec.name, spec.capacity)
     return 1
 
 
 def vol_create_from(args: argparse.Namespace) -> int:
-    store = _store()
-    record = store.get_pool(args.pool)
-    _volume(store, args.vol, args.inputpool, "inputpool")
+    driver = _driver()
+    record = driver.lookup_pool(args.pool)
+    _volume(driver, args.vol, args.inputpool, "inputpool")
     data = _volume_xml(args.file)
-    record = _active(store, record)
+    record = _active(driver, record)
     _create_from(record, _parse_volume(data, args).name)
     return 1
 
@@ -159,8 +160,8 @@ def vol_clone(args: argparse.Namespace) -> int:
 
     from poolbackend.pool.xml.volume import format_volume_xml
 
-    store = _store()
-    record, vol = _volume(store, args.vol, args.pool)
+    driver = _driver()
+    record, vol = _volume(driver, args.vol, args.pool)
     if args.print_xml:
         print(format_volume_xml(replace(vol, name=args.newname)), end="")
         return 0
@@ -169,7 +170,7 @@ def vol_clone(args: argparse.Namespace) -> int:
 
 
 def vol_delete(args: argparse.Namespace) -> int:
-    _volume(_store(), args.vol, args.pool)
+    _volume(_driver(), args.vol, args.pool)
     raise _not_supported("storage pool does not support vol deletion")
 
 
@@ -180,7 +181,7 @@ def vol_resize(args: argparse.Namespace) -> int:
             raise ConfigError("negative size requires --shrink")
         text = text[1:]
     capacity = virsh_size(text)
-    record, vol = _volume(_store(), args.vol, args.pool)
+    record, vol = _volume(_driver(), args.vol, args.pool)
     if args.delta:
         new = vol.capacity - min(capacity, vol.capacity) if args.shrink else vol.capacity + capacity
     else:

@@ -4,6 +4,11 @@ QEMU opens the LUN itself (its libiscsi driver), so the disk is a libvirt ``netw
 naming the pool's portal, target and initiator, not a path on the host. For CHAP pools QEMU
 reads the password from libvirt's secret driver only; ``define_secret`` copies it there from
 our store. libvirt-python is imported only here and in the secret helpers.
+
+About 580 lines: libvirt's domain-side rules (target names and buses, placement flags,
+finding a disk again by its iSCSI source and QEMU's LUN number, also for an inactive pool
+and disks older versions wrote) are one concern, that of the domain; the pool side comes
+from the driver (:mod:`poolbackend.pool.driver`) only.
 """
 
 from __future__ import annotations
@@ -18,11 +23,10 @@ from lxml import etree
 
 from poolbackend.errors import ConfigError, NotFoundError, PoolBackendError, StateError
 from poolbackend.numbers import is_ascii_uint
-from poolbackend.pool import lookup, naming
+from poolbackend.pool import naming
+from poolbackend.pool.driver import Driver, PoolRecord
 from poolbackend.pool.libvirt_conn import import_libvirt, libvirt_message, open_connection
 from poolbackend.pool.model import PoolDef, Volume
-from poolbackend.pool.secrets import SecretStore
-from poolbackend.pool.store import PoolRecord, Store
 from poolbackend.scsi.lun import MAX_LUN, Lun, decode_lun, refusal
 
 BUSES = ("virtio", "scsi", "sata")
@@ -300,8 +304,8 @@ def _lookup_domain(conn: Any, name: str) -> Any:
     raise not_found
 
 
-def _volume_of(store: Store, vol: str, pool_name: str | None) -> tuple[PoolRecord, Volume]:
-    record, volume = lookup.find_volume(store, vol, pool_name)
+def _volume_of(driver: Driver, vol: str, pool_name: str | None) -> tuple[PoolRecord, Volume]:
+    record, volume = driver.find_volume(vol, pool_name)
     volume.address(record.pool.name)  # a state file without the reported LUN: refresh first
     if not volume.is_disk:
         raise ConfigError(
@@ -312,7 +316,7 @@ def _volume_of(store: Store, vol: str, pool_name: str | None) -> tuple[PoolRecor
 
 
 def _check_libvirt_secret(
-    conn: Any, pool: PoolDef, secrets: SecretStore, define_secret: bool, uri: str | None
+    conn: Any, pool: PoolDef, driver: Driver, define_secret: bool, uri: str | None
 ) -> list[str]:
     from poolbackend.pool.libvirt_secrets import (
         copy_secret_to_libvirt,
@@ -344,13 +348,13 @@ def _check_libvirt_secret(
             f"{_q(where)}, where QEMU reads it: rerun with --define-secret to copy it from the "
             "local secret store"
         )
-    local = secrets.find(auth.secret_uuid or auth.secret_usage or "")
+    local = driver.secret_find(auth.secret_uuid or auth.secret_usage or "")
     if local is None:
         raise NotFoundError(
             f"cannot copy the CHAP secret of pool '{_q(pool.name)}' to libvirt: no local secret "
             f"with {ref} (define it with secret-define and secret-set-value)"
         )
-    value = secrets.chap_secret(uuid=auth.secret_uuid, usage=auth.secret_usage)
+    value = driver.secret_value(uuid=auth.secret_uuid, usage=auth.secret_usage)
     if existing is not None:  # after a password rotation libvirt's copy is stale: replace it
         set_libvirt_secret_value(existing, local, value.reveal())
     else:
@@ -371,8 +375,7 @@ def attach_volume(
     uri: str | None = None,
     define_secret: bool = False,
     print_only: bool = False,
-    store: Store | None = None,
-    secrets: SecretStore | None = None,
+    driver: Driver | None = None,
     conn: Any = None,
 ) -> AttachResult:
     """Attach *vol* (name with *pool*, or key/path) to *domain* as a network disk.
@@ -380,11 +383,10 @@ def attach_volume(
     With *print_only* nothing changes: the result's ``xml`` is what would be attached.
     *conn* (a ``virConnect``) overrides *uri*.
     """
-    store = store or Store.default()
-    secrets = secrets or SecretStore.default()
+    driver = driver or Driver()
     options = options or DiskOptions()
     placement = placement or Placement()
-    record, volume = _volume_of(store, vol, pool)
+    record, volume = _volume_of(driver, vol, pool)
     bus = resolve_bus(options)
     own = conn is None
     conn = open_connection(uri) if own else conn
@@ -407,7 +409,7 @@ def attach_volume(
         xml = disk_xml(record.pool, volume, target=target, bus=bus, device=options.device)
         if print_only:
             return AttachResult(dom.name, target, bus, xml)
-        warnings = _check_libvirt_secret(conn, record.pool, secrets, define_secret, uri)
+        warnings = _check_libvirt_secret(conn, record.pool, driver, define_secret, uri)
         try:
             dom.handle.attachDeviceFlags(xml, flags)
         except dom.libvirt.libvirtError as exc:
@@ -428,7 +430,7 @@ def detach_volume(
     pool: str | None = None,
     placement: Placement | None = None,
     uri: str | None = None,
-    store: Store | None = None,
+    driver: Driver | None = None,
     conn: Any = None,
     wait: float = DETACH_WAIT_SECONDS,
 ) -> DetachResult:
@@ -439,9 +441,9 @@ def detach_volume(
     cooperation; we wait up to *wait* seconds for the disk to leave the live XML and report
     ``completed=False`` if it has not.
     """
-    store = store or Store.default()
+    driver = driver or Driver()
     placement = placement or Placement()
-    found_vol = _detach_subject(store, vol, pool)
+    found_vol = _detach_subject(driver, vol, pool)
     own = conn is None
     conn = open_connection(uri) if own else conn
     try:
@@ -482,17 +484,17 @@ class _DetachSubject:
     match: Callable[[etree._Element], bool]
 
 
-def _detach_subject(store: Store, vol: str, pool_name: str | None) -> _DetachSubject:
+def _detach_subject(driver: Driver, vol: str, pool_name: str | None) -> _DetachSubject:
     """The volume from an active pool's state or, for an inactive pool, from its definition:
     a name ``unit:0:0:N`` (with the pool) or the key/path libvirt's rule gives LUN N."""
     try:
-        record, volume = lookup.find_volume(store, vol, pool_name)
+        record, volume = driver.find_volume(vol, pool_name)
     except (StateError, NotFoundError) as exc:
-        named = store.find_pool(pool_name) if pool_name else None
+        named = driver.find_pool(pool_name) if pool_name else None
         candidates = (
             ([named] if named is not None else [])  # an unknown pool: the lookup's error
             if pool_name
-            else [r for r in store.list_pools() if not r.state.active]
+            else [r for r in driver.list_pools() if not r.state.active]
         )
         for record in candidates:
             if record.state.active:

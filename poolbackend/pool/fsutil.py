@@ -1,11 +1,16 @@
 """Where poolbackend keeps its files and the only code that opens them.
 
+About 590 lines, on purpose in one module: the locations, the trust checks of every
+directory level (owner, mode, no symlink), the checked open, atomic write and the process
+lock are one rule -- every file poolbackend touches goes through the same walk -- and
+splitting them would put that rule in several places.
+
 Locations (root / other users):
 
 * definitions ``<name>.xml``: ``/etc/poolbackend/storage/`` /
   ``$XDG_CONFIG_HOME/poolbackend/storage/`` (default ``~/.config``);
 * autostart links: ``<definitions>/autostart/<name>.xml``;
-* runtime state ``<name>.xml``: ``/run/poolbackend/storage/`` /
+* runtime state ``<name>.json``: ``/run/poolbackend/storage/`` /
   ``$XDG_RUNTIME_DIR/poolbackend/storage/``;
 * secrets: ``/etc/poolbackend/secrets/`` / ``$XDG_CONFIG_HOME/poolbackend/secrets/``;
   ephemeral secrets in ``<runtime>/secrets/``;

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from poolbackend.errors import StateError
-from poolbackend.iscsi.chap import DISPLAY_NAMES
 from poolbackend.pool import naming
 from poolbackend.scsi.lun import Lun
 
@@ -21,9 +20,8 @@ CHAP_MD5 = 5
 CHAP_SHA1 = 6
 CHAP_SHA256 = 7
 CHAP_SHA3_256 = 8
-CHAP_ALGORITHM_NAMES: dict[int, str] = DISPLAY_NAMES
-"""CHAP_A values (RFC 7143 / RFC 8723) poolbackend knows, with their names (the initiator's
-table, :data:`poolbackend.iscsi.chap.DISPLAY_NAMES`)."""
+# The CHAP_A values' names and hash functions are the initiator's one table
+# (:data:`poolbackend.iscsi.chap.ALGORITHMS`, :data:`poolbackend.iscsi.chap.DISPLAY_NAMES`).
 
 DIGEST_VALUES = ("None", "CRC32C")
 """The values of the HeaderDigest / DataDigest keys."""

@@ -1,6 +1,10 @@
 """Persistent pool definitions and runtime state on disk, laid out like libvirt's.
 
 Where the files live, and how they are opened safely, is :mod:`poolbackend.pool.fsutil`.
+Which operation is allowed when (active, inactive, transient) is the driver's
+(:mod:`poolbackend.pool.driver`); the store keeps libvirt's object-layer checks next to the
+files they read (name and UUID duplicates, source conflicts). About 560 lines: loading with
+its damaged-file rules is most of it and is one concern.
 
 A definition file holds the pool XML (:func:`~poolbackend.pool.xml.pool.format_pool_xml`); a
 state file ``<name>.json`` exists while the pool is active and holds the live definition,
@@ -470,33 +474,15 @@ class Store:
         assert record is not None
         return record
 
-    def undefine(self, name: str) -> str:
-        """Remove the definition and autostart flag of an inactive persistent pool; returns
-        its name.
-
-        A damaged definition of a pool without a valid state is removed too (libvirt would
-        not have loaded it; this spares deleting it by hand), and so is a damaged state file
-        (it made the pool inactive), so no trace of the pool is left.
-        """
+    def remove_definition(self, name: str, *, with_state: bool = False) -> None:
+        """Remove the definition and autostart link of pool ``name`` (and its runtime state
+        files with ``with_state``). The state rules are the driver's
+        (:meth:`poolbackend.pool.driver.Driver.undefine`)."""
         with self.locked():
-            try:
-                record = self.get_pool(name)
-            except DamagedFileError as exc:
-                if exc.path != self.definition_path(name):
-                    raise
-                remove_file(self.paths, self.autostart_path(name))
-                remove_file(self.paths, self.definition_path(name))
-                self._remove_state_files(name)
-                return name
-            if record.active:
-                raise not_valid(f"storage pool '{printable(record.name)}' is still active")
-            if record.definition is None:
-                raise not_valid(f"pool '{printable(record.name)}' is transient")
-            remove_file(self.paths, self.autostart_path(record.name))
-            remove_file(self.paths, self.definition_path(record.name))
-            if record.damaged_state is not None:
-                self._remove_state_files(record.name)
-            return record.name
+            remove_file(self.paths, self.autostart_path(name))
+            remove_file(self.paths, self.definition_path(name))
+            if with_state:
+                self.remove_state_files(name)
 
     def save_state(self, name: str, state: PoolState, *, pool: PoolDef | None = None) -> PoolRecord:
         """Write the runtime state of pool ``name`` (making it active if ``state.active``).
@@ -549,34 +535,13 @@ class Store:
     def clear_state(self, name: str) -> None:
         """Remove the runtime state (pool stopped); a transient pool disappears. Idempotent."""
         with self.locked():
-            self._remove_state_files(name)
+            self.remove_state_files(name)
 
-    def _remove_state_files(self, name: str) -> bool:
-        removed = remove_file(self.paths, self.state_path(name))
-        return remove_file(self.paths, self.legacy_state_path(name)) or removed
-
-    def destroy(self, name_or_uuid: str) -> str:
-        """Clear the runtime state of an active pool, whatever the state or definition file
-        holds; returns the pool's name.
-
-        A pool that is inactive only because its state file is damaged (or of an older
-        version) is "destroyed" by removing that file, like libvirt's pool-destroy of a pool
-        whose state it could not load.
-        """
+    def remove_state_files(self, name: str) -> bool:
+        """Remove pool ``name``'s runtime state files (any version); whether one existed."""
         with self.locked():
-            try:
-                record = self.get_pool(name_or_uuid)
-            except DamagedFileError:
-                if not self._remove_state_files(name_or_uuid):
-                    raise
-                return name_or_uuid
-            if record.damaged_state is not None:
-                self._remove_state_files(record.name)
-                return record.name
-            if not record.state.active:
-                raise not_valid(f"storage pool '{printable(record.pool.name)}' is not active")
-            self._remove_state_files(record.name)
-            return record.name
+            removed = remove_file(self.paths, self.state_path(name))
+            return remove_file(self.paths, self.legacy_state_path(name)) or removed
 
     def set_autostart(self, name: str, autostart: bool) -> None:
         """Mark or unmark a persistent pool for autostart."""

@@ -15,9 +15,6 @@ per LUN and never a walk of unbounded length.
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING
-
 from poolbackend.iscsi.aio import Session
 from poolbackend.iscsi.errors import BadTargetData, CommandFailed
 from poolbackend.pool import extents
@@ -32,9 +29,6 @@ from poolbackend.scsi.vpd import (
     parse_logical_block_provisioning,
     parse_supported_pages,
 )
-
-if TYPE_CHECKING:
-    from poolbackend.pool.backend import Backend
 
 REFRESH_BUDGET = 64  # GET LBA STATUS commands per LUN in a refresh (~64k extents)
 
@@ -66,17 +60,3 @@ async def allocation(
         return rc16.capacity_bytes
     walked = await extents.walk(session, lun, rc16.block_count, budget=budget)
     return walked.allocated_blocks * rc16.block_length
-
-
-def volume_provisioning(backend: Backend, vol: str, pool_name: str | None) -> Provisioning:
-    """:func:`read_provisioning` of a pool's volume, on a session of its own."""
-    record, volume = backend.find_volume(vol, pool_name)
-
-    async def go() -> Provisioning:
-        session = await backend.open_session(record.pool)
-        try:
-            return await read_provisioning(session, volume.address(record.pool.name))
-        finally:
-            await session.close()
-
-    return asyncio.run(go())

@@ -24,6 +24,7 @@ from poolbackend.pool.transfer import (
     window_for,
 )
 from poolbackend.scsi import cdb as C
+from poolbackend.scsi.sense import SenseKey
 from poolbackend.text import printable
 
 # libvirt's virStorageVolWipeAlgorithm numbering and names.
@@ -158,7 +159,7 @@ async def _zero(session: Session, geo: Geometry, progress: Progress | None) -> s
         await session.execute(geo.lun, C.write_same16(0, first, unmap=unmap), write_data=zero_block)
         window.completed(first * bs, loop.time() - start)
     except CheckCondition as exc:
-        if exc.sense_data is None or exc.sense_data.key != 5:
+        if exc.sense_data is None or exc.sense_data.key != SenseKey.ILLEGAL_REQUEST:
             raise
         await _write_pattern(session, geo, b"\x00", progress)
         return "WRITE(16)"

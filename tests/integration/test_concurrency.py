@@ -27,8 +27,9 @@ import pytest
 
 from poolbackend.errors import StateError
 from poolbackend.pool import statefile
-from poolbackend.pool.backend import Backend
-from poolbackend.pool.model import PoolDef, Volume
+from poolbackend.pool.backends.iscsi_direct import ScanReport
+from poolbackend.pool.driver import Driver
+from poolbackend.pool.model import PoolDef
 from poolbackend.pool.store import Store, StorePaths
 from poolbackend.pool.targetid import lun_lock_keys
 from poolbackend.pool.volumelock import lock_path
@@ -248,18 +249,25 @@ def test_one_writer_or_many_readers_per_volume(
     assert not _held(lock)
 
 
-def _interleaved_backend(state_dir: Path, between: Callable[[str], None]) -> Backend:
-    """A backend whose scan lets another process's step (*between*) run before it saves."""
-    backend = Backend(store=Store(StorePaths.under(state_dir)))
-    scan = backend.scan_pool
+def _interleaved_backend(state_dir: Path, between: Callable[[str], None]) -> Driver:
+    """A driver whose scan lets another process's step (*between*) run before it saves."""
+    driver = Driver(Store(StorePaths.under(state_dir)))
+    backend = driver.backend
+    start, refresh = backend.start_pool, backend.refresh_pool
 
-    async def scan_then_interleave(pool: PoolDef) -> tuple[tuple[Volume, ...], tuple[str, ...]]:
-        result = await scan(pool)
+    def start_then_interleave(pool: PoolDef, credentials: object) -> ScanReport:
+        result = start(pool, credentials)  # type: ignore[arg-type]
         between(pool.name)
         return result
 
-    backend.scan_pool = scan_then_interleave  # type: ignore[method-assign]
-    return backend
+    def refresh_then_interleave(pool: PoolDef, credentials: object) -> ScanReport:
+        result = refresh(pool, credentials)  # type: ignore[arg-type]
+        between(pool.name)
+        return result
+
+    backend.start_pool = start_then_interleave  # type: ignore[method-assign]
+    backend.refresh_pool = refresh_then_interleave  # type: ignore[method-assign]
+    return driver
 
 
 def test_destroy_during_refresh_is_not_undone(

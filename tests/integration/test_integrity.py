@@ -78,7 +78,7 @@ def test_sessions_offer_only_crc32c(tgt: Tgtd, tmp_path: Path) -> None:
     """The pool used below offers CRC32C alone; that an answer outside the offer fails the
     login is proven from bytes in tests/unit/test_digest_negotiation.py, and every session
     below asserts that both digests are on."""
-    from poolbackend.pool.backend import session_options
+    from poolbackend.pool.backends.iscsi_direct import session_options
     from poolbackend.pool.xml.pool import parse_pool_xml
 
     opts = session_options(parse_pool_xml(_pool(tmp_path, tgt).read_text()))

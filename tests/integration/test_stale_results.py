@@ -265,23 +265,23 @@ def test_refresh_vs_restart_with_the_same_definition(
     two_targets: tuple[Tgtd, Tgtd], tmp_path: Path, state_dir: Path, run_cli: RunCli
 ) -> None:
     """Only the activation id tells this restart apart: same definition, same target."""
-    from poolbackend.pool.backend import Backend
+    from poolbackend.pool.driver import Driver
 
     a, _ = two_targets
     _ok(run_cli("pool-define", _xml(tmp_path, "p3", a, IQN_A)))
     _ok(run_cli("pool-start", "p3"))
-    backend = Backend(store=_store(state_dir))
-    scan = backend.scan_pool
+    backend = Driver(_store(state_dir))
+    refresh = backend.backend.refresh_pool
     restarted: list[bytes] = []
 
-    async def scan_then_restart(pool: object) -> object:
-        result = await scan(pool)  # type: ignore[arg-type]
+    def refresh_then_restart(pool: object, credentials: object) -> object:
+        result = refresh(pool, credentials)  # type: ignore[arg-type]
         _ok(run_cli("pool-destroy", "p3"))
         _ok(run_cli("pool-start", "p3"))
         restarted.append(_store(state_dir).state_path("p3").read_bytes())
         return result
 
-    backend.scan_pool = scan_then_restart  # type: ignore[assignment,method-assign]
+    backend.backend.refresh_pool = refresh_then_restart  # type: ignore[assignment,method-assign]
     from poolbackend.errors import StateError
 
     with pytest.raises(StateError, match="'p3' was restarted during the refresh; the result"):

@@ -98,7 +98,7 @@ def test_a_pipe_is_read_to_the_end(pool: Tgtd, state_dir: Path) -> None:
 
 
 def test_progress_bar_with_an_unknown_total(capsys: pytest.CaptureFixture[str]) -> None:
-    from poolbackend.cli.poolcmds import _Bar
+    from poolbackend.cli.volume import _Bar
 
     bar = _Bar("Uploading")
     bar.enabled = True

@@ -16,6 +16,7 @@ from lxml import etree
 
 from poolbackend.errors import ConfigError, NotFoundError, StateError
 from poolbackend.pool import attach
+from poolbackend.pool.driver import Driver
 from poolbackend.pool.model import ChapAuth, PoolDef, PoolSource, PoolState, Volume
 from poolbackend.pool.secrets import SecretStore
 from poolbackend.pool.store import Store, StorePaths
@@ -182,7 +183,7 @@ def test_print_only_picks_the_next_free_target_and_changes_nothing(
     store = _store(tmp_path, _pool())
     before = conn.lookupByName("test").XMLDesc(0)  # type: ignore[attr-defined]
     result = attach.attach_volume(
-        "test", "unit:0:0:1", pool="iscsi-pool", store=store, conn=conn, print_only=True
+        "test", "unit:0:0:1", pool="iscsi-pool", driver=Driver(store), conn=conn, print_only=True
     )
     assert result.target == "vdb"  # the test domain already has vda
     assert result.bus == "virtio"
@@ -196,7 +197,7 @@ def test_target_in_use_is_refused(tmp_path: Path, conn: object) -> None:
             "test",
             "unit:0:0:1",
             pool="iscsi-pool",
-            store=store,
+            driver=Driver(store),
             conn=conn,
             options=attach.DiskOptions(target="vda"),
         )
@@ -205,20 +206,28 @@ def test_target_in_use_is_refused(tmp_path: Path, conn: object) -> None:
 def test_unknown_domain_pool_volume_and_inactive_pool(tmp_path: Path, conn: object) -> None:
     store = _store(tmp_path, _pool())
     with pytest.raises(NotFoundError, match="failed to get domain 'nosuch'"):
-        attach.attach_volume("nosuch", "unit:0:0:1", pool="iscsi-pool", store=store, conn=conn)
+        attach.attach_volume(
+            "nosuch", "unit:0:0:1", pool="iscsi-pool", driver=Driver(store), conn=conn
+        )
     with pytest.raises(NotFoundError, match="no storage pool with matching name 'other'"):
-        attach.attach_volume("test", "unit:0:0:1", pool="other", store=store, conn=conn)
+        attach.attach_volume("test", "unit:0:0:1", pool="other", driver=Driver(store), conn=conn)
     with pytest.raises(NotFoundError, match="unit:0:0:9"):
-        attach.attach_volume("test", "unit:0:0:9", pool="iscsi-pool", store=store, conn=conn)
+        attach.attach_volume(
+            "test", "unit:0:0:9", pool="iscsi-pool", driver=Driver(store), conn=conn
+        )
     inactive = _store(tmp_path / "inactive", _pool(), active=False)
     with pytest.raises(StateError, match=r"^pool 'iscsi-pool' is not active$"):  # virsh's text
-        attach.attach_volume("test", "unit:0:0:1", pool="iscsi-pool", store=inactive, conn=conn)
+        attach.attach_volume(
+            "test", "unit:0:0:1", pool="iscsi-pool", driver=Driver(inactive), conn=conn
+        )
 
 
 def test_non_disk_lun_is_refused(tmp_path: Path, conn: object) -> None:
     store = _store(tmp_path, _pool())
     with pytest.raises(ConfigError, match="LUN 5, a tape device, not a disk"):
-        attach.attach_volume("test", "unit:0:0:5", pool="iscsi-pool", store=store, conn=conn)
+        attach.attach_volume(
+            "test", "unit:0:0:5", pool="iscsi-pool", driver=Driver(store), conn=conn
+        )
 
 
 def test_chap_secret_missing_in_libvirt_says_define_secret(tmp_path: Path) -> None:
@@ -248,8 +257,7 @@ def test_chap_secret_missing_in_libvirt_says_define_secret(tmp_path: Path) -> No
             "test",
             "unit:0:0:1",
             pool="iscsi-pool",
-            store=store,
-            secrets=secrets,
+            driver=Driver(store, secrets),
             conn=NoSecrets(real),
         )
     with pytest.raises(NotFoundError, match="no local secret with usage 'target1-chap'"):
@@ -257,8 +265,7 @@ def test_chap_secret_missing_in_libvirt_says_define_secret(tmp_path: Path) -> No
             "test",
             "unit:0:0:1",
             pool="iscsi-pool",
-            store=store,
-            secrets=secrets,
+            driver=Driver(store, secrets),
             conn=NoSecrets(real),
             define_secret=True,
         )
@@ -268,7 +275,9 @@ def test_chap_secret_missing_in_libvirt_says_define_secret(tmp_path: Path) -> No
 def test_detach_of_a_volume_not_attached(tmp_path: Path, conn: object) -> None:
     store = _store(tmp_path, _pool())
     with pytest.raises(NotFoundError, match="is not attached to domain 'test'"):
-        attach.detach_volume("test", "unit:0:0:1", pool="iscsi-pool", store=store, conn=conn)
+        attach.detach_volume(
+            "test", "unit:0:0:1", pool="iscsi-pool", driver=Driver(store), conn=conn
+        )
 
 
 # ------------------------------------------------------------------------------- CLI

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from poolbackend.errors import ConfigError, NotFoundError, PoolBackendError, StateError
+from poolbackend.pool.driver import Driver
 from poolbackend.pool.fsutil import StorePaths, atomic_write
 from poolbackend.pool.model import PoolDef, PoolSource, PoolState, Volume
 from poolbackend.pool.store import Store
@@ -148,18 +149,18 @@ def test_define_validates_the_model(store: Store) -> None:
 def test_undefine(store: Store) -> None:
     store.define(make_pool())
     store.set_autostart("iscsi-pool", True)
-    store.undefine("iscsi-pool")
+    Driver(store).undefine("iscsi-pool")
     assert store.list_pools() == []
     assert not os.path.lexists(store.autostart_path("iscsi-pool"))
     with pytest.raises(NotFoundError):
-        store.undefine("iscsi-pool")
+        Driver(store).undefine("iscsi-pool")
 
 
 def test_undefine_active_pool_refused(store: Store) -> None:
     store.define(make_pool())
     store.save_state("iscsi-pool", PoolState(active=True))
     with pytest.raises(StateError) as info:
-        store.undefine("iscsi-pool")
+        Driver(store).undefine("iscsi-pool")
     assert str(info.value) == (
         "Requested operation is not valid: storage pool 'iscsi-pool' is still active"
     )
@@ -275,7 +276,7 @@ def test_list_skips_a_damaged_definition_with_one_warning(tmp_path: Path) -> Non
     assert [r.name for r in store.list_pools()] == ["other"]
     assert [r.name for r in store.list_pools()] == ["other"]
     assert len(warnings) == 1 and str(path) in warnings[0], warnings
-    assert store.undefine("iscsi-pool") == "iscsi-pool"
+    assert Driver(store).undefine("iscsi-pool") == "iscsi-pool"
     assert not path.exists()
     assert [r.name for r in store.list_pools()] == ["other"]
 
@@ -320,10 +321,10 @@ def test_corrupt_state_file_makes_the_pool_inactive(tmp_path: Path, damage: byte
     assert not record.active and record.damaged_state == path
     assert len(warnings) == 1 and f"pool state file '{path}' is damaged" in warnings[0]
     assert "\n" not in warnings[0]
-    assert store.destroy("iscsi-pool") == "iscsi-pool"
+    assert Driver(store).destroy("iscsi-pool") == "iscsi-pool"
     assert not path.exists()
     with pytest.raises(StateError, match="is not active"):
-        store.destroy("iscsi-pool")
+        Driver(store).destroy("iscsi-pool")
 
 
 def test_damaged_transient_state_is_removed_by_destroy(store: Store) -> None:
@@ -333,7 +334,7 @@ def test_damaged_transient_state_is_removed_by_destroy(store: Store) -> None:
     with pytest.raises(ConfigError, match="pool-destroy iscsi-pool removes it"):
         store.get_pool("iscsi-pool")
     assert store.list_pools() == []
-    assert store.destroy("iscsi-pool") == "iscsi-pool"
+    assert Driver(store).destroy("iscsi-pool") == "iscsi-pool"
     with pytest.raises(NotFoundError):
         store.get_pool("iscsi-pool")
 

@@ -1,0 +1,265 @@
+"""The iscsi-direct pool type's callback table, like libvirt's ``virStorageBackend`` filled by
+``storage_backend_iscsi_direct.c``: check, start, refresh, stop, find sources, and the volume
+callbacks wipe, upload and download.
+
+The backend talks to the target only; it owns no files, locks or lifecycle rules (that is
+:mod:`poolbackend.pool.driver`). Each callback opens its own session through the session
+factory it was given (:meth:`poolbackend.iscsi.aio.Session.open` by default; unit tests pass
+a fake one), pipelines all its commands on it and closes it. Every wait is bounded by the
+pool's timeout.
+
+What the callbacks do, as libvirt's: start = the first refresh; a refresh lists every LUN of
+the target (REPORT LUNS, then TEST UNIT READY + INQUIRY + READ CAPACITY per LUN, all
+concurrently); one failing LUN is reported and left out (libvirt fails the whole pool);
+stop has nothing to release (no session outlives a command).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol, TypeVar
+
+from poolbackend.iscsi.aio import Session, SessionOptions
+from poolbackend.iscsi.portal import Credentials, Portal
+from poolbackend.pool import naming, scan, thin, transfer, wipe
+from poolbackend.pool.model import PoolDef, SourceSpec, Volume
+from poolbackend.scsi.provisioning import Provisioning
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "IscsiDirectBackend",
+    "Progress",
+    "ScanReport",
+    "SessionFactory",
+    "portal_of",
+    "session_options",
+]
+
+T = TypeVar("T")
+Progress = Callable[[int, int], None]
+DEFAULT_TIMEOUT = 10.0
+"""Seconds every wait is bounded by when the pool sets no ``<pb:timeout>``."""
+
+
+class SessionFactory(Protocol):
+    """Opens a logged-in session (a discovery session when ``target`` is None)."""
+
+    def __call__(
+        self,
+        portal: Portal,
+        target: str | None,
+        options: SessionOptions,
+        credentials: Credentials | None = None,
+    ) -> Awaitable[Session]: ...
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """What a start or refresh found: the volumes, and one line per LUN left out."""
+
+    volumes: tuple[Volume, ...]
+    failures: tuple[str, ...]
+
+
+def session_options(pool: PoolDef) -> SessionOptions:
+    """The one mapping from a pool definition (its initiator IQN, ``<pb:iscsi>`` options and
+    CHAP algorithms) to the initiator's session options."""
+    o = pool.options
+    opts = SessionOptions(initiator_name=pool.source.initiator_iqn)
+    opts.timeout = o.timeout_seconds or DEFAULT_TIMEOUT
+    opts.timeout_hint = f"<pb:timeout seconds='{opts.timeout:g}'/>"
+    if o.header_digest:
+        opts.header_digest = o.header_digest
+    if o.data_digest:
+        opts.data_digest = o.data_digest
+    if pool.source.auth is not None:
+        opts.chap_algorithms = pool.source.auth.algorithms
+    return opts
+
+
+def portal_of(host: str, port: int | None) -> Portal:
+    """The portal to connect to for a pool's ``<host>`` (default port, no brackets)."""
+    h, p = naming.connect_address(host, port)
+    return Portal(h, p)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+class IscsiDirectBackend:
+    """libvirt's ``virStorageBackend`` for ``iscsi-direct``, over the embedded initiator."""
+
+    pool_type = "iscsi-direct"
+
+    def __init__(self, open_session: SessionFactory | None = None) -> None:
+        self.open_session: SessionFactory = open_session or Session.open
+
+    async def _session(self, pool: PoolDef, credentials: Credentials | None) -> Session:
+        src = pool.source
+        return await self.open_session(
+            portal_of(src.host, src.port), src.target_iqn, session_options(pool), credentials
+        )
+
+    # -- pools (checkPool, startPool, refreshPool, stopPool, findPoolSources) -----------
+    @staticmethod
+    def check_pool(active: bool) -> bool:
+        """checkPool: whether a pool recorded as active is still active. No I/O: a session
+        never outlives a command, so the recorded flag is the answer."""
+        return active
+
+    def start_pool(self, pool: PoolDef, credentials: Credentials | None) -> ScanReport:
+        """startPool + the first refreshPool: log in and list the LUNs."""
+        return _run(self._scan(pool, credentials))
+
+    def refresh_pool(self, pool: PoolDef, credentials: Credentials | None) -> ScanReport:
+        """refreshPool: every LUN of the target as a volume; a failing LUN is left out."""
+        return _run(self._scan(pool, credentials))
+
+    async def _scan(self, pool: PoolDef, credentials: Credentials | None) -> ScanReport:
+        session = await self._session(pool, credentials)
+        try:
+            result = await scan.scan(session)
+        finally:
+            await session.close()
+        volumes = tuple(
+            Volume.for_lun(
+                pool.source,
+                info.lun,
+                capacity=info.capacity,
+                allocation=info.allocation,
+                device_type=info.device_type,
+                device_type_name=info.device_type_name,
+                block_size=info.block_size,
+                vendor=info.vendor,
+                product=info.product,
+            )
+            for info in result.luns
+        )
+        return ScanReport(volumes, result.failures)
+
+    @staticmethod
+    def stop_pool(pool: PoolDef) -> None:
+        """stopPool: nothing to release (no session is kept between commands)."""
+
+    def find_pool_sources(self, spec: SourceSpec, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
+        """findPoolSources: SendTargets on a discovery session; the IQN of every target."""
+
+        async def go() -> list[str]:
+            opts = SessionOptions(
+                initiator_name=spec.initiator_iqn,
+                timeout=timeout,
+                timeout_hint=f"--timeout {timeout:g}",
+            )
+            session = await self.open_session(portal_of(spec.host, spec.port), None, opts)
+            async with session as s:
+                return [name for name, _ in await s.send_targets()]
+
+        return _run(go())
+
+    # -- volumes (refreshVol's live facts, wipeVol, uploadVol, downloadVol) --------------
+    def volume_provisioning(
+        self, pool: PoolDef, credentials: Credentials | None, volume: Volume
+    ) -> Provisioning:
+        """The volume's thin provisioning facts, asked live (:func:`thin.read_provisioning`)."""
+
+        async def go() -> Provisioning:
+            session = await self._session(pool, credentials)
+            try:
+                return await thin.read_provisioning(session, volume.address(pool.name))
+            finally:
+                await session.close()
+
+        return _run(go())
+
+    async def _with_geometry(
+        self,
+        pool: PoolDef,
+        credentials: Credentials | None,
+        volume: Volume,
+        fn: Callable[[Session, transfer.Geometry], Awaitable[T]],
+    ) -> T:
+        """``fn`` on a session to the volume's LUN, after a fresh probe of its geometry."""
+        session = await self._session(pool, credentials)
+        try:
+            geo = await transfer.geometry(session, volume.address(pool.name))
+            return await fn(session, geo)
+        finally:
+            await session.close()
+
+    def wipe_vol(
+        self,
+        pool: PoolDef,
+        credentials: Credentials | None,
+        volume: Volume,
+        algorithm: str,
+        progress: Progress | None = None,
+    ) -> str:
+        """wipeVol with libvirt's algorithms; returns what was done (one line)."""
+
+        async def run(session: Session, geo: transfer.Geometry) -> str:
+            return await wipe.wipe(session, geo, algorithm, progress)
+
+        return _run(self._with_geometry(pool, credentials, volume, run))
+
+    def download_vol(
+        self,
+        pool: PoolDef,
+        credentials: Credentials | None,
+        volume: Volume,
+        open_output: Callable[[], BinaryIO],
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        sparse: bool = False,
+        holes: bool | None = None,
+        progress: Progress | None = None,
+    ) -> int:
+        """downloadVol: ``open_output()`` is called only after the login and a fresh READ
+        CAPACITY accepted the range, so a refused download has not touched the output."""
+
+        async def run(session: Session, geo: transfer.Geometry) -> int:
+            transfer.check_range(geo, offset, length)
+            return await transfer.download(
+                session,
+                geo,
+                open_output(),
+                offset=offset,
+                length=length,
+                sparse=sparse,
+                holes=holes,
+                progress=progress,
+            )
+
+        return _run(self._with_geometry(pool, credentials, volume, run))
+
+    def upload_vol(
+        self,
+        pool: PoolDef,
+        credentials: Credentials | None,
+        volume: Volume,
+        open_input: Callable[[], BinaryIO],
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        sparse: bool = False,
+        progress: Progress | None = None,
+    ) -> int:
+        """uploadVol: ``open_input()`` is called only after the login and a fresh READ
+        CAPACITY accepted the range, so a refused upload has not read from a pipe."""
+
+        async def run(session: Session, geo: transfer.Geometry) -> int:
+            transfer.check_upload_range(geo, offset, length)
+            return await transfer.upload(
+                session,
+                geo,
+                open_input(),
+                offset=offset,
+                length=length,
+                sparse=sparse,
+                progress=progress,
+            )
+
+        return _run(self._with_geometry(pool, credentials, volume, run))
