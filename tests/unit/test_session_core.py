@@ -361,3 +361,27 @@ def test_text_request_and_chap_randomness_as_input() -> None:
     assert isinstance(done, Done) and done.rid == rid
     # the same inputs give the same ISID: randomness is an input
     assert new_core().isid == new_core().isid
+
+
+def test_small_data_in_is_received_with_what_follows_it() -> None:
+    """Batching: a 4 KiB Data-In that arrived in part leaves room for the next PDUs in the
+    same receive (the zero-copy split would read exactly one PDU per receive)."""
+    core = new_core()
+    peer = logged_in(core)
+    bufs = [bytearray(4096) for _ in range(8)]
+    rids = [
+        core.submit_scsi(1, C.read16(8 * i, 8), 0.0, read_len=4096, read_into=bufs[i])
+        for i in range(8)
+    ]
+    cmds = peer.pdus()
+    wire = b"".join(peer.bhs(0x25, 0x81, c.itt, bytes([i]) * 4096) for i, c in enumerate(cmds))
+    first = core.recv_buffers()
+    first[0][:2048] = wire[:2048]  # a header and half its data arrive
+    core.recv_done(2048, 1.0)
+    nxt = core.recv_buffers()
+    assert len(nxt) == 1 and len(nxt[0]) >= len(wire) - 2048  # room for all the rest
+    nxt[0][: len(wire) - 2048] = wire[2048:]
+    core.recv_done(len(wire) - 2048, 1.0)
+    done = [e.rid for e in core.events() if isinstance(e, Done)]
+    assert done == rids  # every PDU of that one receive parsed and completed
+    assert all(bytes(b) == bytes([i]) * 4096 for i, b in enumerate(bufs))
