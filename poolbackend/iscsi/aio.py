@@ -35,6 +35,7 @@ from poolbackend.iscsi.core import (
     SessionCore,
     SessionOptions,
     default_initiator_name,
+    describe,
 )
 from poolbackend.iscsi.digest import Buffer
 from poolbackend.iscsi.errors import (
@@ -76,7 +77,6 @@ T = TypeVar("T")
 #: what we wait for, for messages, built only when one is needed: a text, a callable, or
 #: (LUN, CDB) of a SCSI command (no per-command closure on the hot path)
 What = str | Callable[[], str] | tuple[LunRef, bytes]
-MAX_REDIRECTS = 5
 
 
 async def _connect(host: str, port: int) -> socket.socket:
@@ -112,11 +112,7 @@ class CheckCondition(CommandFailed):
 
 
 def _describe(what: What) -> str:
-    if isinstance(what, str):
-        return what
-    if isinstance(what, tuple):
-        return f"{C.cdb_name(what[1])} on LUN {what[0]}"
-    return what()
+    return what() if callable(what) else describe(what)
 
 
 def _sense_describe(sense: SenseData | None) -> str:
