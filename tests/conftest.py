@@ -27,6 +27,7 @@ cannot stall CI.
 
 from __future__ import annotations
 
+import locale
 import os
 import signal
 import subprocess
@@ -41,6 +42,7 @@ from types import FrameType
 import pytest
 
 from tests.harness import HarnessError, find_tool
+from tests.harness.clizygote import Zygote
 from tests.harness.faketarget import FakeTarget
 from tests.harness.libvirtd import Libvirtd
 from tests.harness.tgtd import MiB, Tgtd
@@ -264,14 +266,33 @@ CliResult = tuple[int, str, str]
 RunCli = Callable[..., CliResult]
 
 
+_ZYGOTE = Zygote()
+
+
+@pytest.fixture(scope="session")
+def cli_zygote() -> Iterator[Zygote]:
+    """The pre-imported CLI process ``run_cli`` forks its commands from (one per session)."""
+    yield _ZYGOTE
+    _ZYGOTE.stop()
+
+
+def _decode(data: bytes) -> str:
+    """As ``subprocess.run(text=True)`` decodes: the locale's encoding, universal newlines."""
+    text = data.decode(locale.getpreferredencoding(False))
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 @pytest.fixture
-def run_cli(state_dir: Path) -> RunCli:
+def run_cli(state_dir: Path, cli_zygote: Zygote) -> RunCli:
     """``run_cli(*args, input=None, env=None, timeout=60) -> (rc, stdout, stderr)``.
 
-    Runs ``[sys.executable, "-m", "poolbackend", *args]`` with this test's
-    ``POOLBACKEND_STATE_DIR`` and the repository root on ``PYTHONPATH``; *env*
-    entries are added on top (a value of ``None`` removes the variable). A
-    command that runs past *timeout* is killed and fails the test.
+    Runs ``python -m poolbackend ARGS`` with this test's ``POOLBACKEND_STATE_DIR`` and
+    the repository root on ``PYTHONPATH``; *env* entries are added on top (a value of
+    ``None`` removes the variable). A command that runs past *timeout* is killed and
+    fails the test. The command is a fork of a process that has imported the product
+    already (:mod:`tests.harness.clizygote`: a real process, without paying the
+    interpreter's start-up each time); ``POOLBACKEND_TEST_CLI=exec`` starts a fresh
+    interpreter for every command instead.
     """
 
     def run(
@@ -289,6 +310,18 @@ def run_cli(state_dir: Path) -> RunCli:
                 full_env.pop(k, None)
             else:
                 full_env[k] = v
+        if not cli_zygote.needs_fresh_interpreter(full_env):
+            encoding = locale.getpreferredencoding(False)
+            try:
+                rc, out, err = cli_zygote.run(
+                    list(args),
+                    env=full_env,
+                    input=None if input is None else input.encode(encoding),
+                    timeout=timeout,
+                )
+            except subprocess.TimeoutExpired as exc:
+                pytest.fail(f"poolbackend {' '.join(args)} did not finish within {timeout}s: {exc}")
+            return rc, _decode(out), _decode(err)
         try:
             r = subprocess.run(
                 [sys.executable, "-m", "poolbackend", *args],
