@@ -252,7 +252,7 @@ class Zygote:
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                raise subprocess.TimeoutExpired(["poolbackend", *args], timeout) from None
+                raise subprocess.TimeoutExpired(" ".join(args), timeout) from None
             return _returncode(status), out, err
         finally:
             for fd in ours + theirs:
@@ -277,12 +277,12 @@ class _Lines:
         while b"\n" not in self._buf:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise subprocess.TimeoutExpired("poolbackend", 0)
+                raise subprocess.TimeoutExpired("the CLI", 0)
             self._sock.settimeout(left)
             try:
                 chunk = self._sock.recv(4096)
             except TimeoutError:
-                raise subprocess.TimeoutExpired("poolbackend", 0) from None
+                raise subprocess.TimeoutExpired("the CLI", 0) from None
             if not chunk:
                 raise RuntimeError("CLI zygote closed the connection")
             self._buf += chunk
@@ -314,7 +314,7 @@ def _communicate(
         while len(sel.get_map()) > 0:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise subprocess.TimeoutExpired("poolbackend", 0)
+                raise subprocess.TimeoutExpired("the CLI", 0)
             for key, _ in sel.select(left):
                 fd = int(key.fd)  # type: ignore[arg-type]
                 if fd == stdin_w:

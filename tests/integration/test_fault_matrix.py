@@ -371,6 +371,10 @@ class Relay:
         """Nothing listens on the port any more; open connections are dropped."""
         lst, self._listener = self._listener, None
         if lst is not None:
+            # close() alone leaves the port listening while the accept thread is blocked
+            # in accept(): a quick client then gets a connection (and a reset), not a refusal
+            with contextlib.suppress(OSError):
+                lst.shutdown(socket.SHUT_RDWR)
             lst.close()
         self._close_connections()
 
