@@ -83,4 +83,10 @@ if "$PYTHON" -c 'import poolbackend, libvirt, pytest, hypothesis, lxml, crcmod, 
 else
   "$PYTHON" -m pip install "${PIP_ARGS[@]}" -e '.[test]'
 fi
+# A minimal Debian tree (debootstrap minbase, some containers) has no /etc/hosts, so
+# 'localhost' does not resolve; every installed Debian has it, and the tests use it.
+if ! getent hosts localhost >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >>/etc/hosts
+  echo "install-deps: added localhost to /etc/hosts"
+fi
 echo "install-deps: done"
