@@ -33,7 +33,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,17 +282,48 @@ def _decode(data: bytes) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def cli_env(state_dir: Path, env: dict[str, str | None] | None = None) -> dict[str, str]:
+    """The environment of a CLI command in a test: this process's, with ``state_dir`` as
+    ``POOLBACKEND_STATE_DIR``, the repository first on ``PYTHONPATH`` and *env* on top (a
+    value of ``None`` removes the variable)."""
+    full_env = dict(os.environ)
+    full_env["POOLBACKEND_STATE_DIR"] = str(state_dir)
+    pp = full_env.get("PYTHONPATH")
+    full_env["PYTHONPATH"] = str(ROOT) + (os.pathsep + pp if pp else "")
+    for k, v in (env or {}).items():
+        if v is None:
+            full_env.pop(k, None)
+        else:
+            full_env[k] = v
+    return full_env
+
+
+def run_fresh(
+    args: Sequence[str], env: dict[str, str], input: str | None, timeout: float
+) -> CliResult:
+    """``python -m poolbackend ARGS`` in a new interpreter (subprocess.TimeoutExpired past
+    *timeout*)."""
+    r = subprocess.run(
+        [sys.executable, "-m", "poolbackend", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
+    return r.returncode, r.stdout, r.stderr
+
+
 @pytest.fixture
 def run_cli(state_dir: Path, cli_zygote: Zygote) -> RunCli:
     """``run_cli(*args, input=None, env=None, timeout=60) -> (rc, stdout, stderr)``.
 
-    Runs ``python -m poolbackend ARGS`` with this test's ``POOLBACKEND_STATE_DIR`` and
-    the repository root on ``PYTHONPATH``; *env* entries are added on top (a value of
-    ``None`` removes the variable). A command that runs past *timeout* is killed and
-    fails the test. The command is a fork of a process that has imported the product
-    already (:mod:`tests.harness.clizygote`: a real process, without paying the
-    interpreter's start-up each time); ``POOLBACKEND_TEST_CLI=exec`` starts a fresh
-    interpreter for every command instead.
+    Runs ``python -m poolbackend ARGS`` in :func:`cli_env` for this test's state dir. A
+    command that runs past *timeout* is killed and fails the test. The command is a fork
+    of a process that has imported the product already (:mod:`tests.harness.clizygote`:
+    a real process, without paying the interpreter's start-up each time);
+    ``POOLBACKEND_TEST_CLI=exec`` starts a fresh interpreter for every command instead.
     """
 
     def run(
@@ -301,39 +332,19 @@ def run_cli(state_dir: Path, cli_zygote: Zygote) -> RunCli:
         env: dict[str, str | None] | None = None,
         timeout: float = 60,
     ) -> CliResult:
-        full_env = dict(os.environ)
-        full_env["POOLBACKEND_STATE_DIR"] = str(state_dir)
-        pp = full_env.get("PYTHONPATH")
-        full_env["PYTHONPATH"] = str(ROOT) + (os.pathsep + pp if pp else "")
-        for k, v in (env or {}).items():
-            if v is None:
-                full_env.pop(k, None)
-            else:
-                full_env[k] = v
-        if not cli_zygote.needs_fresh_interpreter(full_env):
-            encoding = locale.getpreferredencoding(False)
-            try:
-                rc, out, err = cli_zygote.run(
-                    list(args),
-                    env=full_env,
-                    input=None if input is None else input.encode(encoding),
-                    timeout=timeout,
-                )
-            except subprocess.TimeoutExpired as exc:
-                pytest.fail(f"poolbackend {' '.join(args)} did not finish within {timeout}s: {exc}")
-            return rc, _decode(out), _decode(err)
+        full_env = cli_env(state_dir, env)
         try:
-            r = subprocess.run(
-                [sys.executable, "-m", "poolbackend", *args],
-                input=input,
-                capture_output=True,
-                text=True,
+            if cli_zygote.needs_fresh_interpreter(full_env):
+                return run_fresh(args, full_env, input, timeout)
+            encoding = locale.getpreferredencoding(False)
+            rc, out, err = cli_zygote.run(
+                list(args),
                 env=full_env,
+                input=None if input is None else input.encode(encoding),
                 timeout=timeout,
-                stdin=None if input is not None else subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired as exc:
             pytest.fail(f"poolbackend {' '.join(args)} did not finish within {timeout}s: {exc}")
-        return r.returncode, r.stdout, r.stderr
+        return rc, _decode(out), _decode(err)
 
     return run

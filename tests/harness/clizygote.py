@@ -28,6 +28,7 @@ import json
 import os
 import pkgutil
 import select
+import selectors
 import signal
 import socket
 import subprocess
@@ -297,7 +298,6 @@ def _communicate(
     stdin_w: int, data: bytes | None, out_r: int, err_r: int, deadline: float
 ) -> tuple[bytes, bytes]:
     """Feed ``data`` to stdin (then close it) and read stdout and stderr to EOF, by ``deadline``."""
-    import selectors
 
     chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
     sel = selectors.DefaultSelector()

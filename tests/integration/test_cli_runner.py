@@ -10,14 +10,12 @@ killed at its timeout; an import-time variable gets a fresh interpreter).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, RunCli
+from tests.conftest import RunCli, cli_env, run_fresh
 from tests.harness.clizygote import Zygote
 from tests.harness.faketarget import FakeTarget
 
@@ -33,17 +31,7 @@ POOL_XML = """<pool type='iscsi-direct'>
 
 
 def _fresh(args: list[str], state: Path, input: str | None = None) -> tuple[int, str, str]:
-    env = dict(os.environ, POOLBACKEND_STATE_DIR=str(state), PYTHONPATH=str(ROOT))
-    r = subprocess.run(
-        [sys.executable, "-m", "poolbackend", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        stdin=None if input is not None else subprocess.DEVNULL,
-    )
-    return r.returncode, r.stdout, r.stderr
+    return run_fresh(args, cli_env(state), input, 60)
 
 
 CASES = [
@@ -111,9 +99,12 @@ def test_a_hung_command_is_killed_at_its_timeout(run_cli: RunCli) -> None:
         assert time.monotonic() - t0 < 30
 
 
-def test_import_time_variables_get_a_fresh_interpreter(cli_zygote: Zygote) -> None:
+def test_import_time_variables_get_a_fresh_interpreter(
+    cli_zygote: Zygote, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """POOLBACKEND_CRC32C is read when iscsi/digest.py is imported: a fork of the zygote
     would keep the zygote's choice, so a different value runs a fresh interpreter."""
+    monkeypatch.delenv("POOLBACKEND_TEST_CLI", raising=False)  # the zygote's own rule
     cli_zygote.run(["--version"], env=dict(os.environ), input=None, timeout=60)  # started
     env = cli_zygote.env
     assert not cli_zygote.needs_fresh_interpreter(env)
