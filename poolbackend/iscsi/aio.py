@@ -20,7 +20,7 @@ import itertools
 import os
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TypeVar
 
 from poolbackend.iscsi import pdu as P
@@ -74,9 +74,6 @@ from poolbackend.scsi.status import ScsiStatus, status_name
 from poolbackend.text import printable
 
 T = TypeVar("T")
-#: what we wait for, for messages, built only when one is needed: a text, a callable, or
-#: (LUN, CDB) of a SCSI command (no per-command closure on the hot path)
-What = str | Callable[[], str] | tuple[LunRef, bytes]
 
 
 async def _connect(host: str, port: int) -> socket.socket:
@@ -109,10 +106,6 @@ class CheckCondition(CommandFailed):
     def __init__(self, message: str, sense_data: SenseData | None, sense: bytes) -> None:
         super().__init__(message, ScsiStatus.CHECK_CONDITION, sense)
         self.sense_data = sense_data
-
-
-def _describe(what: What) -> str:
-    return what() if callable(what) else describe(what)
 
 
 def _sense_describe(sense: SenseData | None) -> str:
@@ -329,9 +322,6 @@ class Session:
     def what(self) -> str:
         return self.core.what
 
-    def _within(self, limit: float) -> str:
-        return self.core.within(limit)
-
     # -- construction --------------------------------------------------------------------
     @classmethod
     async def open(
@@ -363,21 +353,14 @@ class Session:
             self._teardown()
             raise
 
-    async def _bounded(self, aw: Awaitable[T], what: What, timeout: float | None = None) -> T:
-        limit = self.options.timeout if timeout is None else timeout
-        try:
-            return await asyncio.wait_for(aw, limit)
-        except TimeoutError:
-            text = _describe(what)
-            raise ISCSITimeout(f"{self.what}: no answer to {text} {self._within(limit)}") from None
-
     async def _open_tcp(self, portal: Portal) -> socket.socket:
+        timeout = self.options.timeout
         try:
-            sock = await self._bounded(_connect(portal.host, portal.port), "TCP connect")
-        except ISCSITimeout:
+            sock = await asyncio.wait_for(_connect(portal.host, portal.port), timeout)
+        except TimeoutError:
             raise ISCSITimeout(
                 f"portal {printable(str(portal))}: TCP connect did not complete "
-                f"{self._within(self.options.timeout)}"
+                f"{self.core.within(timeout)}"
             ) from None
         except socket.gaierror as exc:
             raise ConnectionFailed(
@@ -418,29 +401,15 @@ class Session:
         """Act on the core's events, send its bytes, keep the one timer armed."""
         self._pump_scheduled = False
         core = self.core
-        futures = self._futures
+        resolve = self._resolve
         for ev in core.events():
             kind = type(ev)
             if kind is Done:
                 assert isinstance(ev, Done)
-                fut = futures.pop(ev.rid, None)
-                if fut is not None:
-                    if not fut.done():
-                        fut.set_result(ev.event)
-                else:
-                    callback = self._callbacks.pop(ev.rid, None)
-                    if callback is not None:
-                        callback(ev.rid, ev.event)
+                resolve(ev.rid, ev.event)
             elif kind is Failed:
                 assert isinstance(ev, Failed)
-                fut = futures.pop(ev.rid, None)
-                if fut is not None:
-                    if not fut.done():
-                        fut.set_exception(ev.error)
-                else:
-                    callback = self._callbacks.pop(ev.rid, None)
-                    if callback is not None:
-                        callback(ev.rid, ev.error)
+                resolve(ev.rid, ev.error)
             elif kind is Connect:
                 assert isinstance(ev, Connect)
                 self._close_wire()
@@ -467,6 +436,20 @@ class Session:
                 self._timer.cancel()
             self._timer_at = due
             self._timer = loop.call_at(due, self._on_timer)
+
+    def _resolve(self, rid: int, outcome: Event | ISCSIError) -> None:
+        """Request ``rid`` ended: its future gets the event or the error, else its callback."""
+        fut = self._futures.pop(rid, None)
+        if fut is not None:
+            if not fut.done():
+                if isinstance(outcome, ISCSIError):
+                    fut.set_exception(outcome)
+                else:
+                    fut.set_result(outcome)
+        else:
+            callback = self._callbacks.pop(rid, None)
+            if callback is not None:
+                callback(rid, outcome)
 
     def _pump_soon(self) -> None:
         """Pump once this loop iteration's callbacks have run: all the requests submitted
@@ -510,30 +493,26 @@ class Session:
         self._pump_scheduled = True  # nothing more to send
         for ev in self.core.events():
             if isinstance(ev, Failed):
-                fut = self._futures.pop(ev.rid, None)
-                if fut is not None and not fut.done():
-                    fut.set_exception(ev.error)
-                callback = self._callbacks.pop(ev.rid, None)
-                if callback is not None:
-                    callback(ev.rid, ev.error)
+                self._resolve(ev.rid, ev.error)
 
     # -- requests ----------------------------------------------------------------------
     def _waiter(self, rid: int, urgent: bool) -> asyncio.Future[Event]:
         loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[Event] = loop.create_future()
         self._futures[rid] = fut
-        if urgent or len(self._futures) == 1:
+        self._send_now_or_soon(urgent)
+        return fut
+
+    def _send_now_or_soon(self, urgent: bool) -> None:
+        """A lone (or urgent) request leaves at once; the requests submitted together in one
+        loop iteration leave in one ``sendmsg`` (:meth:`_pump_soon`)."""
+        if urgent or len(self._futures) + len(self._callbacks) == 1:
             self._pump()
         else:
             self._pump_soon()
-        return fut
 
     def _now(self) -> float:
         return (self._loop or asyncio.get_running_loop()).time()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ISCSIError(f"{self.what}: session is closed")
 
     def submit(
         self,
@@ -552,15 +531,11 @@ class Session:
         task per command. Unit attentions are drained, reconnects re-drive it, the
         liveness rule bounds it, as for :meth:`execute`; other statuses are the caller's.
         """
-        self._check_open()
         rid = self.core.submit_scsi(
             lun, cdb, self._now(), read_len=read_len, read_into=read_into, timeout=timeout
         )
         self._callbacks[rid] = callback
-        if len(self._callbacks) + len(self._futures) == 1:
-            self._pump()
-        else:
-            self._pump_soon()
+        self._send_now_or_soon(False)
         return rid
 
     async def execute(
@@ -575,7 +550,6 @@ class Session:
         check: bool = True,
     ) -> ScsiResult:
         """Run one SCSI command; unit attentions are retried, CHECK CONDITION raises."""
-        self._check_open()
         rid = self.core.submit_scsi(
             lun,
             cdb,
@@ -593,26 +567,26 @@ class Session:
                 await wire.drain()  # a dead peer is found by the timer, which closes the wire
         event = await fut
         if isinstance(event, TaskFailed):
-            raise CommandFailed(f"{self.what}: {_describe((lun, cdb))} failed: {event.reason}")
+            raise CommandFailed(f"{self.what}: {describe((lun, cdb))} failed: {event.reason}")
         assert isinstance(event, TaskCompleted)
         result = event.result
         if result.status == ScsiStatus.CHECK_CONDITION:
             sense = parse_sense(result.sense)
             if sense is not None and sense.key == 6:  # the core drained all it may
                 raise CommandFailed(
-                    f"{self.what}: {_describe((lun, cdb))}: still UNIT ATTENTION after "
+                    f"{self.what}: {describe((lun, cdb))}: still UNIT ATTENTION after "
                     f"{self.options.ua_retries} retries"
                 )
             if not check:
                 return result
             raise CheckCondition(
-                f"{self.what}: {_describe((lun, cdb))} failed: {_sense_describe(sense)}",
+                f"{self.what}: {describe((lun, cdb))} failed: {_sense_describe(sense)}",
                 sense,
                 result.sense,
             )
         if result.status not in (ScsiStatus.GOOD, ScsiStatus.CONDITION_MET) and check:
             raise CommandFailed(
-                f"{self.what}: {_describe((lun, cdb))} failed with SCSI status "
+                f"{self.what}: {describe((lun, cdb))} failed with SCSI status "
                 f"{status_name(result.status)}",
                 result.status,
             )
@@ -710,7 +684,6 @@ class Session:
     # -- other requests ----------------------------------------------------------------
     async def send_targets(self, value: str = "All") -> list[tuple[str, list[str]]]:
         """SendTargets: [(target name, [addresses])]; split replies are reassembled."""
-        self._check_open()
         rid = self.core.submit_text([("SendTargets", value)], self._now())
         event = await self._waiter(rid, True)
         if isinstance(event, TaskFailed):
@@ -725,13 +698,11 @@ class Session:
         return targets
 
     async def ping(self, data: bytes = b"") -> bytes:
-        self._check_open()
         event = await self._waiter(self.core.submit_nop(self._now(), data), True)
         assert isinstance(event, NopReply)
         return event.data
 
     async def task_management(self, function: int, lun: LunRef = 0, ref_itt: int = P.NO_TAG) -> int:
-        self._check_open()
         rid = self.core.submit_tmf(function, lun, self._now(), ref_itt=ref_itt)
         event = await self._waiter(rid, True)
         assert isinstance(event, TmfReply)
