@@ -12,8 +12,8 @@ new connection, and unit-attention draining. It never touches sockets or clocks:
   given ``now`` (seconds of one monotonic clock);
 * outputs: :meth:`data_to_send` (buffers for the current connection), :meth:`events`
   (:class:`Connect`, :class:`Close`, :class:`Ready`, :class:`Done`, :class:`Failed`,
-  :class:`Down`, :class:`AsyncMessage`) and :meth:`get_timer` (the one deadline at which
-  :meth:`handle_timer` must be called, or None).
+  :class:`Down`) and :meth:`get_timer` (the one deadline at which :meth:`handle_timer` must
+  be called, or None); the target's Asynchronous Messages are kept in :attr:`async_events`.
 
 An adapter only moves bytes, opens and closes sockets when told, turns Done/Failed into its
 futures and arms one timer at :meth:`get_timer`. The session's phases change only through
@@ -53,6 +53,7 @@ from poolbackend.iscsi.login import DIGEST_OFFER, LoginConfig, SessionParams
 from poolbackend.iscsi.portal import Credentials, Portal
 from poolbackend.scsi import cdb as C
 from poolbackend.scsi.lun import LunRef
+from poolbackend.scsi.sense import is_unit_attention, parse_sense
 from poolbackend.scsi.status import ScsiStatus
 from poolbackend.text import printable
 
@@ -129,12 +130,7 @@ class Down:
     error: ISCSIError
 
 
-@dataclass(frozen=True, slots=True)
-class AsyncMessage:
-    event: AsyncEvent
-
-
-CoreEvent = Connect | Close | Ready | Done | Failed | Down | AsyncMessage
+CoreEvent = Connect | Close | Ready | Done | Failed | Down
 
 
 # -- phases -----------------------------------------------------------------------------
@@ -155,7 +151,6 @@ P_ = Phase
 TRANSITIONS: dict[tuple[Phase, str], Phase] = {
     (P_.IDLE, "open"): P_.CONNECTING,
     (P_.CONNECTING, "connected"): P_.LOGIN,
-    (P_.CONNECTING, "connect failed"): P_.DEAD,
     (P_.LOGIN, "logged in"): P_.READY,
     (P_.LOGIN, "redirected"): P_.CONNECTING,
     (P_.LOGIN, "failed"): P_.DEAD,
@@ -486,7 +481,6 @@ class SessionCore:
                 self._redirected(ev, now)
             elif isinstance(ev, AsyncEvent):
                 self.async_events.append(ev)
-                self._events.append(AsyncMessage(ev))
                 if ev.event in (1, 2, 3, 4) and self.phase is Phase.READY:
                     # ERL 0: the target wants us gone; treat as a lost connection.
                     self._lose(
@@ -557,7 +551,7 @@ class SessionCore:
         if (
             type(ev) is TaskCompleted
             and ev.result.status == ScsiStatus.CHECK_CONDITION
-            and _sense_key(ev.result.sense) == 6
+            and is_unit_attention(parse_sense(ev.result.sense))
             and req.ua_left > 0
         ):
             req.ua_left -= 1  # UNIT ATTENTION: not executed; drained here, sent again
@@ -704,14 +698,13 @@ class SessionCore:
         if phase in (Phase.CONNECTING, Phase.LOGIN):
             if self._login_deadline is not None and now >= self._login_deadline:
                 self._login_deadline = None
-                what = "TCP connect" if phase is Phase.CONNECTING else "login"
                 if phase is Phase.CONNECTING:
                     msg = (
                         f"portal {printable(str(self._connect_portal))}: TCP connect did not "
                         f"complete {self.within(self.options.timeout)}"
                     )
                 else:
-                    msg = f"{self.what}: no answer to {what} {self.within(self.options.timeout)}"
+                    msg = f"{self.what}: no answer to login {self.within(self.options.timeout)}"
                 self._die(ISCSITimeout(msg))
             return
         if phase is Phase.WAITING:
@@ -790,15 +783,3 @@ class SessionCore:
             f"{self.what}: no answer to {describe(req.what)} within {req.cap:g} s, the limit for "
             f"one command on a target that is alive ({why})"
         )
-
-
-def _sense_key(sense: bytes) -> int | None:
-    """The sense key of fixed (0x70/0x71) or descriptor (0x72/0x73) sense data."""
-    if len(sense) < 3:
-        return None
-    code = sense[0] & 0x7F
-    if code in (0x70, 0x71):
-        return sense[2] & 0x0F
-    if code in (0x72, 0x73):
-        return sense[1] & 0x0F
-    return None
