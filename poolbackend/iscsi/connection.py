@@ -230,8 +230,7 @@ class Connection:
         P.put32(bhs, 16, task.itt)
         P.put32(bhs, 20, ref_itt)
         ref = self._tasks.get(ref_itt)
-        sent = isinstance(ref, _ScsiTask) and ref.sent
-        P.put32(bhs, 32, ref.cmd_sn if isinstance(ref, _ScsiTask) and sent else self.cmd_sn)
+        P.put32(bhs, 32, ref.cmd_sn if isinstance(ref, _ScsiTask) and ref.sent else self.cmd_sn)
         self._emit_immediate(bhs)
         return task.itt
 
@@ -500,9 +499,6 @@ class Connection:
             raise self._unknown(pdu)
         return task
 
-    def _on_data_in(self, pdu: P.PDU) -> Event | None:
-        return self._data_in(pdu, _unpack_fields(pdu.bhs))
-
     def _data_in(
         self,
         pdu: P.PDU,
@@ -664,8 +660,8 @@ class Connection:
         return TaskFailed(itt, f"target rejected the request: {text}")
 
 
+# Data-In is not here: _dispatch hands it to _data_in with the fields it already unpacked.
 _HANDLERS: dict[int, Callable[[Connection, P.PDU], Event | None]] = {
-    P.Op.DATA_IN: Connection._on_data_in,
     P.Op.SCSI_RSP: Connection._on_scsi_response,
     P.Op.R2T: Connection._on_r2t,
     P.Op.NOP_IN: Connection._on_nop_in,
