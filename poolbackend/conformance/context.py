@@ -288,7 +288,7 @@ class Context:
         inq = self.inquiry
         if inq.peripheral_qualifier != 0:
             raise TestSkipped(f"LUN {self.lun} does not exist (peripheral qualifier 3)")
-        r = self.cmd(X.lba_cdb(X.Op.READ_CAPACITY_10, 0, 0, size=10)[:10], read_len=8)
+        r = self.cmd(X.read_capacity10(), read_len=8)
         if inq.is_disk and r.good:
             rc10 = parse_read_capacity10(r.data)
             self.block_size = rc10.block_length

@@ -154,7 +154,7 @@ def mandatory_sbc(ctx: Context) -> None:
     Standard: SBC-3 §5.1 table 12 (commands for direct-access block devices)."""
     ctx.require_sbc()
     ctx.good(X.inquiry(alloc=255), read_len=255)
-    ctx.good(X.lba_cdb(X.Op.READ_CAPACITY_10, 0, 0, size=10), read_len=8)
+    ctx.good(X.read_capacity10(), read_len=8)
     ctx.good(X.lba_cdb(X.Op.READ_10, 0, 1, size=10), read_len=ctx.block_size)
     ctx.good(bytes(6))
     if ctx.inquiry.version >= 6:
@@ -298,7 +298,7 @@ def rc10_simple(ctx: Context) -> None:
 
     Standard: SBC-3 §5.15."""
     ctx.require_sbc()
-    r = ctx.good(X.lba_cdb(X.Op.READ_CAPACITY_10, 0, 0, size=10), read_len=8)
+    r = ctx.good(X.read_capacity10(), read_len=8)
     if len(r.data) != 8:
         raise TestFailed(f"READ CAPACITY(10) returned {len(r.data)} bytes, expected 8")
     if not int.from_bytes(r.data[4:8], "big"):
@@ -716,7 +716,7 @@ def prevent_2nexus(ctx: Context) -> None:
 
 
 _NO_MEDIA_CMDS: list[tuple[bytes, int, bool]] = [
-    (X.synchronize_cache(0, 1, size=10), 0, False),
+    (X.synchronize_cache10(0, 1), 0, False),
     (X.lba_cdb(X.Op.READ_10, 0, 1, size=10), 1, False),
     (X.lba_cdb(X.Op.READ_16, 0, 1, size=16), 1, False),
     (X.lba_cdb(X.Op.WRITE_10, 0, 1, size=10), 0, True),

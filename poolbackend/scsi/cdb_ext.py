@@ -3,13 +3,24 @@
 Layouts are SBC-3 / SPC-4's. Like :mod:`poolbackend.scsi.cdb`, builders check their
 arguments (ValueError) so a value never wraps silently into another field; a few fields a
 conformance test must be able to set to reserved values (a PROTECT field, a service action)
-are taken as raw numbers in their full field width.
+are taken as raw numbers in their full field width. Commands the pool already builds the
+same way are the pool's builders, re-exported here so the tests use one module.
 """
 
 from __future__ import annotations
 
 import struct
 from enum import IntEnum
+
+from poolbackend.scsi.cdb import _DPO, _FUA, _check
+from poolbackend.scsi.cdb import SA_GET_LBA_STATUS as SA_GET_LBA_STATUS
+from poolbackend.scsi.cdb import SA_READ_CAPACITY_16 as SA_READ_CAPACITY_16
+from poolbackend.scsi.cdb import mode_sense6 as mode_sense6
+from poolbackend.scsi.cdb import read_capacity10 as read_capacity10
+from poolbackend.scsi.cdb import synchronize_cache10 as synchronize_cache10
+from poolbackend.scsi.cdb import unmap as unmap
+from poolbackend.scsi.cdb import unmap_parameter_list as unmap_parameter_list
+from poolbackend.scsi.lbastatus import get_lba_status16
 
 
 class Op(IntEnum):
@@ -60,18 +71,9 @@ class Op(IntEnum):
     READ_DEFECT_DATA_12 = 0xB7
 
 
-SA_READ_CAPACITY_16 = 0x10
-SA_GET_LBA_STATUS = 0x12
 SA_REPORT_SUPPORTED_OPCODES = 0x0C
 
-_DPO = 0x10
-_FUA = 0x08
-
-
-def _check(what: str, value: int, bits: int) -> int:
-    if not 0 <= value < 1 << bits:
-        raise ValueError(f"{what} {value} out of range 0..{(1 << bits) - 1}")
-    return value
+get_lba_status = get_lba_status16
 
 
 def lba_cdb(op: int, lba: int, blocks: int, *, size: int, byte1: int = 0, group: int = 0) -> bytes:
@@ -159,13 +161,6 @@ def write_atomic16(
     return struct.pack(">BBQHHBB", Op.WRITE_ATOMIC_16, byte1, lba, 0, blocks, 0, 0)
 
 
-def get_lba_status(lba: int, alloc: int) -> bytes:
-    """GET LBA STATUS (SERVICE ACTION IN(16) / 0x12)."""
-    _check("GET LBA STATUS LBA", lba, 64)
-    _check("GET LBA STATUS allocation length", alloc, 32)
-    return struct.pack(">BBQIBB", Op.SERVICE_ACTION_IN_16, SA_GET_LBA_STATUS, lba, alloc, 0, 0)
-
-
 def read_capacity16(alloc: int = 32, *, pmi: bool = False, lba: int = 0) -> bytes:
     """READ CAPACITY(16) with any allocation length (the pool's builder always asks for 32)."""
     _check("READ CAPACITY(16) allocation length", alloc, 32)
@@ -180,18 +175,6 @@ def inquiry(*, evpd: bool = False, page: int = 0, alloc: int = 255) -> bytes:
     _check("INQUIRY page code", page, 8)
     _check("INQUIRY allocation length", alloc, 16)
     return struct.pack(">BBBHB", Op.INQUIRY, int(evpd), page, alloc, 0)
-
-
-def mode_sense6(
-    page: int = 0x3F, subpage: int = 0, *, pc: int = 0, dbd: bool = False, alloc: int = 255
-) -> bytes:
-    _check("MODE SENSE(6) page code", page, 6)
-    _check("MODE SENSE(6) subpage", subpage, 8)
-    _check("MODE SENSE(6) page control", pc, 2)
-    _check("MODE SENSE(6) allocation length", alloc, 8)
-    return struct.pack(
-        ">BBBBBB", Op.MODE_SENSE_6, 0x08 if dbd else 0, pc << 6 | page, subpage, alloc, 0
-    )
 
 
 def mode_select6(param_len: int, *, pf: bool = True, sp: bool = False) -> bytes:
@@ -349,11 +332,6 @@ def receive_copy_results(service_action: int, *, list_id: int = 0, alloc: int = 
     _check("list identifier", list_id, 8)
     _check("allocation length", alloc, 32)
     return struct.pack(">BBB7xIBB", Op.RECEIVE_COPY_RESULTS, service_action, list_id, alloc, 0, 0)
-
-
-def synchronize_cache(lba: int, blocks: int, *, size: int) -> bytes:
-    op = Op.SYNCHRONIZE_CACHE_10 if size == 10 else Op.SYNCHRONIZE_CACHE_16
-    return lba_cdb(op, lba, blocks, size=size)
 
 
 def command_name(op: int) -> str:
