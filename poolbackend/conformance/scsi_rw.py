@@ -419,15 +419,8 @@ def _caw_miscompare(ctx: Context, unwritten: bool) -> None:
     lba = 0
     if unwritten:
         # Blocks never written read as zeros (or are deallocated first where UNMAP exists).
-        r = ctx.cmd(
-            X.Op.UNMAP.to_bytes(1, "big") + bytes(6) + (24).to_bytes(2, "big") + b"\0",
-            data=(22).to_bytes(2, "big")
-            + (16).to_bytes(2, "big")
-            + bytes(4)
-            + lba.to_bytes(8, "big")
-            + n.to_bytes(4, "big")
-            + bytes(4),
-        )
+        data = X.unmap_parameter_list([(lba, n)])
+        r = ctx.cmd(X.unmap(len(data)), data=data)
         if not r.good:
             ctx.write(lba, ctx.pattern(n, 0))
         old = ctx.read(lba, n)

@@ -4,7 +4,6 @@ CAPACITY(16) (LBPME, LBPRZ) and the Block Limits / Logical Block Provisioning VP
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,10 +54,8 @@ def _thin(ctx: Context) -> Provisioning:
 
 
 def unmap_cdb(ranges: list[tuple[int, int]]) -> tuple[bytes, bytes]:
-    descriptors = b"".join(struct.pack(">QI4x", lba, n) for lba, n in ranges)
-    data = struct.pack(">HH4x", len(descriptors) + 6, len(descriptors)) + descriptors
-    cdb = struct.pack(">BB4xBHB", X.Op.UNMAP, 0, 0, len(data), 0)
-    return cdb, data
+    data = X.unmap_parameter_list(ranges)
+    return X.unmap(len(data)), data
 
 
 # -- WRITE SAME --------------------------------------------------------------------------
