@@ -567,8 +567,7 @@ def ssu_pwrcnd(ctx: Context) -> None:
     ctx.require_sbc()
     for pc in range(1, 16):
         r = ctx.cmd(X.start_stop_unit(power_condition=pc, loej=True, start=False))
-        if r.not_implemented:
-            raise TestSkipped("START STOP UNIT is not implemented by the target")
+        ctx.skip_if_unimplemented(r)
         tur = ctx.cmd(bytes(6))
         if not tur.good:
             _load(ctx)
@@ -587,8 +586,7 @@ def ssu_noloej(ctx: Context) -> None:
     ctx.require_sbc()
     for start in (False, True, False):
         r = ctx.cmd(X.start_stop_unit(loej=False, start=start))
-        if r.not_implemented:
-            raise TestSkipped("START STOP UNIT is not implemented by the target")
+        ctx.skip_if_unimplemented(r)
         m = ctx.cmd(bytes(6))
         if m.is_check(SenseKey.NOT_READY, (0x3A, 0x00)):
             _load(ctx)

@@ -14,7 +14,12 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from poolbackend.conformance.context import MISCOMPARE_DURING_VERIFY, Context, Reply
+from poolbackend.conformance.context import (
+    INVALID_FIELD_IN_CDB,
+    MISCOMPARE_DURING_VERIFY,
+    Context,
+    Reply,
+)
 from poolbackend.conformance.registry import TestFailed, TestSkipped, register
 from poolbackend.scsi import cdb_ext as X
 from poolbackend.scsi.sense import SenseKey
@@ -345,7 +350,7 @@ def _orwrite_verify(cmd: Cmd) -> Callable[[Context], None]:
 def _write_atomic_vpd(ctx: Context) -> None:
     ctx.require_sbc()
     ctx.require_dataloss()
-    r = ctx.supported(X.write_atomic16(0, 0))
+    ctx.supported(X.write_atomic16(0, 0))
     b0 = ctx.vpd(0xB0)
     if b0 is None or len(b0) < 64:
         raise TestFailed(
@@ -357,7 +362,6 @@ def _write_atomic_vpd(ctx: Context) -> None:
         raise TestFailed(
             "WRITE ATOMIC(16) is implemented but MAXIMUM ATOMIC TRANSFER LENGTH in VPD B0h is 0"
         )
-    del r
 
 
 # -- COMPARE AND WRITE -------------------------------------------------------------------
@@ -382,8 +386,7 @@ def _caw_simple(ctx: Context) -> None:
             ctx.write(lba, ctx.pattern(n, 0x11))
             r = _caw(ctx, lba, ctx.pattern(n, 0x11), ctx.pattern(n, 0x22))
             if not r.good:
-                if r.not_implemented:
-                    raise TestSkipped("COMPARE AND WRITE is not implemented by the target")
+                ctx.skip_if_unimplemented(r)
                 raise TestFailed(
                     f"COMPARE AND WRITE of {_blocks(n)} at LBA {lba} with matching data returned "
                     f"{r.describe()}, expected GOOD"
@@ -399,13 +402,12 @@ def _caw_dpofua(ctx: Context) -> None:
     ctx.write(0, ctx.pattern(1, 0x33))
     for bits, what in ((0x10, "DPO=1"), (0x08, "FUA=1"), (0x18, "DPO=1 FUA=1")):
         r = _caw(ctx, 0, ctx.pattern(1, 0x33), ctx.pattern(1, 0x33), bits)
-        if r.not_implemented:
-            raise TestSkipped("COMPARE AND WRITE is not implemented by the target")
+        ctx.skip_if_unimplemented(r)
         if supported and not r.good:
             raise TestFailed(
                 f"COMPARE AND WRITE with {what} returned {r.describe()}, expected GOOD"
             )
-        if not supported and not r.is_check(SenseKey.ILLEGAL_REQUEST, (0x24, 0)):
+        if not supported and not r.is_check(SenseKey.ILLEGAL_REQUEST, INVALID_FIELD_IN_CDB):
             raise TestFailed(
                 f"COMPARE AND WRITE with {what} returned {r.describe()} although DPOFUA=0, "
                 "expected ILLEGAL REQUEST / INVALID FIELD IN CDB"
@@ -430,8 +432,7 @@ def _caw_miscompare(ctx: Context, unwritten: bool) -> None:
     verify = bytearray(old)
     verify[ctx.block_size // 2] ^= 0x5A
     r = _caw(ctx, lba, bytes(verify), ctx.pattern(n, 0x66))
-    if r.not_implemented:
-        raise TestSkipped("COMPARE AND WRITE is not implemented by the target")
+    ctx.skip_if_unimplemented(r)
     if not r.is_check(SenseKey.MISCOMPARE, MISCOMPARE_DURING_VERIFY):
         raise TestFailed(
             f"COMPARE AND WRITE with different verify data returned {r.describe()}, expected "
@@ -453,8 +454,7 @@ def _caw_bad_size(ctx: Context) -> None:
     cdb = X.compare_and_write(0, n)
     for blocks in (2 * n - 1, 2 * n + 1):
         r = ctx.cmd(cdb, data=ctx.pattern(blocks, 0))
-        if r.not_implemented:
-            raise TestSkipped("COMPARE AND WRITE is not implemented by the target")
+        ctx.skip_if_unimplemented(r)
         if r.good:
             raise TestFailed(
                 f"COMPARE AND WRITE of {_blocks(n)} with {blocks} blocks of data-out returned "
@@ -536,11 +536,8 @@ def _register_family(cmd: Cmd, clause: str, tests: list[str]) -> None:
             "limits (MAXIMUM ATOMIC TRANSFER LENGTH) in the Block Limits VPD page.",
         ),
     }
-    protect_name = {READ: "ReadProtect", VERIFY: "VerifyProtect"}.get(cmd.kind, "WriteProtect")
-    if cmd.kind == ORWRITE:
-        protect_name = "Protect"
-    for name in tests:
-        key = "Protect" if name == protect_name else name
+    for name in tests:  # ReadProtect, WriteProtect, VerifyProtect, Protect: one test
+        key = "Protect" if name.endswith("Protect") else name
         func, text = docs[key]
         register("SCSI", cmd.suite, name, func, _doc(text, cmd, clause), dataloss=dl)
 
