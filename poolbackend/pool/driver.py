@@ -168,7 +168,7 @@ class Driver:
 
     def start(self, name: str) -> RefreshReport:
         record = self.lookup_pool(name)
-        if self.backend.check_pool(record.state.active):
+        if record.state.active:  # libvirt's checkPool: no session outlives a command
             raise StateError(lookup.invalid(record.pool.name, "is already active"))
         return self._scan_and_save(record, starting=True)
 
@@ -192,7 +192,8 @@ class Driver:
                 return record.name
             if not record.state.active:
                 raise not_valid(f"storage pool '{printable(record.pool.name)}' is not active")
-            self.backend.stop_pool(record.pool)
+            # libvirt's stopPool has nothing to release (no session outlives a command), so
+            # a destroy is file work only and never loads the initiator
             self.store.remove_state_files(record.name)
             return record.name
 

@@ -1,6 +1,8 @@
 """The iscsi-direct pool type's callback table, like libvirt's ``virStorageBackend`` filled by
-``storage_backend_iscsi_direct.c``: check, start, refresh, stop, find sources, and the volume
-callbacks wipe, upload and download.
+``storage_backend_iscsi_direct.c``: start, refresh, find sources, and the volume callbacks
+wipe, upload and download. libvirt's checkPool and stopPool have no work here (no session
+outlives a command): the driver answers them from the recorded state without loading this
+module.
 
 The backend talks to the target only; it owns no files, locks or lifecycle rules (that is
 :mod:`poolbackend.pool.driver`). Each callback opens its own session through the session
@@ -10,8 +12,7 @@ pool's timeout.
 
 What the callbacks do, as libvirt's: start = the first refresh; a refresh lists every LUN of
 the target (REPORT LUNS, then TEST UNIT READY + INQUIRY + READ CAPACITY per LUN, all
-concurrently); one failing LUN is reported and left out (libvirt fails the whole pool);
-stop has nothing to release (no session outlives a command).
+concurrently); one failing LUN is reported and left out (libvirt fails the whole pool).
 """
 
 from __future__ import annotations
@@ -103,13 +104,7 @@ class IscsiDirectBackend:
             portal_of(src.host, src.port), src.target_iqn, session_options(pool), credentials
         )
 
-    # -- pools (checkPool, startPool, refreshPool, stopPool, findPoolSources) -----------
-    @staticmethod
-    def check_pool(active: bool) -> bool:
-        """checkPool: whether a pool recorded as active is still active. No I/O: a session
-        never outlives a command, so the recorded flag is the answer."""
-        return active
-
+    # -- pools (startPool, refreshPool, findPoolSources) ---------------------------------
     def start_pool(self, pool: PoolDef, credentials: Credentials | None) -> ScanReport:
         """startPool + the first refreshPool: log in and list the LUNs."""
         return _run(self._scan(pool, credentials))
@@ -139,10 +134,6 @@ class IscsiDirectBackend:
             for info in result.luns
         )
         return ScanReport(volumes, result.failures)
-
-    @staticmethod
-    def stop_pool(pool: PoolDef) -> None:
-        """stopPool: nothing to release (no session is kept between commands)."""
 
     def find_pool_sources(self, spec: SourceSpec, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
         """findPoolSources: SendTargets on a discovery session; the IQN of every target."""
