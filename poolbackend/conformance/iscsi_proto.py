@@ -7,7 +7,7 @@ Length different from what the CDB asks for; the TMF tests race a task against i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
 from poolbackend.conformance.context import Context, Reply
 from poolbackend.conformance.raw import RawClosed, RawConnection
@@ -15,7 +15,7 @@ from poolbackend.conformance.registry import TestFailed, TestSkipped, register
 from poolbackend.iscsi import pdu as P
 from poolbackend.iscsi.errors import ISCSIError
 from poolbackend.scsi import cdb_ext as X
-from poolbackend.scsi.sense import parse_sense
+from poolbackend.scsi.sense import is_unit_attention, parse_sense
 from poolbackend.scsi.status import ScsiStatus, status_name
 
 F = "iSCSI"
@@ -23,9 +23,11 @@ SILENCE = 1.5
 """Seconds a target gets to (wrongly) answer a command it must ignore."""
 
 
-def _raw(ctx: Context) -> RawConnection:
+def _raw(ctx: Context, *, immediate_data: bool = False) -> RawConnection:
     try:
-        return RawConnection.login(ctx.url, ctx.initiator, ctx.options.timeout)
+        return RawConnection.login(
+            ctx.url, ctx.initiator, ctx.options.timeout, immediate_data=immediate_data
+        )
     except (OSError, RawClosed, ISCSIError) as exc:
         raise TestFailed(f"raw login for the protocol test failed: {exc}") from None
 
@@ -36,8 +38,10 @@ def _tur_status(conn: RawConnection, lun: int, timeout: float) -> int:
         pdu = conn.wait(conn.scsi(lun, bytes(6)), timeout)
         if pdu.opcode != P.Op.SCSI_RSP:
             raise TestFailed(f"TEST UNIT READY was answered with {pdu.name()}")
-        sense = parse_sense(bytes(pdu.data[2:])) if pdu.bhs[3] == 2 else None
-        if sense is None or sense.key != 6:
+        sense = (
+            parse_sense(bytes(pdu.data[2:])) if pdu.bhs[3] == ScsiStatus.CHECK_CONDITION else None
+        )
+        if not is_unit_attention(sense):
             return pdu.bhs[3]
     return pdu.bhs[3]
 
@@ -156,10 +160,12 @@ register(
 
 
 # -- residuals ---------------------------------------------------------------------------
+_READS = (X.Op.READ_10, X.Op.READ_12, X.Op.READ_16)
+
+
 def _residual(ctx: Context, reply: Reply, want: str, amount: int, what: str) -> None:
-    if reply.status == ScsiStatus.CHECK_CONDITION and not reply.good:
-        if reply.cdb[0] not in (X.Op.READ_10, X.Op.READ_12, X.Op.READ_16):
-            return  # a write the SCSI layer refuses for the length mismatch is also correct
+    if reply.status == ScsiStatus.CHECK_CONDITION and reply.cdb[0] not in _READS:
+        return  # a write the SCSI layer refuses for the length mismatch is also correct
     if not reply.good:
         raise TestFailed(f"{reply.name} {what} returned {reply.describe()}, expected GOOD")
     flag = reply.overflow if want == "overflow" else reply.underflow
@@ -197,7 +203,7 @@ def raw_read(conn: RawConnection, ctx: Context, cdb: bytes, edtl: int) -> Reply:
             bool(pdu.flags & P.F_UNDERFLOW),
             bool(pdu.flags & P.F_OVERFLOW),
         )
-        if reply.sense is None or reply.sense.key != 6:
+        if not is_unit_attention(reply.sense):
             return reply
     return reply
 
@@ -287,6 +293,34 @@ for _op, _size, _nm in (
 
 
 # -- task management ---------------------------------------------------------------------
+def _tmf_response(
+    conn: RawConnection,
+    tmf: int,
+    function: str,
+    timeout: float,
+    victims: Container[int],
+    victim: str,
+) -> int:
+    """The response code of task management request ``tmf``; a command in ``victims``
+    (task tags) ending in CHECK CONDITION meanwhile fails the test."""
+    while True:
+        try:
+            pdu = conn.recv(timeout)
+        except (TimeoutError, RawClosed) as exc:
+            raise TestFailed(f"no answer to {function}: {exc or 'timeout'}") from None
+        if pdu.opcode == P.Op.TMF_RSP and pdu.itt == tmf:
+            return pdu.bhs[2]
+        if (
+            pdu.opcode == P.Op.SCSI_RSP
+            and pdu.itt in victims
+            and pdu.bhs[3] == ScsiStatus.CHECK_CONDITION
+        ):
+            sense = parse_sense(bytes(pdu.data[2:]))
+            raise TestFailed(
+                f"{victim} ended in CHECK CONDITION ({sense.describe() if sense else 'no sense'})"
+            )
+
+
 def abort_task(ctx: Context) -> None:
     ctx.require_sbc()
     ctx.require_dataloss()
@@ -302,21 +336,9 @@ def abort_task(ctx: Context) -> None:
             write=True,
         )
         tmf = conn.tmf(1, ctx.lun, itt, cmd_sn)  # ABORT TASK
-        response = None
-        deadline = ctx.options.timeout
-        while response is None:
-            try:
-                pdu = conn.recv(deadline)
-            except (TimeoutError, RawClosed) as exc:
-                raise TestFailed(f"no answer to ABORT TASK: {exc or 'timeout'}") from None
-            if pdu.opcode == P.Op.TMF_RSP and pdu.itt == tmf:
-                response = pdu.bhs[2]
-            elif pdu.opcode == P.Op.SCSI_RSP and pdu.itt == itt and pdu.bhs[3] == 2:
-                sense = parse_sense(bytes(pdu.data[2:]))
-                raise TestFailed(
-                    f"the aborted WRITE(10) ended in CHECK CONDITION "
-                    f"({sense.describe() if sense else 'no sense'})"
-                )
+        response = _tmf_response(
+            conn, tmf, "ABORT TASK", ctx.options.timeout, (itt,), "the aborted WRITE(10)"
+        )
         if response not in (0, 1):
             raise TestFailed(
                 f"ABORT TASK answered with response {response}; expected 0 "
@@ -331,10 +353,7 @@ def abort_task(ctx: Context) -> None:
 def lun_reset(ctx: Context) -> None:
     ctx.require_sbc()
     ctx.require_dataloss()
-    try:
-        conn = RawConnection.login(ctx.url, ctx.initiator, ctx.options.timeout, immediate_data=True)
-    except (OSError, RawClosed, ISCSIError) as exc:
-        raise TestFailed(f"raw login for the protocol test failed: {exc}") from None
+    conn = _raw(ctx, immediate_data=True)
     try:
         _tur_status(conn, ctx.lun, ctx.options.timeout)  # the login's unit attention first
         blocks = 8
@@ -352,20 +371,14 @@ def lun_reset(ctx: Context) -> None:
             for i in range(8)
         }
         tmf = conn.tmf(5, ctx.lun, P.NO_TAG, conn.cmd_sn)  # LOGICAL UNIT RESET
-        response = None
-        while response is None:
-            try:
-                pdu = conn.recv(ctx.options.timeout * 2)
-            except (TimeoutError, RawClosed) as exc:
-                raise TestFailed(f"no answer to LOGICAL UNIT RESET: {exc or 'timeout'}") from None
-            if pdu.opcode == P.Op.TMF_RSP and pdu.itt == tmf:
-                response = pdu.bhs[2]
-            elif pdu.opcode == P.Op.SCSI_RSP and pdu.itt in writes and pdu.bhs[3] == 2:
-                sense = parse_sense(bytes(pdu.data[2:]))
-                raise TestFailed(
-                    f"a WRITE in flight during LOGICAL UNIT RESET ended in CHECK CONDITION "
-                    f"({sense.describe() if sense else 'no sense'})"
-                )
+        response = _tmf_response(
+            conn,
+            tmf,
+            "LOGICAL UNIT RESET",
+            ctx.options.timeout * 2,
+            writes,
+            "a WRITE in flight during LOGICAL UNIT RESET",
+        )
         if response != 0:
             raise TestFailed(
                 f"LOGICAL UNIT RESET answered with response {response}, expected 0 "

@@ -8,7 +8,6 @@ here: login through the initiator's sans-IO :class:`~poolbackend.iscsi.login.Log
 from __future__ import annotations
 
 import socket
-import struct
 import time
 
 from poolbackend.iscsi import pdu as P
@@ -232,7 +231,8 @@ class RawConnection:
         while True:
             pdu = self.recv(max(0.0, deadline - time.monotonic()))
             if pdu.opcode == P.Op.REJECT:
-                if struct.unpack_from(">I", pdu.data, 16)[0] == itt if len(pdu.data) >= 20 else 0:
+                # a Reject carries the rejected BHS: its ITT is at byte 16
+                if len(pdu.data) >= 20 and int.from_bytes(pdu.data[16:20], "big") == itt:
                     return pdu
                 continue
             if pdu.itt != itt:
