@@ -345,6 +345,14 @@ class Context:
         if reply.not_implemented and reply.cdb[0] not in MANDATORY_OPCODES:
             raise TestSkipped(f"{reply.name} is not implemented by the target")
 
+    def expect(self, reply: Reply, ok: bool, expected: str, why: str = "") -> Reply:
+        """``reply`` when ``ok``; else skip (an optional command the target lacks) or fail
+        saying what came back and what was ``expected``."""
+        if not ok:
+            self.skip_if_unimplemented(reply)
+            raise TestFailed(f"{reply.name}{why} returned {reply.describe()}, expected {expected}")
+        return reply
+
     def good(
         self,
         cdb: bytes,
@@ -356,10 +364,7 @@ class Context:
     ) -> Reply:
         """Send; anything but GOOD fails (an optional command the target lacks skips)."""
         reply = self.cmd(cdb, read_len=read_len, data=data, nexus=nexus)
-        if not reply.good:
-            self.skip_if_unimplemented(reply)
-            raise TestFailed(f"{reply.name}{why} returned {reply.describe()}, expected GOOD")
-        return reply
+        return self.expect(reply, reply.good, "GOOD", why)
 
     def check(
         self,
@@ -373,13 +378,7 @@ class Context:
     ) -> Reply:
         """Send; anything but CHECK CONDITION with this sense key (and one of ``ascs``) fails."""
         reply = self.cmd(cdb, read_len=read_len, data=data, nexus=nexus)
-        if not reply.is_check(key, *ascs):
-            self.skip_if_unimplemented(reply)
-            raise TestFailed(
-                f"{reply.name}{why} returned {reply.describe()}, expected "
-                f"{expectation_text(key, ascs)}"
-            )
-        return reply
+        return self.expect(reply, reply.is_check(key, *ascs), expectation_text(key, ascs), why)
 
     def lba_out_of_range(self, cdb: bytes, *, why: str = "", **kw: Any) -> Reply:
         return self.check(cdb, SenseKey.ILLEGAL_REQUEST, LBA_OUT_OF_RANGE, why=why, **kw)
@@ -391,12 +390,7 @@ class Context:
         self, cdb: bytes, status: int, *, why: str = "", nexus: Nexus | None = None, **kw: Any
     ) -> Reply:
         reply = self.cmd(cdb, nexus=nexus, **kw)
-        if reply.status != status:
-            self.skip_if_unimplemented(reply)
-            raise TestFailed(
-                f"{reply.name}{why} returned {reply.describe()}, expected {status_name(status)}"
-            )
-        return reply
+        return self.expect(reply, reply.status == status, status_name(status), why)
 
     def supported(self, cdb: bytes, **kw: Any) -> Reply:
         """Send a probe; skip the test when the target does not implement the command."""

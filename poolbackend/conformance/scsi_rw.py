@@ -98,10 +98,7 @@ def _lengths(ctx: Context, cmd: Cmd, sweep: tuple[int, ...] = SWEEP) -> list[int
 def _expect_ok(ctx: Context, cdb: bytes, read_len: int, data: bytes | None, why: str) -> Reply:
     reply = ctx.cmd(cdb, read_len=read_len, data=data)
     ok = reply.good or (reply.status == ScsiStatus.CONDITION_MET and cdb[0] in _PREFETCH_OPS)
-    if not ok:
-        ctx.skip_if_unimplemented(reply)
-        raise TestFailed(f"{reply.name}{why} returned {reply.describe()}, expected GOOD")
-    return reply
+    return ctx.expect(reply, ok, "GOOD", why)
 
 
 _PREFETCH_OPS = (X.Op.PRE_FETCH_10, X.Op.PRE_FETCH_16)
@@ -385,12 +382,7 @@ def _caw_simple(ctx: Context) -> None:
         for lba in (0, ctx.num_blocks - n):
             ctx.write(lba, ctx.pattern(n, 0x11))
             r = _caw(ctx, lba, ctx.pattern(n, 0x11), ctx.pattern(n, 0x22))
-            if not r.good:
-                ctx.skip_if_unimplemented(r)
-                raise TestFailed(
-                    f"COMPARE AND WRITE of {_blocks(n)} at LBA {lba} with matching data returned "
-                    f"{r.describe()}, expected GOOD"
-                )
+            ctx.expect(r, r.good, "GOOD", f" of {_blocks(n)} at LBA {lba} with matching data")
             if ctx.read(lba, n) != ctx.pattern(n, 0x22):
                 raise TestFailed("COMPARE AND WRITE returned GOOD but did not write the new data")
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from poolbackend.conformance.context import Context, Reply
+from poolbackend.conformance.context import LBA_OUT_OF_RANGE, Context, Reply
 from poolbackend.conformance.registry import TestFailed, TestSkipped, register
 from poolbackend.conformance.scsi_rw import SHORT_SWEEP, SWEEP
 from poolbackend.scsi import cdb_ext as X
+from poolbackend.scsi.sense import SenseKey
 
 S = "SCSI"
 
@@ -440,7 +441,7 @@ def gls_beyond(ctx: Context) -> None:
     for lba in (ctx.num_blocks, ctx.num_blocks + 1, 1 << 63, (1 << 64) - 1):
         r = ctx.cmd(X.get_lba_status(lba, 24), read_len=24)
         ctx.skip_if_unimplemented(r)
-        if not r.is_check(0x05, (0x21, 0x00)):
+        if not r.is_check(SenseKey.ILLEGAL_REQUEST, LBA_OUT_OF_RANGE):
             raise TestFailed(
                 f"GET LBA STATUS at LBA {lba} (past the end) returned "
                 f"{r.describe()}, expected ILLEGAL REQUEST / LBA OUT OF RANGE"
