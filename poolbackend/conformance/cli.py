@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from poolbackend.errors import ConfigError
@@ -19,7 +17,8 @@ URL_HELP = "iscsi://[user[%%password]@]host[:port]/target-iqn/lun"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``iscsi-test`` command to the ``poolbackend`` parser (imports stay lazy)."""
+    """Add the ``iscsi-test`` command to the ``poolbackend`` parser; the tests and the
+    initiator are imported only when it runs."""
     from poolbackend.cli.initiator_opts import add_initiator_options
 
     text = (
@@ -27,14 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "run over the built-in initiator"
     )
     p = sub.add_parser("iscsi-test", help=text, description=text)
-
-    def run(args: argparse.Namespace) -> int:
-        handler: Callable[[argparse.Namespace], int] = importlib.import_module(
-            "poolbackend.conformance.cli"
-        ).cmd_iscsi_test
-        return handler(args)
-
-    p.set_defaults(func=run)
+    p.set_defaults(func=cmd_iscsi_test)
     p.add_argument("url", metavar="URL", nargs="?", help=URL_HELP)
     p.add_argument(
         "url2",
