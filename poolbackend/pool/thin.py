@@ -36,9 +36,19 @@ REFRESH_BUDGET = 64  # GET LBA STATUS commands per LUN in a refresh (~64k extent
 async def read_provisioning(session: Session, lun: LunRef) -> Provisioning:
     """The LUN's provisioning facts; a page the LUN does not have reads as not reported."""
     rc16 = await session.read_capacity16(lun)
+    limits, lbp = await limit_pages(session, lun, f"{session.what}: LUN {lun}")
+    return provisioning(rc16, limits, lbp)
+
+
+async def limit_pages(
+    session: Session, lun: LunRef, where: str
+) -> tuple[BlockLimits | None, LogicalBlockProvisioning | None]:
+    """VPD 0xB0 (block limits) and 0xB2 (logical block provisioning), each None when the
+    LUN's list of pages (0x00) does not name it or cannot be read. A malformed page fails in
+    one line, ``<where>: <problem>`` (:class:`BadTargetData`), before any later page is asked."""
     try:
         pages = parse_supported_pages(await session.vpd(lun, 0x00)).pages
-    except (CommandFailed, ScsiParseError):
+    except (CommandFailed, ScsiParseError):  # no usable page list: go without the pages
         pages = ()
     limits: BlockLimits | None = None
     lbp: LogicalBlockProvisioning | None = None
@@ -48,8 +58,8 @@ async def read_provisioning(session: Session, lun: LunRef) -> Provisioning:
         if 0xB2 in pages:
             lbp = parse_logical_block_provisioning(await session.vpd(lun, 0xB2))
     except ScsiParseError as exc:
-        raise BadTargetData(f"{session.what}: LUN {lun}: {exc}") from None
-    return provisioning(rc16, limits, lbp)
+        raise BadTargetData(f"{where}: {exc}") from None
+    return limits, lbp
 
 
 async def allocation(

@@ -20,9 +20,7 @@ from poolbackend.errors import ConfigError, PoolBackendError
 from poolbackend.iscsi.aio import Session
 from poolbackend.iscsi.errors import BadTargetData, CommandFailed, ISCSIError
 from poolbackend.iscsi.liveness import InFlightWindow
-from poolbackend.scsi.errors import ScsiParseError
 from poolbackend.scsi.lun import LunRef
-from poolbackend.scsi.vpd import parse_block_limits, parse_supported_pages
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]
@@ -67,7 +65,7 @@ async def geometry(session: Session, lun: LunRef) -> Geometry:
     and short or malformed VPD pages fail with one line (:class:`BadTargetData`).
     """
     from poolbackend.pool.scan import probe
-    from poolbackend.scsi.vpd import parse_logical_block_provisioning
+    from poolbackend.pool.thin import limit_pages
 
     found = await probe(session, lun)
     if not found.inquiry.is_disk:
@@ -77,32 +75,21 @@ async def geometry(session: Session, lun: LunRef) -> Geometry:
             f"LUN {lun} is a {device_type_name(found.inquiry.device_type)} device, not a disk; "
             "it has no blocks to read or write"
         )
-    blocks, block_size = found.block_count, found.block_size
     rc = found.rc16
-    thin, lbprz = (rc.lbpme, rc.lbprz) if rc is not None else (False, False)
-    max_xfer = max_ws = max_unmap = max_desc = 0
-    lbpws = lbpu = False
-    try:
-        pages = parse_supported_pages(await session.vpd(lun, 0x00)).pages
-    except (CommandFailed, ScsiParseError):  # no usable page list: go without the limits
-        pages = ()
-    if 0xB0 in pages:
-        bl = _vpd(lun, parse_block_limits, await session.vpd(lun, 0xB0))
-        max_xfer, max_ws = bl.max_transfer_length, bl.max_write_same_length
-        max_unmap, max_desc = bl.max_unmap_lba_count, bl.max_unmap_descriptors
-    if 0xB2 in pages:
-        lbp = _vpd(lun, parse_logical_block_provisioning, await session.vpd(lun, 0xB2))
-        lbpws, lbpu = lbp.lbpws, lbp.lbpu
+    bl, lbp = await limit_pages(session, lun, f"LUN {lun}")
     return Geometry(
-        lun, block_size, blocks, max_xfer, max_ws, thin, lbprz, lbpws, max_unmap, max_desc, lbpu
+        lun,
+        found.block_size,
+        found.block_count,
+        max_transfer_blocks=bl.max_transfer_length if bl else 0,
+        max_write_same_blocks=bl.max_write_same_length if bl else 0,
+        thin=rc is not None and rc.lbpme,
+        lbprz=rc is not None and rc.lbprz,
+        lbpws=lbp is not None and lbp.lbpws,
+        max_unmap_blocks=bl.max_unmap_lba_count if bl else 0,
+        max_unmap_descriptors=bl.max_unmap_descriptors if bl else 0,
+        lbpu=lbp is not None and lbp.lbpu,
     )
-
-
-def _vpd(lun: LunRef, parse: Callable[[bytes], T], data: bytes) -> T:
-    try:
-        return parse(data)
-    except ScsiParseError as exc:
-        raise BadTargetData(f"LUN {lun}: {exc}") from None
 
 
 def _range(geo: Geometry, offset: int, length: int | None) -> tuple[int, int]:
