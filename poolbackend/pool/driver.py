@@ -47,6 +47,11 @@ __all__ = ["Driver", "PoolRecord", "RefreshReport", "not_supported"]
 NOT_SUPPORTED = "this function is not supported by the connection driver: "
 
 
+def _pool_invalid(name: str, what: str) -> StateError:
+    """libvirt's "Requested operation is not valid: storage pool 'NAME' WHAT"."""
+    return not_valid(f"storage pool '{name}' {what}")
+
+
 def not_supported(what: str) -> PoolBackendError:
     """libvirt's uniform message for a backend callback this pool type does not have."""
     return PoolBackendError(NOT_SUPPORTED + what)
@@ -116,7 +121,7 @@ class Driver:
         """The pool, which must be active."""
         record = self.lookup_pool(name_or_uuid)
         if not record.state.active:
-            raise StateError(lookup.invalid(record.pool.name, "is not active"))
+            raise _pool_invalid(record.pool.name, "is not active")
         return record
 
     def find_volume(
@@ -154,7 +159,7 @@ class Driver:
                 self.store.remove_definition(name, with_state=True)
                 return name
             if record.active:
-                raise not_valid(f"storage pool '{printable(record.name)}' is still active")
+                raise _pool_invalid(printable(record.name), "is still active")
             if record.definition is None:
                 raise not_valid(f"pool '{printable(record.name)}' is transient")
             self.store.remove_definition(record.name, with_state=record.damaged_state is not None)
@@ -169,7 +174,7 @@ class Driver:
     def start(self, name: str) -> RefreshReport:
         record = self.lookup_pool(name)
         if record.state.active:  # libvirt's checkPool: no session outlives a command
-            raise StateError(lookup.invalid(record.pool.name, "is already active"))
+            raise _pool_invalid(record.pool.name, "is already active")
         return self._scan_and_save(record, starting=True)
 
     def refresh(self, name: str) -> RefreshReport:
@@ -191,7 +196,7 @@ class Driver:
                 self.store.remove_state_files(record.name)
                 return record.name
             if not record.state.active:
-                raise not_valid(f"storage pool '{printable(record.pool.name)}' is not active")
+                raise _pool_invalid(printable(record.pool.name), "is not active")
             # libvirt's stopPool has nothing to release (no session outlives a command), so
             # a destroy is file work only and never loads the initiator
             self.store.remove_state_files(record.name)
@@ -209,14 +214,14 @@ class Driver:
         refused for an active pool, as libvirt does."""
         record = self.lookup_pool(name)
         if record.state.active:
-            raise not_valid(f"storage pool '{printable(record.pool.name)}' is already active")
+            raise _pool_invalid(printable(record.pool.name), "is already active")
         return record.pool.name
 
     def delete(self, name: str) -> None:
         """pool-delete: refused for an active pool, else not supported (as libvirt)."""
         record = self.lookup_pool(name)
         if record.state.active:
-            raise not_valid(f"storage pool '{printable(record.pool.name)}' is still active")
+            raise _pool_invalid(printable(record.pool.name), "is still active")
         raise not_supported("pool does not support pool deletion")
 
     def _scan_and_save(self, origin: PoolRecord, *, starting: bool) -> RefreshReport:
@@ -262,17 +267,14 @@ class Driver:
             current = self.store.find_pool(name)
             why = "undefined" if current is None else self._changed(origin, current)
             if starting and current is not None and current.state.active:
-                raise StateError(lookup.invalid(name, "is already active"))
+                raise _pool_invalid(name, "is already active")
             if not starting and (current is None or not current.state.active):
-                raise StateError(
-                    lookup.invalid(name, "is not active") + " (it was stopped during the refresh)"
-                )
+                raise _pool_invalid(name, "is not active (it was stopped during the refresh)")
             if why is not None or current is None:
-                raise StateError(
-                    lookup.invalid(
-                        name, f"was {why} during the {'start' if starting else 'refresh'}"
-                    )
-                    + "; the result of scanning its old target was discarded"
+                raise _pool_invalid(
+                    name,
+                    f"was {why} during the {'start' if starting else 'refresh'}; "
+                    "the result of scanning its old target was discarded",
                 )
             state = PoolState(
                 active=True,

@@ -27,21 +27,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from poolbackend.errors import NOT_VALID, ConfigError, NotFoundError, PoolBackendError, StateError
+from poolbackend.errors import ConfigError, NotFoundError, PoolBackendError, StateError
 from poolbackend.pool.model import Volume
 from poolbackend.pool.store import PoolRecord, Store
 from poolbackend.text import printable
-
-
-def invalid(pool: str, what: str) -> str:
-    return f"{NOT_VALID}storage pool '{pool}' {what}"
-
-
-def active_pool(store: Store, name: str) -> PoolRecord:
-    record = store.get_pool(name)
-    if not record.state.active:
-        raise StateError(invalid(record.pool.name, "is not active"))
-    return record
 
 
 def sanitize_path(path: str) -> str:
