@@ -534,114 +534,48 @@ def _register_family(cmd: Cmd, clause: str, tests: list[str]) -> None:
         register("SCSI", cmd.suite, name, func, _doc(text, cmd, clause), dataloss=dl)
 
 
+_PREFETCH = ["Simple", "BeyondEol", "ZeroBlocks"]
+_READ = [*_PREFETCH, "ReadProtect", "DpoFua"]
+_WRITE = [*_PREFETCH, "WriteProtect", "DpoFua"]
+_VERIFY = [*_PREFETCH, "VerifyProtect", "Flags", "Dpo", "Mismatch", "MismatchNoCmp"]
+_WRITE_VERIFY = [*_PREFETCH, "WriteProtect", "Flags", "Dpo"]
 RW = [
-    (
-        Cmd("Read10", X.Op.READ_10, 10, READ),
-        "SBC-3 §5.11 READ (10)",
-        ["Simple", "BeyondEol", "ZeroBlocks", "ReadProtect", "DpoFua", "Async"],
-    ),
-    (
-        Cmd("Read12", X.Op.READ_12, 12, READ),
-        "SBC-3 §5.12 READ (12)",
-        ["Simple", "BeyondEol", "ZeroBlocks", "ReadProtect", "DpoFua"],
-    ),
-    (
-        Cmd("Read16", X.Op.READ_16, 16, READ),
-        "SBC-3 §5.13 READ (16)",
-        ["Simple", "BeyondEol", "ZeroBlocks", "ReadProtect", "DpoFua"],
-    ),
-    (
-        Cmd("Write10", X.Op.WRITE_10, 10, WRITE),
-        "SBC-3 §5.32 WRITE (10)",
-        ["Simple", "BeyondEol", "ZeroBlocks", "WriteProtect", "DpoFua", "Async"],
-    ),
-    (
-        Cmd("Write12", X.Op.WRITE_12, 12, WRITE),
-        "SBC-3 §5.33 WRITE (12)",
-        ["Simple", "BeyondEol", "ZeroBlocks", "WriteProtect", "DpoFua"],
-    ),
-    (
-        Cmd("Write16", X.Op.WRITE_16, 16, WRITE),
-        "SBC-3 §5.34 WRITE (16)",
-        ["Simple", "BeyondEol", "ZeroBlocks", "WriteProtect", "DpoFua"],
-    ),
+    (Cmd("Read10", X.Op.READ_10, 10, READ), "SBC-3 §5.11 READ (10)", [*_READ, "Async"]),
+    (Cmd("Read12", X.Op.READ_12, 12, READ), "SBC-3 §5.12 READ (12)", _READ),
+    (Cmd("Read16", X.Op.READ_16, 16, READ), "SBC-3 §5.13 READ (16)", _READ),
+    (Cmd("Write10", X.Op.WRITE_10, 10, WRITE), "SBC-3 §5.32 WRITE (10)", [*_WRITE, "Async"]),
+    (Cmd("Write12", X.Op.WRITE_12, 12, WRITE), "SBC-3 §5.33 WRITE (12)", _WRITE),
+    (Cmd("Write16", X.Op.WRITE_16, 16, WRITE), "SBC-3 §5.34 WRITE (16)", _WRITE),
     (
         Cmd("WriteAtomic16", X.Op.WRITE_ATOMIC_16, 16, ATOMIC),
         "SBC-4 §5.48 WRITE ATOMIC (16)",
-        ["Simple", "BeyondEol", "ZeroBlocks", "WriteProtect", "DpoFua", "VPD"],
+        [*_WRITE, "VPD"],
     ),
-    (
-        Cmd("Verify10", X.Op.VERIFY_10, 10, VERIFY),
-        "SBC-3 §5.27 VERIFY (10)",
-        [
-            "Simple",
-            "BeyondEol",
-            "ZeroBlocks",
-            "VerifyProtect",
-            "Flags",
-            "Dpo",
-            "Mismatch",
-            "MismatchNoCmp",
-        ],
-    ),
-    (
-        Cmd("Verify12", X.Op.VERIFY_12, 12, VERIFY),
-        "SBC-3 §5.28 VERIFY (12)",
-        [
-            "Simple",
-            "BeyondEol",
-            "ZeroBlocks",
-            "VerifyProtect",
-            "Flags",
-            "Dpo",
-            "Mismatch",
-            "MismatchNoCmp",
-        ],
-    ),
-    (
-        Cmd("Verify16", X.Op.VERIFY_16, 16, VERIFY),
-        "SBC-3 §5.29 VERIFY (16)",
-        [
-            "Simple",
-            "BeyondEol",
-            "ZeroBlocks",
-            "VerifyProtect",
-            "Flags",
-            "Dpo",
-            "Mismatch",
-            "MismatchNoCmp",
-        ],
-    ),
+    (Cmd("Verify10", X.Op.VERIFY_10, 10, VERIFY), "SBC-3 §5.27 VERIFY (10)", _VERIFY),
+    (Cmd("Verify12", X.Op.VERIFY_12, 12, VERIFY), "SBC-3 §5.28 VERIFY (12)", _VERIFY),
+    (Cmd("Verify16", X.Op.VERIFY_16, 16, VERIFY), "SBC-3 §5.29 VERIFY (16)", _VERIFY),
     (
         Cmd("WriteVerify10", X.Op.WRITE_VERIFY_10, 10, WRITE_VERIFY),
         "SBC-3 §5.36 WRITE AND VERIFY (10)",
-        ["Simple", "BeyondEol", "ZeroBlocks", "WriteProtect", "Flags", "Dpo"],
+        _WRITE_VERIFY,
     ),
     (
         Cmd("WriteVerify12", X.Op.WRITE_VERIFY_12, 12, WRITE_VERIFY),
         "SBC-3 §5.37 WRITE AND VERIFY (12)",
-        ["Simple", "BeyondEol", "ZeroBlocks", "WriteProtect", "Flags", "Dpo"],
+        _WRITE_VERIFY,
     ),
     (
         Cmd("WriteVerify16", X.Op.WRITE_VERIFY_16, 16, WRITE_VERIFY),
         "SBC-3 §5.38 WRITE AND VERIFY (16)",
-        ["Simple", "BeyondEol", "ZeroBlocks", "WriteProtect", "Flags", "Dpo"],
+        _WRITE_VERIFY,
     ),
     (
         Cmd("OrWrite", X.Op.ORWRITE_16, 16, ORWRITE),
         "SBC-3 §5.9 ORWRITE (16)",
-        ["Simple", "BeyondEol", "ZeroBlocks", "Protect", "DpoFua", "Verify"],
+        [*_PREFETCH, "Protect", "DpoFua", "Verify"],
     ),
-    (
-        Cmd("Prefetch10", X.Op.PRE_FETCH_10, 10, PREFETCH),
-        "SBC-3 §5.6 PRE-FETCH (10)",
-        ["Simple", "BeyondEol", "ZeroBlocks"],
-    ),
-    (
-        Cmd("Prefetch16", X.Op.PRE_FETCH_16, 16, PREFETCH),
-        "SBC-3 §5.7 PRE-FETCH (16)",
-        ["Simple", "BeyondEol", "ZeroBlocks"],
-    ),
+    (Cmd("Prefetch10", X.Op.PRE_FETCH_10, 10, PREFETCH), "SBC-3 §5.6 PRE-FETCH (10)", _PREFETCH),
+    (Cmd("Prefetch16", X.Op.PRE_FETCH_16, 16, PREFETCH), "SBC-3 §5.7 PRE-FETCH (16)", _PREFETCH),
 ]
 
 for _cmd, _clause, _names in RW:
