@@ -60,13 +60,23 @@ def unmap_cdb(ranges: list[tuple[int, int]]) -> tuple[bytes, bytes]:
 
 
 # -- WRITE SAME --------------------------------------------------------------------------
-def _ws(ctx: Context, size: int, lba: int, n: int, **kw: bool | int) -> tuple[bytes, bytes]:
-    unmap = bool(kw.pop("unmap", False))
-    protect = int(kw.pop("protect", 0))
+def _ws(
+    ctx: Context,
+    size: int,
+    lba: int,
+    n: int,
+    *,
+    unmap: bool = False,
+    protect: int = 0,
+    byte: int | None = None,
+) -> tuple[bytes, bytes]:
+    """WRITE SAME(size) CDB (``lba`` wrapped to the field, so -1 is all ones) and its
+    data-out block: ``byte`` repeated, zeros with UNMAP, else A5h."""
     cdb = X.write_same(
         lba & ((1 << (32 if size == 10 else 64)) - 1), n, size=size, unmap=unmap, protect=protect
     )
-    byte = int(kw.pop("byte", 0 if unmap else 0xA5))
+    if byte is None:
+        byte = 0 if unmap else 0xA5
     return cdb, ctx.pattern(1, byte)
 
 
