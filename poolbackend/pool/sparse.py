@@ -26,7 +26,7 @@ from poolbackend.iscsi.aio import CheckCondition, Session
 from poolbackend.iscsi.errors import BadTargetData
 from poolbackend.pool import extents
 from poolbackend.scsi.lbastatus import Extent, ProvisioningStatus
-from poolbackend.scsi.lun import LunRef
+from poolbackend.scsi.sense import SenseKey
 from poolbackend.text import emit
 
 if TYPE_CHECKING:
@@ -46,34 +46,21 @@ class Job:
 
 
 async def plan(
-    session: Session,
-    lun: LunRef,
-    block_count: int,
-    block_size: int,
-    first_lba: int,
-    last_lba: int,
-    *,
-    thin: bool,
-    lbprz: bool,
+    session: Session, geo: Geometry, first_lba: int, last_lba: int
 ) -> tuple[Extent, ...] | None:
     """The extents of [first_lba, last_lba), or None for a full read (see the module)."""
-    if not (thin and lbprz):
+    if not (geo.thin and geo.lbprz):
         return None
-    budget = max(MIN_BUDGET, (last_lba - first_lba) * block_size // WALK_BYTES)
+    budget = max(MIN_BUDGET, (last_lba - first_lba) * geo.block_size // WALK_BYTES)
     try:
         walked = await extents.walk(
-            session,
-            lun,
-            block_count,
-            first_lba,
-            last_lba,
-            budget=budget,
+            session, geo.lun, geo.block_count, first_lba, last_lba, budget=budget
         )
     except BadTargetData as exc:
         emit("warning", f"{exc}; reading every block instead")
         return None
     except CheckCondition as exc:  # GET LBA STATUS not supported after all
-        if exc.sense_data is None or exc.sense_data.key != 5:
+        if exc.sense_data is None or exc.sense_data.key != SenseKey.ILLEGAL_REQUEST:
             raise
         return None
     return walked.extents
@@ -178,7 +165,7 @@ async def zero_range(session: Session, geo: Geometry, lba: int, blocks: int) -> 
             n = min(per, lba + blocks - at)
             await session.execute(geo.lun, C.write_same16(at, n, unmap=unmap), write_data=zero)
     except CheckCondition as exc:
-        if exc.sense_data is None or exc.sense_data.key != 5:
+        if exc.sense_data is None or exc.sense_data.key != SenseKey.ILLEGAL_REQUEST:
             raise
         step = max(1, (1 << 20) // bs)
         buf = bytes(step * bs)

@@ -260,16 +260,7 @@ async def download(
     first_lba, last_lba = start // bs, -(-end // bs)
     mapped = None
     if sparse:
-        mapped = await S.plan(
-            session,
-            geo.lun,
-            geo.block_count,
-            bs,
-            first_lba,
-            last_lba,
-            thin=geo.thin,
-            lbprz=geo.lbprz,
-        )
+        mapped = await S.plan(session, geo, first_lba, last_lba)
     n_reads = -(-(last_lba - first_lba) // chunk) if mapped is None else READ_DEPTH
     # Read k goes into buffers[k % n]; it is started only after read k - n was written out.
     buffers = [bytearray(chunk * bs) for _ in range(min(READ_DEPTH, n_reads) or 1)]
