@@ -10,6 +10,18 @@ from pathlib import Path
 from tests.harness.tgtd import MiB, Tgtd
 
 
+def _iscsi_test(
+    *args: str, timeout: float, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "poolbackend", "iscsi-test", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
+
+
 def test_scsi_and_iscsi_families_on_tgt_with_junit(tmp_path: Path) -> None:
     with Tgtd.start() as t:
         t.new_target(1, "iqn.2026-11.example:conform")
@@ -17,34 +29,21 @@ def test_scsi_and_iscsi_families_on_tgt_with_junit(tmp_path: Path) -> None:
         url = t.url(1, 1)
         for family in ("SCSI", "iSCSI"):
             junit = tmp_path / f"{family}.xml"
-            p = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "poolbackend",
-                    "iscsi-test",
-                    "--dataloss",
-                    "-i",
-                    "iqn.2026-11.example:ini1",
-                    "-I",
-                    "iqn.2026-11.example:ini2",
-                    f"--test={family}",
-                    "--junit",
-                    str(junit),
-                    url,
-                ],
-                capture_output=True,
-                text=True,
+            p = _iscsi_test(
+                "--dataloss",
+                "-i",
+                "iqn.2026-11.example:ini1",
+                "-I",
+                "iqn.2026-11.example:ini2",
+                f"--test={family}",
+                "--junit",
+                str(junit),
+                url,
                 timeout=300,
-                check=False,
             )
             assert "Traceback" not in p.stderr, p.stderr
-            listed = subprocess.run(
-                [sys.executable, "-m", "poolbackend", "iscsi-test", "--list", f"--test={family}"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=True,
+            listed = _iscsi_test(
+                "--list", f"--test={family}", timeout=60, check=True
             ).stdout.split()
             root = ET.parse(junit).getroot()
             cases = {f"{c.get('classname')}.{c.get('name')}": c for c in root.iter("testcase")}
@@ -76,22 +75,13 @@ def test_lun_above_255_on_tgt() -> None:
     with Tgtd.start() as t:
         t.new_target(1, "iqn.2026-11.example:conform")
         t.add_lun(1, 300, 8 * MiB)
-        p = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "poolbackend",
-                "iscsi-test",
-                "--dataloss",
-                "--test=SCSI.Read10.Simple",
-                "--test=SCSI.Write16.Simple",
-                "--test=iSCSI.iSCSIResiduals.Read10Residuals",
-                t.url(1, 300),
-            ],
-            capture_output=True,
-            text=True,
+        p = _iscsi_test(
+            "--dataloss",
+            "--test=SCSI.Read10.Simple",
+            "--test=SCSI.Write16.Simple",
+            "--test=iSCSI.iSCSIResiduals.Read10Residuals",
+            t.url(1, 300),
             timeout=120,
-            check=False,
         )
         assert p.returncode == 0, p.stdout + p.stderr
         assert p.stdout.count("PASS ") == 3
