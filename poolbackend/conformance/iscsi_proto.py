@@ -367,7 +367,7 @@ def lun_reset(ctx: Context) -> None:
                 edtl=size,
                 write=True,
                 data=bytes(size),
-            ): i
+            )
             for i in range(8)
         }
         tmf = conn.tmf(5, ctx.lun, P.NO_TAG, conn.cmd_sn)  # LOGICAL UNIT RESET
