@@ -8,7 +8,7 @@ without a page has the page's facts as 0 (what SBC says a device without it supp
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from poolbackend.scsi.capacity import ReadCapacity16
 from poolbackend.scsi.vpd import BlockLimits, LogicalBlockProvisioning
@@ -23,30 +23,37 @@ def provisioning_type_name(code: int) -> str:
 
 @dataclass(frozen=True)
 class Provisioning:
+    """LBPME/LBPRZ and the two pages as the LUN answered them (None: not reported)."""
+
     lbpme: bool = False
     lbprz: bool = False
-    lbpu: bool = False
-    lbpws: bool = False
-    lbpws10: bool = False
-    anc_sup: bool = False
-    provisioning_type: int = 0
-    max_unmap_lba_count: int = 0
-    max_unmap_descriptors: int = 0
-    opt_unmap_granularity: int = 0  # blocks; 0 = not reported
-    ugavalid: bool = False
-    unmap_granularity_alignment: int = 0
-    max_write_same_length: int = 0
-    has_b0: bool = False
-    has_b2: bool = False
+    limits: BlockLimits | None = None  # VPD 0xB0
+    lbp: LogicalBlockProvisioning | None = None  # VPD 0xB2
 
     @property
     def thin(self) -> bool:
         return self.lbpme
 
     @property
+    def lbpu(self) -> bool:
+        return self.lbp is not None and self.lbp.lbpu
+
+    @property
+    def lbpws(self) -> bool:
+        return self.lbp is not None and self.lbp.lbpws
+
+    @property
+    def lbpws10(self) -> bool:
+        return self.lbp is not None and self.lbp.lbpws10
+
+    @property
+    def provisioning_type(self) -> int:
+        return 0 if self.lbp is None else self.lbp.provisioning_type
+
+    @property
     def granularity(self) -> int:
         """Blocks the target deallocates at once (at least 1)."""
-        return max(1, self.opt_unmap_granularity)
+        return max(1, 0 if self.limits is None else self.limits.opt_unmap_granularity)
 
     def lines(self) -> list[tuple[str, str]]:
         """Labelled lines for ``vol-info --scsi``."""
@@ -61,24 +68,25 @@ class Provisioning:
             ("Thin provisioning (LBPME):", yn(self.lbpme)),
             ("Reads zeros unmapped (LBPRZ):", yn(self.lbprz)),
         ]
-        if self.has_b2:
+        if self.lbp is not None:
             pairs += [
-                ("Provisioning type:", provisioning_type_name(self.provisioning_type)),
-                ("UNMAP (LBPU):", yn(self.lbpu)),
-                ("WRITE SAME(16) UNMAP (LBPWS):", yn(self.lbpws)),
-                ("WRITE SAME(10) UNMAP (LBPWS10):", yn(self.lbpws10)),
+                ("Provisioning type:", provisioning_type_name(self.lbp.provisioning_type)),
+                ("UNMAP (LBPU):", yn(self.lbp.lbpu)),
+                ("WRITE SAME(16) UNMAP (LBPWS):", yn(self.lbp.lbpws)),
+                ("WRITE SAME(10) UNMAP (LBPWS10):", yn(self.lbp.lbpws10)),
             ]
         else:
             pairs.append(("Provisioning type:", "not reported (no VPD page 0xB2)"))
-        if self.has_b0:
-            gran = str(self.opt_unmap_granularity) if self.opt_unmap_granularity else "-"
-            if self.ugavalid:
-                gran += f" (alignment {self.unmap_granularity_alignment})"
+        bl = self.limits
+        if bl is not None:
+            gran = str(bl.opt_unmap_granularity) if bl.opt_unmap_granularity else "-"
+            if bl.ugavalid:
+                gran += f" (alignment {bl.unmap_granularity_alignment})"
             pairs += [
-                ("Max UNMAP LBA count:", limit(self.max_unmap_lba_count)),
-                ("Max UNMAP descriptors:", limit(self.max_unmap_descriptors)),
+                ("Max UNMAP LBA count:", limit(bl.max_unmap_lba_count)),
+                ("Max UNMAP descriptors:", limit(bl.max_unmap_descriptors)),
                 ("UNMAP granularity:", gran),
-                ("Max WRITE SAME length:", str(self.max_write_same_length)),
+                ("Max WRITE SAME length:", str(bl.max_write_same_length)),
             ]
         return pairs
 
@@ -89,28 +97,6 @@ def provisioning(
     lbp: LogicalBlockProvisioning | None,
 ) -> Provisioning:
     """Combine what the LUN answered (None: it did not answer that command or page)."""
-    out = Provisioning()
-    if rc16 is not None:
-        out = replace(out, lbpme=rc16.lbpme, lbprz=rc16.lbprz)
-    if lbp is not None:
-        out = replace(
-            out,
-            has_b2=True,
-            lbpu=lbp.lbpu,
-            lbpws=lbp.lbpws,
-            lbpws10=lbp.lbpws10,
-            anc_sup=lbp.anc_sup,
-            provisioning_type=lbp.provisioning_type,
-        )
-    if limits is not None:
-        out = replace(
-            out,
-            has_b0=True,
-            max_unmap_lba_count=limits.max_unmap_lba_count,
-            max_unmap_descriptors=limits.max_unmap_descriptors,
-            opt_unmap_granularity=limits.opt_unmap_granularity,
-            ugavalid=limits.ugavalid,
-            unmap_granularity_alignment=limits.unmap_granularity_alignment,
-            max_write_same_length=limits.max_write_same_length,
-        )
-    return out
+    if rc16 is None:
+        return Provisioning(limits=limits, lbp=lbp)
+    return Provisioning(rc16.lbpme, rc16.lbprz, limits, lbp)
