@@ -67,6 +67,7 @@ from poolbackend.pool.xml import pool as pool_xml
 from poolbackend.pool.xml import secret as secret_xml
 from poolbackend.pool.xml import volume as volume_xml
 from poolbackend.scsi import cdb as C
+from tests.harness.tgt_keys import tgt_login_keys
 
 Target = Callable[[bytes], object]
 
@@ -178,19 +179,7 @@ def logged_in_connection(mode: int) -> Connection:
     conn.data_to_send()
     hd, dd = digest_offer(mode)
     pairs = [
-        ("HeaderDigest", hd),
-        ("DataDigest", dd),
-        ("MaxConnections", "1"),
-        ("InitialR2T", "Yes"),
-        ("ImmediateData", "Yes"),
-        ("MaxBurstLength", "262144"),
-        ("FirstBurstLength", "65536"),
-        ("DefaultTime2Wait", "2"),
-        ("DefaultTime2Retain", "0"),
-        ("MaxOutstandingR2T", "1"),
-        ("DataPDUInOrder", "Yes"),
-        ("DataSequenceInOrder", "Yes"),
-        ("ErrorRecoveryLevel", "0"),
+        *tgt_login_keys(hd, dd),
         ("TargetPortalGroupTag", "1"),
         ("MaxRecvDataSegmentLength", "8192"),
     ]

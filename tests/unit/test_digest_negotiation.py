@@ -12,21 +12,9 @@ from poolbackend.iscsi.connection import Connection
 from poolbackend.iscsi.errors import RemoteProtocolError
 from poolbackend.iscsi.events import LoginComplete
 from poolbackend.iscsi.login import DIGEST_OFFER, LoginConfig
+from tests.harness.tgt_keys import tgt_login_keys
 from tests.unit.test_iscsi_core import login_rsp
 
-OPERATIONAL = [
-    ("MaxConnections", "1"),
-    ("InitialR2T", "Yes"),
-    ("ImmediateData", "Yes"),
-    ("MaxBurstLength", "262144"),
-    ("FirstBurstLength", "65536"),
-    ("DefaultTime2Wait", "2"),
-    ("DefaultTime2Retain", "0"),
-    ("MaxOutstandingR2T", "1"),
-    ("DataPDUInOrder", "Yes"),
-    ("DataSequenceInOrder", "Yes"),
-    ("ErrorRecoveryLevel", "0"),
-]
 OFFERS = ["None", "CRC32C", DIGEST_OFFER]
 
 
@@ -35,7 +23,7 @@ def _login(header: str, data: str, answer: tuple[str, str]) -> list[object]:
                                   header_digest=header, data_digest=data), 1)  # fmt: skip
     conn.start_login()
     conn.data_to_send()
-    pairs = [("HeaderDigest", answer[0]), ("DataDigest", answer[1]), *OPERATIONAL]
+    pairs = tgt_login_keys(*answer)
     return list(conn.receive_data(login_rsp(0x87, pairs, statsn=1, tsih=1)))
 
 

@@ -29,6 +29,7 @@ from poolbackend.iscsi.events import (
 )
 from poolbackend.iscsi.login import LoginConfig
 from poolbackend.iscsi.textkeys import decode_pairs, encode_pairs
+from tests.harness.tgt_keys import tgt_login_keys
 
 
 def target_pdu(
@@ -100,22 +101,7 @@ def logged_in(
     conn = Connection(cfg or LoginConfig("iqn.2026-11.example:i", "iqn.2026-11.example:t"), 10)
     conn.start_login()
     conn.data_to_send()
-    pairs = [
-        ("HeaderDigest", "None"),
-        ("DataDigest", "None"),
-        ("MaxConnections", "1"),
-        ("InitialR2T", "Yes"),
-        ("ImmediateData", "Yes"),
-        ("MaxBurstLength", "262144"),
-        ("FirstBurstLength", "65536"),
-        ("DefaultTime2Wait", "2"),
-        ("DefaultTime2Retain", "0"),
-        ("MaxOutstandingR2T", "1"),
-        ("DataPDUInOrder", "Yes"),
-        ("DataSequenceInOrder", "Yes"),
-        ("ErrorRecoveryLevel", "0"),
-    ]
-    pairs = list({**dict(pairs), **dict(extra or [])}.items())
+    pairs = list({**dict(tgt_login_keys()), **dict(extra or [])}.items())
     events = conn.receive_data(
         login_rsp(0x87, pairs, statsn=5, tsih=0x3200, expcmdsn=10, maxcmdsn=maxcmdsn)
     )

@@ -31,25 +31,12 @@ from poolbackend.iscsi.events import TaskCompleted
 from poolbackend.iscsi.portal import Portal
 from poolbackend.iscsi.textkeys import decode_pairs, encode_pairs
 from poolbackend.scsi import cdb as C
+from tests.harness.tgt_keys import tgt_login_keys
 
 TARGET = "iqn.2026-11.example:core"
 PORTAL = Portal("192.0.2.1", 3260)
 UA_SENSE = bytes([0x70, 0, 0x06, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x29, 0x00, 0, 0, 0, 0])
-LOGIN_KEYS = [
-    ("HeaderDigest", "None"),
-    ("DataDigest", "None"),
-    ("MaxConnections", "1"),
-    ("InitialR2T", "Yes"),
-    ("ImmediateData", "Yes"),
-    ("MaxBurstLength", "262144"),
-    ("FirstBurstLength", "65536"),
-    ("DefaultTime2Wait", "2"),
-    ("DefaultTime2Retain", "0"),
-    ("MaxOutstandingR2T", "1"),
-    ("DataPDUInOrder", "Yes"),
-    ("DataSequenceInOrder", "Yes"),
-    ("ErrorRecoveryLevel", "0"),
-]
+LOGIN_KEYS = tgt_login_keys()
 
 
 def fixed_random() -> object:
@@ -77,10 +64,8 @@ class Peer:
             out.append(P.PDU(chunk[:48], memoryview(chunk[48 : 48 + dlen])))
             pos += size
         for pdu in out:
-            if pdu.opcode == P.Op.SCSI_CMD or (pdu.opcode == P.Op.NOP_OUT and pdu.itt != P.NO_TAG):
-                sn = pdu.field32(24)
-                if pdu.opcode == P.Op.SCSI_CMD:
-                    self.exp_cmd_sn = max(self.exp_cmd_sn, sn + 1)
+            if pdu.opcode == P.Op.SCSI_CMD:
+                self.exp_cmd_sn = max(self.exp_cmd_sn, pdu.field32(24) + 1)
         return out
 
     def bhs(self, op: int, flags: int, itt: int, data: bytes = b"", *, b2: int = 0, b3: int = 0,
