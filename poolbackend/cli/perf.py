@@ -219,43 +219,42 @@ class _Perf:
                     return
                 st.in_flight += 1
 
+        def lost(exc: ISCSIError) -> None:  # the read ended without an answer
+            if ignore_errors:
+                st.errors += 1
+            else:
+                fail(exc)
+
         def done(rid: int, outcome: Event | ISCSIError) -> None:
             lba, nbytes, cdb = pending.pop(rid)
-            status = -1
-            if type(outcome) is TaskCompleted:
-                status = outcome.result.status
-                if status == ScsiStatus.GOOD:
-                    st.iops += 1
-                    st.bytes += nbytes
-                elif status == ScsiStatus.BUSY:
-                    st.busy += 1
-                    if not st.stopping:
-                        try:
-                            start(lba, nbytes, cdb)  # as libiscsi: the same read again
-                            return
-                        except ISCSIError as exc:
-                            outcome = exc
-                    status = ScsiStatus.GOOD if not isinstance(outcome, ISCSIError) else -1
-            if status != ScsiStatus.GOOD:
-                if ignore_errors and not isinstance(outcome, ISCSIError):
-                    st.errors += 1
-                    st.iops += 1
-                elif isinstance(outcome, ISCSIError):
-                    if ignore_errors:
-                        st.errors += 1
-                    else:
-                        fail(outcome)
-                else:
-                    why = (
-                        f"SCSI status {status_name(status)}"
-                        if isinstance(outcome, TaskCompleted)
-                        else getattr(outcome, "reason", "no status")
+            status = outcome.result.status if type(outcome) is TaskCompleted else -1
+            if status == ScsiStatus.GOOD:
+                st.iops += 1
+                st.bytes += nbytes
+            elif status == ScsiStatus.BUSY:
+                st.busy += 1  # when stopping, a BUSY read is just dropped
+                if not st.stopping:
+                    try:
+                        start(lba, nbytes, cdb)  # as libiscsi: the same read again
+                        return
+                    except ISCSIError as exc:
+                        lost(exc)
+            elif isinstance(outcome, ISCSIError):
+                lost(outcome)
+            elif ignore_errors:  # a bad status or a failed task counts as done
+                st.errors += 1
+                st.iops += 1
+            else:
+                why = (
+                    f"SCSI status {status_name(status)}"
+                    if type(outcome) is TaskCompleted
+                    else getattr(outcome, "reason", "no status")
+                )
+                fail(
+                    CommandFailed(
+                        f"{session.what}: READ(16) at LBA {lba} on LUN {lun} failed: {why}"
                     )
-                    fail(
-                        CommandFailed(
-                            f"{session.what}: READ(16) at LBA {lba} on LUN {lun} failed: {why}"
-                        )
-                    )
+                )
             st.in_flight -= 1
             if st.stopping:
                 if not st.in_flight:
