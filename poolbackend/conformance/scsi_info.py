@@ -408,23 +408,22 @@ def rdd12(ctx: Context) -> None:
 
 
 # -- REPORT SUPPORTED OPERATION CODES ----------------------------------------------------
-def _rsoc(ctx: Context, **kw: int | bool) -> Reply:
-    r = ctx.supported(X.report_supported_opcodes(**kw), read_len=65535)  # type: ignore[arg-type]
+def _rsoc(ctx: Context, *, rctd: bool = False) -> Reply:
+    r = ctx.supported(X.report_supported_opcodes(rctd=rctd), read_len=65535)
     if not r.good:
         raise TestFailed(f"REPORT SUPPORTED OPERATION CODES returned {r.describe()}")
     return r
 
 
-def _descriptors(data: bytes, rctd: bool) -> list[bytes]:
+def _descriptors(data: bytes) -> list[bytes]:
+    """The command descriptors; each is 8 bytes, 20 with CTDP (a timeouts descriptor)."""
     total = int.from_bytes(data[0:4], "big")
     body = data[4 : 4 + total]
     out, pos = [], 0
-    size = 20 if rctd else 8
     while pos + 8 <= len(body):
         d_size = 20 if body[pos + 5] & 0x02 else 8
         out.append(body[pos : pos + d_size])
         pos += d_size
-    del size
     return out
 
 
@@ -435,7 +434,7 @@ def rsoc_simple(ctx: Context) -> None:
 
     Standard: SPC-4 §6.35."""
     r = _rsoc(ctx)
-    ops = {d[0] for d in _descriptors(r.data, False)}
+    ops = {d[0] for d in _descriptors(r.data)}
     required = [(0x12, "INQUIRY"), (0x00, "TEST UNIT READY")]
     if ctx.inquiry.is_disk:  # READ CAPACITY(10) is mandatory for block devices only
         required.append((0x25, "READ CAPACITY(10)"))
@@ -455,7 +454,7 @@ def rsoc_one(ctx: Context) -> None:
 
     Standard: SPC-4 §6.35.1 (REPORTING OPTIONS), §6.35.3."""
     r = _rsoc(ctx)
-    for d in _descriptors(r.data, False):
+    for d in _descriptors(r.data):
         sa = int.from_bytes(d[2:4], "big")
         servactv = bool(d[5] & 0x01)
         right, wrong = (2, 1) if servactv else (1, 2)
@@ -490,7 +489,7 @@ def rsoc_rctd(ctx: Context) -> None:
     Standard: SPC-4 §6.35.2."""
     for rctd in (False, True):
         r = _rsoc(ctx, rctd=rctd)
-        for d in _descriptors(r.data, rctd):
+        for d in _descriptors(r.data):
             if bool(d[5] & 0x02) != rctd:
                 raise TestFailed(
                     f"RCTD={int(rctd)} but opcode {d[0]:02X}h has CTDP={int(not rctd)}"
@@ -506,7 +505,7 @@ def rsoc_servactv(ctx: Context) -> None:
 
     Standard: SPC-4 §6.35.2, §6.35.3."""
     r = _rsoc(ctx)
-    for d in _descriptors(r.data, False):
+    for d in _descriptors(r.data):
         if not d[5] & 0x01:
             continue
         sa = int.from_bytes(d[2:4], "big")
