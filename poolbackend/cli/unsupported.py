@@ -49,21 +49,6 @@ def _not_supported(what: str) -> PoolBackendError:
     return not_supported(what)
 
 
-def _active(driver: Driver, record: PoolRecord) -> PoolRecord:
-    return driver.active_pool(record.pool.name)
-
-
-def _volume(
-    driver: Driver,
-    vol: str,
-    pool: str | None,
-    option: str | None = "pool",
-    *,
-    any_pool: bool = False,
-) -> tuple[PoolRecord, Volume]:
-    return driver.find_volume(vol, pool, pool_option=option, any_pool=any_pool)
-
-
 def _by_name(record: PoolRecord, name: str) -> Volume | None:
     return next((v for v in record.state.volumes if v.name == name), None)
 
@@ -103,7 +88,9 @@ def vol_create_as(args: argparse.Namespace) -> int:
     allocation = virsh_size(args.allocation) if args.allocation is not None else None
     backing = None
     if args.backing_vol:  # virsh: a name in POOL, else a key or path of any pool
-        backing = _volume(driver, args.backing_vol, record.pool.name, None, any_pool=True)[1]
+        backing = driver.find_volume(
+            args.backing_vol, record.pool.name, pool_option=None, any_pool=True
+        )[1]
     if args.print_xml:  # virsh prints the XML it would send, without asking the driver
         print(
             format_volume_request_xml(
@@ -117,7 +104,7 @@ def vol_create_as(args: argparse.Namespace) -> int:
             end="",
         )
         return 0
-    _create(_active(driver, record), args.name, capacity)
+    _create(driver.active_pool(record.pool.name), args.name, capacity)
     return 1  # not reached: _create always raises
 
 
@@ -139,7 +126,7 @@ def vol_create(args: argparse.Namespace) -> int:
     driver = _driver()
     record = driver.lookup_pool(args.pool)
     data = _volume_xml(args.file)
-    record = _active(driver, record)
+    record = driver.active_pool(record.pool.name)
     spec = _parse_volume(data, args)
     _create(record, spec.name, spec.capacity)
     return 1
@@ -148,9 +135,9 @@ def vol_create(args: argparse.Namespace) -> int:
 def vol_create_from(args: argparse.Namespace) -> int:
     driver = _driver()
     record = driver.lookup_pool(args.pool)
-    _volume(driver, args.vol, args.inputpool, "inputpool")
+    driver.find_volume(args.vol, args.inputpool, pool_option="inputpool")
     data = _volume_xml(args.file)
-    record = _active(driver, record)
+    record = driver.active_pool(record.pool.name)
     _create_from(record, _parse_volume(data, args).name)
     return 1
 
@@ -161,7 +148,7 @@ def vol_clone(args: argparse.Namespace) -> int:
     from poolbackend.pool.xml.volume import format_volume_xml
 
     driver = _driver()
-    record, vol = _volume(driver, args.vol, args.pool)
+    record, vol = driver.find_volume(args.vol, args.pool)
     if args.print_xml:
         print(format_volume_xml(replace(vol, name=args.newname)), end="")
         return 0
@@ -170,7 +157,7 @@ def vol_clone(args: argparse.Namespace) -> int:
 
 
 def vol_delete(args: argparse.Namespace) -> int:
-    _volume(_driver(), args.vol, args.pool)
+    _driver().find_volume(args.vol, args.pool)
     raise _not_supported("storage pool does not support vol deletion")
 
 
@@ -181,7 +168,7 @@ def vol_resize(args: argparse.Namespace) -> int:
             raise ConfigError("negative size requires --shrink")
         text = text[1:]
     capacity = virsh_size(text)
-    record, vol = _volume(_driver(), args.vol, args.pool)
+    record, vol = _driver().find_volume(args.vol, args.pool)
     if args.delta:
         new = vol.capacity - min(capacity, vol.capacity) if args.shrink else vol.capacity + capacity
     else:
