@@ -28,6 +28,7 @@ import secrets
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from poolbackend.iscsi.chap import ChapInitiator
 from poolbackend.iscsi.connection import Connection, State
@@ -58,6 +59,7 @@ from poolbackend.scsi.status import ScsiStatus
 from poolbackend.text import printable
 
 MAX_REDIRECTS = 5
+_In = TypeVar("_In")
 
 
 def default_initiator_name() -> str:
@@ -437,16 +439,8 @@ class SessionCore:
     # -- receive --------------------------------------------------------------------------
     def receive_data(self, data: Buffer, now: float) -> None:
         conn = self.conn
-        if conn is None:
-            return
-        if self._liveness is not None:
-            self._liveness.progress(now)
-        try:
-            events = conn.receive_data(data)
-        except ISCSIError as exc:  # a protocol violation or a refused login
-            self.connection_lost(now, exc)
-            return
-        self._handle(events, now)
+        if conn is not None:
+            self._received(conn.receive_data, data, now)
 
     def recv_buffers(self) -> list[memoryview]:
         assert self.conn is not None
@@ -455,13 +449,16 @@ class SessionCore:
     def recv_done(self, nbytes: int, now: float) -> None:
         """Zero-copy receive: ``nbytes`` landed in the last :meth:`recv_buffers`."""
         conn = self.conn
-        if conn is None:
-            return
+        if conn is not None:
+            self._received(conn.recv_done, nbytes, now)
+
+    def _received(self, feed: Callable[[_In], list[Event]], data: _In, now: float) -> None:
+        """Bytes arrived (a sign of life): ``feed(data)`` gives the connection's events."""
         if self._liveness is not None:
             self._liveness.progress(now)
         try:
-            events = conn.recv_done(nbytes)
-        except ISCSIError as exc:
+            events = feed(data)
+        except ISCSIError as exc:  # a protocol violation or a refused login
             self.connection_lost(now, exc)
             return
         self._handle(events, now)
