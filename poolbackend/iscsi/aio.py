@@ -384,14 +384,14 @@ class Session:
         except ISCSIError as exc:
             if self._connecting is asyncio.current_task():
                 self._connecting = None
-                core.connect_failed(asyncio.get_running_loop().time(), exc)
+                core.connect_failed(self._now(), exc)
                 self._pump()
             return
         if self._connecting is not asyncio.current_task():
             sock.close()  # no longer wanted (closed, or the core gave up meanwhile)
             return
         self._connecting = None
-        core.connection_made(asyncio.get_running_loop().time())
+        core.connection_made(self._now())
         assert core.conn is not None
         self._wire = _Wire(sock, self, core.conn)
         self._pump()
@@ -461,8 +461,7 @@ class Session:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        loop = self._loop or asyncio.get_running_loop()
-        self.core.handle_timer(loop.time())
+        self.core.handle_timer(self._now())
         self._pump()
 
     def _wire_lost(self, wire: _Wire, exc: BaseException | None) -> None:
@@ -471,7 +470,7 @@ class Session:
         if self._wire is wire:
             self._wire = None
         if self.core.conn is wire.conn:
-            self.core.connection_lost((self._loop or asyncio.get_running_loop()).time(), exc)
+            self.core.connection_lost(self._now(), exc)
         self._pump()
 
     def _close_wire(self) -> None:
