@@ -72,16 +72,17 @@ def cmd_iscsi_lbastatus(args: argparse.Namespace) -> int:
                     "is mapped; GET LBA STATUS not sent",
                     file=sys.stderr,
                 )
-                found: tuple[Extent, ...] = (Extent(lba, end - lba, ProvisioningStatus.MAPPED),)
+                whole = Extent(lba, end - lba, ProvisioningStatus.MAPPED)
+                found = extents.ExtentMap((whole,), complete=True, commands=0)
             else:
-                found = (await extents.walk(s, lun, blocks, lba, end)).extents
-            for e in found:
+                found = await extents.walk(s, lun, blocks, lba, end)
+            for e in found.extents:
                 print(extent_line(e))
-            mapped = sum(e.blocks for e in found if e.mapped)
+            mapped = found.blocks(ProvisioningStatus.MAPPED)
             print(
                 f"Mapped:{mapped} blocks ({mapped * bs} bytes) of {end - lba}; "
-                f"deallocated:{sum(e.blocks for e in found if e.status == 1)}; "
-                f"anchored:{sum(e.blocks for e in found if e.status == 2)}"
+                f"deallocated:{found.blocks(ProvisioningStatus.DEALLOCATED)}; "
+                f"anchored:{found.blocks(ProvisioningStatus.ANCHORED)}"
             )
 
     asyncio.run(run())

@@ -22,10 +22,11 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
+from poolbackend.scsi.cdb import SA_GET_LBA_STATUS as SERVICE_ACTION
+from poolbackend.scsi.cdb import Opcode
 from poolbackend.scsi.errors import ScsiParseError
 
-OPCODE = 0x9E  # SERVICE ACTION IN(16)
-SERVICE_ACTION = 0x12
+OPCODE = Opcode.SERVICE_ACTION_IN_16
 HEADER = 8
 DESCRIPTOR = 16
 DEFAULT_ALLOC = HEADER + DESCRIPTOR * 1024  # descriptors per command (tgt fills what fits)
