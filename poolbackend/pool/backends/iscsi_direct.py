@@ -114,11 +114,8 @@ class IscsiDirectBackend:
         return _run(self._scan(pool, credentials))
 
     async def _scan(self, pool: PoolDef, credentials: Credentials | None) -> ScanReport:
-        session = await self._session(pool, credentials)
-        try:
+        async with await self._session(pool, credentials) as session:
             result = await scan.scan(session)
-        finally:
-            await session.close()
         volumes = tuple(
             Volume.for_lun(
                 pool.source,
@@ -157,11 +154,8 @@ class IscsiDirectBackend:
         """The volume's thin provisioning facts, asked live (:func:`thin.read_provisioning`)."""
 
         async def go() -> Provisioning:
-            session = await self._session(pool, credentials)
-            try:
+            async with await self._session(pool, credentials) as session:
                 return await thin.read_provisioning(session, volume.address(pool.name))
-            finally:
-                await session.close()
 
         return _run(go())
 
@@ -173,12 +167,9 @@ class IscsiDirectBackend:
         fn: Callable[[Session, transfer.Geometry], Awaitable[T]],
     ) -> T:
         """``fn`` on a session to the volume's LUN, after a fresh probe of its geometry."""
-        session = await self._session(pool, credentials)
-        try:
+        async with await self._session(pool, credentials) as session:
             geo = await transfer.geometry(session, volume.address(pool.name))
             return await fn(session, geo)
-        finally:
-            await session.close()
 
     def wipe_vol(
         self,
