@@ -14,7 +14,7 @@ import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeVar
+from typing import TypeVar
 
 from poolbackend.iscsi import pdu as P
 from poolbackend.iscsi.digest import Buffer, digest_bytes
@@ -91,7 +91,8 @@ class State(enum.Enum):
 
 
 class Kind(enum.Enum):
-    SCSI = "scsi"
+    """What a non-SCSI task (:class:`_Task`) is; SCSI commands are :class:`_ScsiTask`."""
+
     TEXT = "text"
     NOP = "nop"
     TMF = "tmf"
@@ -112,7 +113,6 @@ class _ScsiTask:
     write: memoryview | None = None
     cmd_sn: int = 0
     sent: bool = False
-    kind: ClassVar[Kind] = Kind.SCSI
 
 
 @dataclass(slots=True)
@@ -628,7 +628,8 @@ class Connection:
         if response == 0 and task.function == TMF_ABORT_TASK:
             self._tasks.pop(task.ref_itt, None)
         elif response == 0 and task.function == TMF_LUN_RESET:
-            for t in [t for t in self._tasks.values() if t.kind is Kind.SCSI and t.lun == task.lun]:
+            lun = task.lun
+            for t in [t for t in self._tasks.values() if type(t) is _ScsiTask and t.lun == lun]:
                 del self._tasks[t.itt]
         return TmfReply(task.itt, response)
 
