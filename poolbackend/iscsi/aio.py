@@ -69,7 +69,7 @@ from poolbackend.scsi.errors import ScsiParseError
 from poolbackend.scsi.inquiry import StandardInquiry, parse_standard_inquiry
 from poolbackend.scsi.lun import LunRef
 from poolbackend.scsi.reportluns import ReportLuns, parse_report_luns
-from poolbackend.scsi.sense import SenseData, parse_sense
+from poolbackend.scsi.sense import SenseData, is_unit_attention, parse_sense
 from poolbackend.scsi.status import ScsiStatus, status_name
 from poolbackend.text import printable
 
@@ -571,7 +571,7 @@ class Session:
         result = event.result
         if result.status == ScsiStatus.CHECK_CONDITION:
             sense = parse_sense(result.sense)
-            if sense is not None and sense.key == 6:  # the core drained all it may
+            if is_unit_attention(sense):  # the core drained all it may
                 raise CommandFailed(
                     f"{self.what}: {describe((lun, cdb))}: still UNIT ATTENTION after "
                     f"{self.options.ua_retries} retries"
