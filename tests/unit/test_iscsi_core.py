@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from poolbackend.iscsi import pdu as P
 from poolbackend.iscsi.chap import ChapInitiator
 from poolbackend.iscsi.connection import Connection, sn_le, sn_lt
-from poolbackend.iscsi.digest import crc32c, digest_bytes
+from poolbackend.iscsi.digest import Buffer, crc32c, digest_bytes
 from poolbackend.iscsi.errors import (
     AuthenticationFailed,
     ISCSIError,
@@ -78,10 +78,12 @@ def login_rsp(
 
 
 def sent_pdus(conn: Connection, digests: bool = False) -> list[P.PDU]:
-    reader = P.PDUReader(1 << 24)
-    reader.header_digest = reader.data_digest = digests
-    # The reader accepts only target opcodes; flip the high bit pattern for parsing our PDUs.
-    raw = b"".join(bytes(b) for b in conn.data_to_send())
+    return split_pdus(conn.data_to_send(), digests)
+
+
+def split_pdus(bufs: list[Buffer], digests: bool = False) -> list[P.PDU]:
+    """Our PDUs, from the buffers an initiator queued (the reader takes only target PDUs)."""
+    raw = b"".join(bytes(b) for b in bufs)
     out = []
     pos = 0
     while pos < len(raw):

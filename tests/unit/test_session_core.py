@@ -7,7 +7,6 @@ attention, a silent target, a slow but alive target and a NOP ping answered late
 
 from __future__ import annotations
 
-import struct
 from itertools import count
 
 import pytest
@@ -32,6 +31,7 @@ from poolbackend.iscsi.portal import Portal
 from poolbackend.iscsi.textkeys import decode_pairs, encode_pairs
 from poolbackend.scsi import cdb as C
 from tests.harness.tgt_keys import tgt_login_keys
+from tests.unit.test_iscsi_core import split_pdus, target_pdu
 
 TARGET = "iqn.2026-11.example:core"
 PORTAL = Portal("192.0.2.1", 3260)
@@ -55,14 +55,7 @@ class Peer:
         self.exp_cmd_sn = 0
 
     def pdus(self) -> list[P.PDU]:
-        raw = b"".join(bytes(b) for b in self.core.data_to_send())
-        out, pos = [], 0
-        while pos < len(raw):
-            dlen = int.from_bytes(raw[pos + 5 : pos + 8], "big")
-            size = 48 + dlen + (-dlen & 3)
-            chunk = raw[pos : pos + size]
-            out.append(P.PDU(chunk[:48], memoryview(chunk[48 : 48 + dlen])))
-            pos += size
+        out = split_pdus(self.core.data_to_send())
         for pdu in out:
             if pdu.opcode == P.Op.SCSI_CMD:
                 self.exp_cmd_sn = max(self.exp_cmd_sn, pdu.field32(24) + 1)
@@ -70,16 +63,24 @@ class Peer:
 
     def bhs(self, op: int, flags: int, itt: int, data: bytes = b"", *, b2: int = 0, b3: int = 0,
             ttt: int = P.NO_TAG, f36: int = 0, f40: int = 0, f44: int = 0) -> bytes:  # fmt: skip
-        raw = bytearray(48)
-        raw[0], raw[1], raw[2], raw[3] = op, flags, b2, b3
-        raw[5:8] = len(data).to_bytes(3, "big")
         stat_sn = self.stat_sn
         self.stat_sn += 1
         exp = self.exp_cmd_sn
-        struct.pack_into(
-            ">IIIIIIII", raw, 16, itt, ttt, stat_sn, exp, exp + self.max_ahead, f36, f40, f44
+        return target_pdu(
+            op,
+            flags,
+            data,
+            itt=itt,
+            ttt=ttt,
+            statsn=stat_sn,
+            expcmdsn=exp,
+            maxcmdsn=exp + self.max_ahead,
+            f36=f36,
+            f40=f40,
+            f44=f44,
+            b2=b2,
+            b3=b3,
         )
-        return bytes(raw) + data + b"\0" * (-len(data) & 3)
 
     def send(self, raw: bytes, now: float) -> list[CoreEvent]:
         self.core.receive_data(raw, now)
