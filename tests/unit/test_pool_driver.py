@@ -240,3 +240,32 @@ def test_concurrent_define_and_destroy(driver: Driver, target: FakeTarget) -> No
     if record.active:
         assert record.live in [base, *variants]
         assert len(record.state.volumes) == 3
+
+
+def test_destroy_does_not_load_the_initiator(tmp_path: Path) -> None:
+    """pool-destroy is file work only (libvirt's stopPool has nothing to release here): in a
+    fresh interpreter it never imports asyncio's iSCSI stack."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from poolbackend.pool.driver import Driver
+from poolbackend.pool.fsutil import StorePaths
+from poolbackend.pool.model import PoolDef, PoolSource, PoolState
+from poolbackend.pool.store import Store
+
+store = Store(StorePaths.under({str(tmp_path / "state")!r}))
+source = PoolSource("127.0.0.1", 3260, "iqn.2026-11.example:t", {INITIATOR!r})
+store.define(PoolDef("p", {UUID!r}, source))
+store.save_state("p", PoolState(active=True))
+assert Driver(store).destroy("p") == "p" and not store.get_pool("p").active
+print(sorted(m for m in sys.modules if m.startswith("poolbackend.iscsi.aio") or m == "asyncio"))
+"""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n"
