@@ -275,9 +275,7 @@ class Session:
         options: SessionOptions | None = None,
         credentials: Credentials | None = None,
     ) -> None:
-        self.options = options or SessionOptions()
-        self.credentials = credentials
-        self.core = SessionCore(portal, target, self.options, credentials)
+        self.core = SessionCore(portal, target, options, credentials)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wire: _Wire | None = None
         self._connecting: asyncio.Task[None] | None = None
@@ -290,6 +288,14 @@ class Session:
         self._closed = False
 
     # -- the core's state, as before -------------------------------------------------------
+    @property
+    def options(self) -> SessionOptions:
+        return self.core.options
+
+    @property
+    def credentials(self) -> Credentials | None:
+        return self.core.credentials
+
     @property
     def portal(self) -> Portal:
         return self.core.portal
