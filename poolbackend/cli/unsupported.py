@@ -13,19 +13,14 @@ import argparse
 import re
 from typing import TYPE_CHECKING, Any
 
+from poolbackend.cli.common import driver
 from poolbackend.errors import ConfigError, PoolBackendError, StateError
 
 if TYPE_CHECKING:
-    from poolbackend.pool.driver import Driver, PoolRecord
+    from poolbackend.pool.driver import PoolRecord
     from poolbackend.pool.model import Volume, VolumeSpec
 
 _SIZE = re.compile(r"[ \t\n\v\f\r]*\+?([0-9]+)(.*)", re.DOTALL)
-
-
-def _driver() -> Driver:
-    from poolbackend.pool.driver import Driver
-
-    return Driver()
 
 
 def virsh_size(text: str) -> int:
@@ -82,13 +77,13 @@ def _create_from(record: PoolRecord, name: str) -> None:
 def vol_create_as(args: argparse.Namespace) -> int:
     from poolbackend.pool.xml.volume import format_volume_request_xml
 
-    driver = _driver()
-    record = driver.lookup_pool(args.pool)
+    d = driver(args)
+    record = d.lookup_pool(args.pool)
     capacity = virsh_size(args.capacity)
     allocation = virsh_size(args.allocation) if args.allocation is not None else None
     backing = None
     if args.backing_vol:  # virsh: a name in POOL, else a key or path of any pool
-        backing = driver.find_volume(
+        backing = d.find_volume(
             args.backing_vol, record.pool.name, pool_option=None, any_pool=True
         )[1]
     if args.print_xml:  # virsh prints the XML it would send, without asking the driver
@@ -104,7 +99,7 @@ def vol_create_as(args: argparse.Namespace) -> int:
             end="",
         )
         return 0
-    _create(driver.active_pool(record.pool.name), args.name, capacity)
+    _create(d.active_pool(record.pool.name), args.name, capacity)
     return 1  # not reached: _create always raises
 
 
@@ -123,21 +118,21 @@ def _parse_volume(data: bytes, args: argparse.Namespace) -> VolumeSpec:
 
 
 def vol_create(args: argparse.Namespace) -> int:
-    driver = _driver()
-    record = driver.lookup_pool(args.pool)
+    d = driver(args)
+    record = d.lookup_pool(args.pool)
     data = _volume_xml(args.file)
-    record = driver.active_pool(record.pool.name)
+    record = d.active_pool(record.pool.name)
     spec = _parse_volume(data, args)
     _create(record, spec.name, spec.capacity)
     return 1
 
 
 def vol_create_from(args: argparse.Namespace) -> int:
-    driver = _driver()
-    record = driver.lookup_pool(args.pool)
-    driver.find_volume(args.vol, args.inputpool, pool_option="inputpool")
+    d = driver(args)
+    record = d.lookup_pool(args.pool)
+    d.find_volume(args.vol, args.inputpool, pool_option="inputpool")
     data = _volume_xml(args.file)
-    record = driver.active_pool(record.pool.name)
+    record = d.active_pool(record.pool.name)
     _create_from(record, _parse_volume(data, args).name)
     return 1
 
@@ -147,8 +142,8 @@ def vol_clone(args: argparse.Namespace) -> int:
 
     from poolbackend.pool.xml.volume import format_volume_xml
 
-    driver = _driver()
-    record, vol = driver.find_volume(args.vol, args.pool)
+    d = driver(args)
+    record, vol = d.find_volume(args.vol, args.pool)
     if args.print_xml:
         print(format_volume_xml(replace(vol, name=args.newname)), end="")
         return 0
@@ -157,7 +152,7 @@ def vol_clone(args: argparse.Namespace) -> int:
 
 
 def vol_delete(args: argparse.Namespace) -> int:
-    _driver().find_volume(args.vol, args.pool)
+    driver(args).find_volume(args.vol, args.pool)
     raise _not_supported("storage pool does not support vol deletion")
 
 
@@ -168,7 +163,7 @@ def vol_resize(args: argparse.Namespace) -> int:
             raise ConfigError("negative size requires --shrink")
         text = text[1:]
     capacity = virsh_size(text)
-    record, vol = _driver().find_volume(args.vol, args.pool)
+    record, vol = driver(args).find_volume(args.vol, args.pool)
     if args.delta:
         new = vol.capacity - min(capacity, vol.capacity) if args.shrink else vol.capacity + capacity
     else:
