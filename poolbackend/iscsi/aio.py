@@ -572,26 +572,26 @@ class Session:
                 await wire.drain()  # a dead peer is found by the timer, which closes the wire
         event = await fut
         if isinstance(event, TaskFailed):
-            raise CommandFailed(f"{self.what}: {describe((lun, cdb))} failed: {event.reason}")
+            raise CommandFailed(f"{self.what}: {describe(lun, cdb)} failed: {event.reason}")
         assert isinstance(event, TaskCompleted)
         result = event.result
         if result.status == ScsiStatus.CHECK_CONDITION:
             sense = parse_sense(result.sense)
             if is_unit_attention(sense):  # the core drained all it may
                 raise CommandFailed(
-                    f"{self.what}: {describe((lun, cdb))}: still UNIT ATTENTION after "
+                    f"{self.what}: {describe(lun, cdb)}: still UNIT ATTENTION after "
                     f"{self.options.ua_retries} retries"
                 )
             if not check:
                 return result
             raise CheckCondition(
-                f"{self.what}: {describe((lun, cdb))} failed: {_sense_describe(sense)}",
+                f"{self.what}: {describe(lun, cdb)} failed: {_sense_describe(sense)}",
                 sense,
                 result.sense,
             )
         if result.status not in (ScsiStatus.GOOD, ScsiStatus.CONDITION_MET) and check:
             raise CommandFailed(
-                f"{self.what}: {describe((lun, cdb))} failed with SCSI status "
+                f"{self.what}: {describe(lun, cdb)} failed with SCSI status "
                 f"{status_name(result.status)}",
                 result.status,
             )

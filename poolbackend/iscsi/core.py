@@ -185,7 +185,7 @@ class ReqKind(enum.Enum):
 class _Request:
     rid: int
     kind: ReqKind
-    what: str | tuple[LunRef, bytes]
+    what: str  # for messages; "" for a SCSI command, named by its CDB and LUN
     cap: float
     deadline: float
     itt: int | None = None
@@ -205,10 +205,13 @@ class _Request:
     ref_itt: int = 0xFFFFFFFF
 
 
-def describe(what: str | tuple[LunRef, bytes]) -> str:
-    if isinstance(what, str):
-        return what
-    return f"{C.cdb_name(what[1])} on LUN {what[0]}"
+def describe(lun: LunRef, cdb: bytes) -> str:
+    """A SCSI command, for messages: 'READ(16) on LUN 1'."""
+    return f"{C.cdb_name(cdb)} on LUN {lun}"
+
+
+def _describe(req: _Request) -> str:
+    return req.what or describe(req.lun, req.cdb)
 
 
 class SessionCore:
@@ -567,9 +570,7 @@ class SessionCore:
         self._keepalive_at = now + interval if interval else None
 
     # -- submit ---------------------------------------------------------------------------
-    def _new(
-        self, kind: ReqKind, what: str | tuple[LunRef, bytes], timeout: float | None, now: float
-    ) -> _Request:
+    def _new(self, kind: ReqKind, what: str, timeout: float | None, now: float) -> _Request:
         if self.phase in (Phase.CLOSED, Phase.LOGGING_OUT, Phase.IDLE):
             raise ISCSIError(f"{self.what}: session is closed")
         if self.phase is Phase.DEAD:
@@ -608,7 +609,7 @@ class SessionCore:
         read_into: bytearray | memoryview | None = None,
         timeout: float | None = None,
     ) -> int:
-        req = self._new(ReqKind.SCSI, (lun, cdb), timeout, now)
+        req = self._new(ReqKind.SCSI, "", timeout, now)
         req.lun, req.cdb, req.read_len = lun, cdb, read_len
         req.write_data, req.read_into = write_data, read_into
         req.ua_left = self.options.ua_retries
@@ -759,7 +760,7 @@ class SessionCore:
             self._ping_rid = None
             for req in reqs.values():
                 if req.kind is not ReqKind.PING:
-                    text = describe(req.what)
+                    text = _describe(req)
                     self._events.append(
                         Failed(
                             req.rid,
@@ -777,6 +778,6 @@ class SessionCore:
         hint = self.options.timeout_hint
         why = "3 x the timeout, at least 30 s" + (f"; {hint}" if hint else "")
         return (
-            f"{self.what}: no answer to {describe(req.what)} within {req.cap:g} s, the limit for "
+            f"{self.what}: no answer to {_describe(req)} within {req.cap:g} s, the limit for "
             f"one command on a target that is alive ({why})"
         )
