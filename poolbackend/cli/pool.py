@@ -12,8 +12,10 @@ from poolbackend.numbers import ascii_int
 from poolbackend.text import printable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from poolbackend.pool.driver import PoolRecord, RefreshReport
-    from poolbackend.pool.model import SourceSpec
+    from poolbackend.pool.model import PoolState, SourceSpec
 
 commands = Commands()
 _FILE = arg("file", metavar="FILE", help="pool XML file (<pool type='iscsi-direct'>)")
@@ -115,6 +117,11 @@ def pool_autostart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sizes(state: PoolState, fmt: Callable[[int], str]) -> list[str]:
+    """Capacity, allocation and available, formatted, in virsh's order."""
+    return [fmt(state.capacity), fmt(state.allocation), fmt(state.available)]
+
+
 def _state_word(record: PoolRecord, details: bool) -> str:
     if record.state.active:
         return "running" if details else "active"
@@ -153,15 +160,7 @@ def pool_list(args: argparse.Namespace) -> int:
     rows = []
     for r in shown:
         st = r.state
-        sizes = (
-            [
-                pretty_capacity(st.capacity),
-                pretty_capacity(st.allocation),
-                pretty_capacity(st.available),
-            ]
-            if st.active
-            else ["-", "-", "-"]
-        )
+        sizes = _sizes(st, pretty_capacity) if st.active else ["-", "-", "-"]
         rows.append(
             [
                 r.pool.name,
@@ -216,11 +215,7 @@ def pool_info(args: argparse.Namespace) -> int:
         def size(n: int) -> str:
             return str(n) if args.bytes else pretty_capacity(n)
 
-        pairs += [
-            ("Capacity:", size(st.capacity)),
-            ("Allocation:", size(st.allocation)),
-            ("Available:", size(st.available)),
-        ]
+        pairs += zip(("Capacity:", "Allocation:", "Available:"), _sizes(st, size), strict=True)
     print(format_labelled(pairs), end="")
     return 0
 
