@@ -43,7 +43,6 @@ from poolbackend.iscsi.errors import (
     CommandFailed,
     ConnectionFailed,
     ISCSIError,
-    ISCSITimeout,
     RemoteProtocolError,
 )
 from poolbackend.iscsi.events import (
@@ -360,14 +359,10 @@ class Session:
             raise
 
     async def _open_tcp(self, portal: Portal) -> socket.socket:
-        timeout = self.options.timeout
+        """A socket to ``portal``; unbounded here: the core's timer bounds the connect (its
+        :class:`Down` cancels this task with the 'TCP connect did not complete' line)."""
         try:
-            sock = await asyncio.wait_for(_connect(portal.host, portal.port), timeout)
-        except TimeoutError:
-            raise ISCSITimeout(
-                f"portal {printable(str(portal))}: TCP connect did not complete "
-                f"{self.core.within(timeout)}"
-            ) from None
+            sock = await _connect(portal.host, portal.port)
         except socket.gaierror as exc:
             raise ConnectionFailed(
                 f"portal {printable(str(portal))}: cannot resolve host "

@@ -329,6 +329,18 @@ def test_login_timeout_from_the_clock() -> None:
     assert isinstance(down, Down) and "no answer to login within 4 s" in str(down.error)
 
 
+def test_tcp_connect_that_never_completes_fails_at_the_timeout() -> None:
+    """The core alone bounds the TCP connect (the adapter waits for the socket unbounded)."""
+    core = new_core(timeout=4.0)
+    core.open(0.0)
+    assert core.events() == [Connect(PORTAL)]
+    assert core.get_timer() == 4.0
+    (down,) = fire(core, 4.0)
+    assert isinstance(down, Down) and isinstance(down.error, ISCSITimeout)
+    assert str(down.error) == f"portal {PORTAL}: TCP connect did not complete within 4 s"
+    assert core.phase is Phase.DEAD
+
+
 def test_phases_change_only_through_the_table() -> None:
     core = new_core()
     with pytest.raises(LocalProtocolError):
