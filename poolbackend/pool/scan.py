@@ -95,7 +95,7 @@ async def scan(session: Session) -> ScanResult:
     luns = report.entries
     refused = [refused_line(raw, reason) for raw, reason in report.refused]
 
-    async def probe(lun: Lun) -> LunInfo | str:
+    async def info_or_reason(lun: Lun) -> LunInfo | str:
         try:
             return await probe_lun(session, lun)
         except CommandFailed as exc:
@@ -104,7 +104,7 @@ async def scan(session: Session) -> ScanResult:
     # Anything but a per-LUN failure (connection lost for good, timeout, protocol error)
     # fails the refresh as soon as it happens: the other probes share the dead session, and
     # waiting for each of them to retry its own reconnect would multiply the time to error.
-    tasks = [asyncio.ensure_future(probe(lun)) for lun in luns]
+    tasks = [asyncio.ensure_future(info_or_reason(lun)) for lun in luns]
     try:
         results = await asyncio.gather(*tasks)
     except BaseException:
