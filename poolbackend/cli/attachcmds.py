@@ -1,4 +1,5 @@
-"""attach-volume / detach-volume: a pool volume as a libvirt network disk of a VM."""
+"""attach-volume / detach-volume: a pool volume as a libvirt network disk of a VM, each
+registered next to its handler."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import argparse
 import sys
 from typing import Any
 
+from poolbackend.cli.common import Commands, arg, flag
 from poolbackend.text import emit, printable
 
-Register = Any
+commands = Commands()
 
 
 def _placement(args: argparse.Namespace) -> Any:
@@ -17,6 +19,35 @@ def _placement(args: argparse.Namespace) -> Any:
     return Placement(live=args.live, config=args.config, persistent=args.persistent)
 
 
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("domain", metavar="DOMAIN", help="domain name, id or UUID")
+    p.add_argument("vol", metavar="VOL", help="volume name (with --pool), key or path")
+    p.add_argument("--pool", help="pool name or UUID")
+    p.add_argument("-c", "--connect", metavar="URI", help="libvirt URI of the VM's hypervisor")
+    when = p.add_argument_group("which definition changes (default: the current state)")
+    when.add_argument("--live", action="store_true", help="the running domain")
+    when.add_argument("--config", action="store_true", help="the persistent definition")
+    when.add_argument(
+        "--persistent",
+        action="store_true",
+        help="the persistent definition, and the running domain if it runs",
+    )
+
+
+@commands.add(
+    "attach-volume",
+    "attach a pool volume to a VM as an iSCSI network disk (QEMU opens the LUN)",
+    _common,
+    arg("--target", metavar="DEV", help="vdX or sdX (default: next free)"),
+    arg("--bus", choices=("virtio", "scsi", "sata"), help="default from --target"),
+    arg("--device", choices=("disk", "lun"), default="disk", help="lun: SCSI pass-through"),
+    flag("--print-xml", "print the disk XML, change nothing"),
+    flag(
+        "--define-secret",
+        "copy the pool's CHAP secret value from the local store into libvirt, defining "
+        "the secret there or replacing a stale value (the value is never shown)",
+    ),
+)
 def cmd_attach(args: argparse.Namespace) -> int:
     from poolbackend.pool.attach import DiskOptions, attach_volume
 
@@ -39,6 +70,11 @@ def cmd_attach(args: argparse.Namespace) -> int:
     return 0
 
 
+@commands.add(
+    "detach-volume",
+    "detach a pool volume's disk from a VM (found by its iSCSI source)",
+    _common,
+)
 def cmd_detach(args: argparse.Namespace) -> int:
     from poolbackend.pool.attach import detach_volume
 
@@ -56,47 +92,3 @@ def cmd_detach(args: argparse.Namespace) -> int:
         return 0
     print(f"Disk detached successfully ('{result.target}')\n")
     return 0
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("domain", metavar="DOMAIN", help="domain name, id or UUID")
-    p.add_argument("vol", metavar="VOL", help="volume name (with --pool), key or path")
-    p.add_argument("--pool", help="pool name or UUID")
-    p.add_argument("-c", "--connect", metavar="URI", help="libvirt URI of the VM's hypervisor")
-    when = p.add_argument_group("which definition changes (default: the current state)")
-    when.add_argument("--live", action="store_true", help="the running domain")
-    when.add_argument("--config", action="store_true", help="the persistent definition")
-    when.add_argument(
-        "--persistent",
-        action="store_true",
-        help="the persistent definition, and the running domain if it runs",
-    )
-
-
-def register(sub: Any, cmd: Register) -> None:
-    p = cmd(
-        sub,
-        "attach-volume",
-        "attachcmds:cmd_attach",
-        "attach a pool volume to a VM as an iSCSI network disk (QEMU opens the LUN)",
-    )
-    _common(p)
-    p.add_argument("--target", metavar="DEV", help="vdX or sdX (default: next free)")
-    p.add_argument("--bus", choices=("virtio", "scsi", "sata"), help="default from --target")
-    p.add_argument(
-        "--device", choices=("disk", "lun"), default="disk", help="lun: SCSI pass-through"
-    )
-    p.add_argument("--print-xml", action="store_true", help="print the disk XML, change nothing")
-    p.add_argument(
-        "--define-secret",
-        action="store_true",
-        help="copy the pool's CHAP secret value from the local store into libvirt, defining "
-        "the secret there or replacing a stale value (the value is never shown)",
-    )
-    p = cmd(
-        sub,
-        "detach-volume",
-        "attachcmds:cmd_detach",
-        "detach a pool volume's disk from a VM (found by its iSCSI source)",
-    )
-    _common(p)

@@ -9,27 +9,34 @@ a pool-start) activated meanwhile is a success, not a failure.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from poolbackend.cli.common import Commands, arg, driver
+from poolbackend.text import emit, printable
 
 if TYPE_CHECKING:
     from poolbackend.pool.driver import Driver
 
-from poolbackend.text import emit, printable
+commands = Commands()
 
 
+@commands.add(
+    "autostart-pools",
+    "start every inactive pool marked with pool-autostart (for boot; see contrib/)",
+    arg("-c", "--connect", metavar="URI", help="libvirt URI for CHAP secrets"),
+)
 def cmd_autostart_pools(args: argparse.Namespace) -> int:
     from poolbackend.errors import PoolBackendError
-    from poolbackend.pool.driver import Driver
 
-    driver = Driver(libvirt_uri=args.connect)
+    pools = driver(args)
     failed = 0
-    for name in driver.autostart_names():
-        if driver.lookup_pool(name).state.active:
+    for name in pools.autostart_names():
+        if pools.lookup_pool(name).state.active:
             continue
         try:
-            started = driver.start(name)
+            started = pools.start(name)
         except PoolBackendError as exc:
-            if _active(driver, name):
+            if _active(pools, name):
                 print(f"Pool {name} was started by another command")
                 continue
             failed += 1
@@ -41,21 +48,11 @@ def cmd_autostart_pools(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _active(driver: Driver, name: str) -> bool:
+def _active(pools: Driver, name: str) -> bool:
     """Whether the pool is active now (a failing lookup counts as not active)."""
     from poolbackend.errors import PoolBackendError
 
     try:
-        return driver.lookup_pool(name).state.active
+        return pools.lookup_pool(name).state.active
     except PoolBackendError:
         return False
-
-
-def register(sub: Any, cmd: Any) -> None:
-    p = cmd(
-        sub,
-        "autostart-pools",
-        "autostartcmd:cmd_autostart_pools",
-        "start every inactive pool marked with pool-autostart (for boot; see contrib/)",
-    )
-    p.add_argument("-c", "--connect", metavar="URI", help="libvirt URI for CHAP secrets")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from poolbackend.cli.common import arg
 from poolbackend.errors import ConfigError
 from poolbackend.numbers import MAX_SECONDS, seconds
 from poolbackend.text import printable
@@ -12,6 +13,10 @@ from poolbackend.text import printable
 if TYPE_CHECKING:
     from poolbackend.iscsi.aio import SessionOptions
     from poolbackend.iscsi.url import IscsiUrl
+
+
+LUN_URL = arg("url", metavar="URL", help="iscsi://[user[%%password]@]host[:port]/target-iqn/lun")
+"""The tools' URL of one LUN (a command setup, :func:`poolbackend.cli.common.arg`)."""
 
 
 def add_initiator_options(p: argparse.ArgumentParser) -> None:

@@ -11,29 +11,34 @@ MB/s as average IOPS x blocks per I/O x block length. A second SIGINT aborts at 
 Differences from libiscsi's tool, on purpose: ``-t`` is our ``--timeout`` (libiscsi 1.19's
 ``-t`` is the run time although its usage line says timeout; here that is ``--seconds``), and
 the data read lands in one shared buffer (as libiscsi's single iovec).
+
+Registered next to its handler; the initiator and asyncio are imported only when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import random
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
-from poolbackend.cli.initiator_opts import session_options
+from poolbackend.cli.common import Commands, arg
+from poolbackend.cli.initiator_opts import LUN_URL, add_initiator_options, session_options
 from poolbackend.errors import ConfigError
 from poolbackend.numbers import ascii_int
 from poolbackend.text import printable
 
 if TYPE_CHECKING:
+    import asyncio
+
     from poolbackend.iscsi.aio import Session, SessionOptions
     from poolbackend.iscsi.url import IscsiUrl
 
+commands = Commands()
 MAX_IO_BYTES = 256 << 20
 MAX_IN_FLIGHT = 4096
 
@@ -52,6 +57,7 @@ class _Stats:
     """Counters, in libiscsi's terms: completed commands, bytes, BUSY retries."""
 
     first: float
+    stopped: asyncio.Event
     iops: int = 0
     bytes: int = 0
     busy: int = 0
@@ -62,7 +68,6 @@ class _Stats:
     last_iops: int = 0
     last_bytes: int = 0
     stopping: int = 0  # 1: stop issuing and drain; 2: abort
-    stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _hms(seconds: int) -> str:
@@ -94,6 +99,8 @@ def final_line(st: _Stats, now: float, io_bytes: int) -> str:
 
 
 async def run_perf(args: argparse.Namespace, out: TextIO) -> int:
+    import asyncio
+
     from poolbackend.iscsi.url import parse_url
 
     url = parse_url(args.url, need_lun=True)
@@ -104,7 +111,7 @@ async def run_perf(args: argparse.Namespace, out: TextIO) -> int:
     if args.max_reconnects is not None:
         opts.max_reconnects = _int_option("-x/--max-reconnects", args.max_reconnects, 0, 1000)
     loop = asyncio.get_running_loop()
-    st = _Stats(first=time.monotonic())
+    st = _Stats(first=time.monotonic(), stopped=asyncio.Event())
 
     def on_signal() -> None:  # the first stops issuing reads and drains, a second aborts
         st.stopping += 1
@@ -170,6 +177,8 @@ class _Perf:
             await session.close()
 
     async def _drive(self, session: Session, lun: int, num_blocks: int, block_size: int) -> int:
+        import asyncio
+
         from poolbackend.iscsi.errors import CommandFailed, ISCSIError
         from poolbackend.iscsi.events import Event, TaskCompleted
         from poolbackend.scsi import cdb as C
@@ -298,5 +307,26 @@ class _Perf:
         return 0
 
 
+@commands.add(
+    "iscsi-perf",
+    "READ benchmark of a LUN like libiscsi's iscsi-perf: per-second progress until "
+    "SIGINT or --seconds, then the IOPS average",
+    LUN_URL,
+    arg("-m", "--max", default="32", metavar="MAX_IN_FLIGHT", help="reads in flight (default 32)"),
+    arg("-b", "--blocks", default="8", metavar="BLOCKS_PER_IO", help="blocks per read (default 8)"),
+    arg("-r", "--random", action="store_true", help="random LBAs (default sequential)"),
+    arg("-n", "--ignore-errors", action="store_true", help="count failed reads and go on"),
+    arg(
+        "-x",
+        "--max-reconnects",
+        metavar="MAX_RECONNECTS",
+        help="reconnects in a row without progress before giving up (default 3)",
+    ),
+    arg("-l", "--logging", action="store_true", help="one progress line per second"),
+    arg("--seconds", metavar="N", help="stop after N seconds (default: run until SIGINT)"),
+    add_initiator_options,
+)
 def cmd_iscsi_perf(args: argparse.Namespace) -> int:
+    import asyncio
+
     return asyncio.run(run_perf(args, sys.stdout))

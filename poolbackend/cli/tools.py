@@ -1,27 +1,31 @@
-"""libiscsi-style tools: iscsi-ls, iscsi-inq, iscsi-readcapacity.
+"""libiscsi-style tools: iscsi-ls, iscsi-inq, iscsi-readcapacity, each registered next to its
+handler.
 
 Output follows libiscsi's utilities so scripts keep working, with two deliberate fixes:
 sizes are exact ((last LBA + 1) x block length) and LUNs above 255 are listed correctly.
+The initiator and asyncio are imported only when a tool runs (every command's parser is
+built at start-up).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Callable
-from typing import TextIO
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TextIO
 
-from poolbackend.cli.initiator_opts import session_options
-from poolbackend.iscsi.aio import Session, SessionOptions
-from poolbackend.iscsi.errors import CommandFailed, ISCSIError
-from poolbackend.iscsi.url import IscsiUrl, parse_url
+from poolbackend.cli.common import Commands, arg, flag
+from poolbackend.cli.initiator_opts import LUN_URL, add_initiator_options, session_options
 from poolbackend.numbers import ascii_int
-from poolbackend.scsi import inquiry as INQ
-from poolbackend.scsi import vpd as VPD
-from poolbackend.scsi.lun import Lun
-from poolbackend.scsi.reportluns import refused_line
 from poolbackend.text import emit, printable
+
+if TYPE_CHECKING:
+    from poolbackend.iscsi.aio import Session, SessionOptions
+    from poolbackend.iscsi.url import IscsiUrl
+    from poolbackend.scsi.inquiry import StandardInquiry
+    from poolbackend.scsi.lun import Lun
+
+commands = Commands()
 
 
 def exact_size(n: int) -> str:
@@ -36,6 +40,12 @@ async def _list_luns(session: Session, out: TextIO) -> None:
     """One line per LUN, each addressed with the entry the target reported; entries that
     cannot be used, and a LUN whose command fails or whose data is impossible, get a
     ``warning:`` line on stderr (as in pool-start) and the others are still listed."""
+    import asyncio
+
+    from poolbackend.iscsi.errors import CommandFailed
+    from poolbackend.scsi import inquiry as INQ
+    from poolbackend.scsi.reportluns import refused_line
+
     report = await session.report_luns_data()
     for raw, reason in report.refused:
         emit("warning", refused_line(raw, reason))
@@ -65,6 +75,9 @@ async def iscsi_ls_async(
     discovery_auth: bool,
     out: TextIO,
 ) -> int:
+    from poolbackend.iscsi.aio import Session
+    from poolbackend.iscsi.errors import ISCSIError
+
     disc = await Session.open(url.portal, None, opts, url.credentials if discovery_auth else None)
     try:
         targets = await disc.send_targets()
@@ -96,7 +109,30 @@ async def iscsi_ls_async(
     return status
 
 
+@commands.add(
+    "iscsi-ls",
+    "list the targets of a portal (SendTargets) and, with -s, their LUNs with exact sizes",
+    arg(
+        "url",
+        metavar="URL",
+        help="iscsi://[user[%%password]@]host[:port][/target-iqn[/lun]] or host[:port]",
+    ),
+    arg("-s", "--show-luns", action="store_true", help="log in and list every LUN"),
+    arg(
+        "-U",
+        "--url",
+        dest="url_output",
+        action="store_true",
+        help="print iscsi:// URLs instead of the table",
+    ),
+    flag("--discovery-auth", "authenticate the discovery session with the URL's CHAP credentials"),
+    add_initiator_options,
+)
 def cmd_iscsi_ls(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from poolbackend.iscsi.url import parse_url
+
     url = parse_url(args.url)
     opts = session_options(args, url)
     return asyncio.run(
@@ -104,33 +140,41 @@ def cmd_iscsi_ls(args: argparse.Namespace) -> int:
     )
 
 
-async def _with_lun(
-    url: IscsiUrl, opts: SessionOptions, fn: Callable[[Session, int], object]
+def _with_lun(
+    url: IscsiUrl, opts: SessionOptions, fn: Callable[[Session, int], Awaitable[None]]
 ) -> None:
-    assert url.target is not None and url.lun is not None
-    async with await Session.open(url.portal, url.target, opts, url.credentials) as s:
-        result = fn(s, url.lun)
-        if asyncio.iscoroutine(result):
-            await result
+    """Log in to the URL's target and run ``fn`` on its LUN."""
+    import asyncio
+
+    from poolbackend.iscsi.aio import Session
+
+    async def run() -> None:
+        assert url.target is not None and url.lun is not None
+        async with await Session.open(url.portal, url.target, opts, url.credentials) as s:
+            await fn(s, url.lun)
+
+    asyncio.run(run())
 
 
-async def _existing_lu(s: Session, url: IscsiUrl, lun: int) -> INQ.StandardInquiry:
+async def _existing_lu(s: Session, url: IscsiUrl, lun: int) -> StandardInquiry:
     """The LUN's standard INQUIRY, refused in one line when the target says there is no
     logical unit there (qualifier 3): tgt still answers INQUIRY, VPD pages included, for a
     LUN that does not exist (libiscsi's tools fail at their connect-time TEST UNIT READY)."""
     from poolbackend.errors import NotFoundError
-    from poolbackend.text import printable
+    from poolbackend.scsi.inquiry import QUALIFIER_NO_LU
 
     inq = await s.inquiry(lun)
-    if inq.peripheral_qualifier == INQ.QUALIFIER_NO_LU:
+    if inq.peripheral_qualifier == QUALIFIER_NO_LU:
         raise NotFoundError(
             f"portal {url.portal} target {printable(url.target or '')}: no logical unit at "
-            f"LUN {lun} (INQUIRY peripheral qualifier {INQ.QUALIFIER_NO_LU})"
+            f"LUN {lun} (INQUIRY peripheral qualifier {QUALIFIER_NO_LU})"
         )
     return inq
 
 
-def _print_standard_inquiry(inq: INQ.StandardInquiry) -> None:
+def _print_standard_inquiry(inq: StandardInquiry) -> None:
+    from poolbackend.scsi import inquiry as INQ
+
     lines = [
         f"Peripheral Qualifier:{INQ.peripheral_qualifier_name(inq.peripheral_qualifier)}",
         f"Peripheral Device Type:{INQ.device_type_name(inq.device_type)}",
@@ -160,6 +204,8 @@ def _print_standard_inquiry(inq: INQ.StandardInquiry) -> None:
 
 
 def _print_vpd(page: int, data: bytes) -> None:
+    from poolbackend.scsi import vpd as VPD
+
     if page == 0x00:
         for code in VPD.parse_supported_pages(data).pages:
             print(f"Page:0x{code:02x} {VPD_NAMES.get(code, 'UNKNOWN')}")
@@ -215,7 +261,22 @@ VPD_NAMES = {
 }
 
 
+@commands.add(
+    "iscsi-inq",
+    "standard INQUIRY of a LUN or, with -e 1 -c PAGE, a VPD page",
+    LUN_URL,
+    arg("-e", "--evpd", choices=("0", "1"), default="0", help="1: read a VPD page"),
+    arg(
+        "-c",
+        "--page",
+        metavar="PAGE",
+        help="VPD page code, decimal or 0x hex (0x00 0x80 0x83 0xb0 0xb1 0xb2)",
+    ),
+    add_initiator_options,
+)
 def cmd_iscsi_inq(args: argparse.Namespace) -> int:
+    from poolbackend.iscsi.url import parse_url
+
     url = parse_url(args.url, need_lun=True)
     opts = session_options(args, url)
     page: int | None = None
@@ -237,11 +298,20 @@ def cmd_iscsi_inq(args: argparse.Namespace) -> int:
         else:
             _print_vpd(page, await s.vpd(lun, page))
 
-    asyncio.run(_with_lun(url, opts, run))
+    _with_lun(url, opts, run)
     return 0
 
 
+@commands.add(
+    "iscsi-readcapacity",
+    "READ CAPACITY(16) of a LUN (falls back to (10)); exact size in bytes",
+    LUN_URL,
+    arg("-s", "--size-only", action="store_true", help="print only the size in bytes"),
+    add_initiator_options,
+)
 def cmd_iscsi_readcapacity(args: argparse.Namespace) -> int:
+    from poolbackend.iscsi.url import parse_url
+
     url = parse_url(args.url, need_lun=True)
     opts = session_options(args, url)
 
@@ -270,5 +340,5 @@ def cmd_iscsi_readcapacity(args: argparse.Namespace) -> int:
         print(f"LOWEST ALIGNED LOGICAL BLOCK ADDRESS:{rc.lowest_aligned_lba}")
         print(f"Total size:{rc.capacity_bytes}")
 
-    asyncio.run(_with_lun(url, opts, run))
+    _with_lun(url, opts, run)
     return 0

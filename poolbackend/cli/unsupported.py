@@ -11,14 +11,29 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from poolbackend.cli.common import driver
+from poolbackend.cli.common import Commands, arg, driver, flag
 from poolbackend.errors import ConfigError, PoolBackendError, StateError
 
 if TYPE_CHECKING:
     from poolbackend.pool.driver import PoolRecord
     from poolbackend.pool.model import Volume, VolumeSpec
+
+commands = Commands()
+_TAIL = " (not supported for iscsi-direct pools, as in libvirt)"
+_POOL_HELP = "pool name or UUID"
+_VOL_HELP = "volume name (with --pool), key or path"
+_POOL = arg("pool", metavar="POOL", help=_POOL_HELP)
+_POOL_OPT = arg("--pool", help=_POOL_HELP)
+_VOL = arg("vol", metavar="VOL", help=_VOL_HELP)
+_FILE = arg("file", metavar="FILE", help="file containing an XML volume description")
+_PREALLOC = flag(
+    "--prealloc-metadata", "preallocate metadata (accepted like virsh; nothing is created)"
+)
+_REFLINK = flag("--reflink", "use a COW copy (accepted like virsh)")
+_VALIDATE = flag("--validate", "validate the XML against the schema")
+
 
 _SIZE = re.compile(r"[ \t\n\v\f\r]*\+?([0-9]+)(.*)", re.DOTALL)
 
@@ -74,6 +89,21 @@ def _create_from(record: PoolRecord, name: str) -> None:
     raise _not_supported("storage pool does not support volume creation from an existing volume")
 
 
+@commands.add(
+    "vol-create-as",
+    "create a volume" + _TAIL,
+    _POOL,
+    arg("name", metavar="NAME", help="name of the new volume"),
+    arg(
+        "capacity", metavar="CAPACITY", help="size of the volume, as scaled integer (default bytes)"
+    ),
+    arg("--allocation", help="initial allocation size, as scaled integer"),
+    arg("--format", help="file format type (raw, qcow2, ...)"),
+    arg("--backing-vol", help="the backing volume if taking a snapshot"),
+    arg("--backing-vol-format", help="format of the backing volume"),
+    _PREALLOC,
+    flag("--print-xml", "print the volume XML and stop"),
+)
 def vol_create_as(args: argparse.Namespace) -> int:
     from poolbackend.pool.xml.volume import format_volume_request_xml
 
@@ -117,6 +147,9 @@ def _parse_volume(data: bytes, args: argparse.Namespace) -> VolumeSpec:
     )
 
 
+@commands.add(
+    "vol-create", "create a volume from an XML file" + _TAIL, _POOL, _FILE, _PREALLOC, _VALIDATE
+)
 def vol_create(args: argparse.Namespace) -> int:
     d = driver(args)
     record = d.lookup_pool(args.pool)
@@ -127,6 +160,17 @@ def vol_create(args: argparse.Namespace) -> int:
     return 1
 
 
+@commands.add(
+    "vol-create-from",
+    "create a volume from another volume" + _TAIL,
+    _POOL,
+    _FILE,
+    arg("vol", metavar="VOL", help="input " + _VOL_HELP),
+    arg("--inputpool", help="pool name or UUID of the input volume's pool"),
+    _PREALLOC,
+    _REFLINK,
+    _VALIDATE,
+)
 def vol_create_from(args: argparse.Namespace) -> int:
     d = driver(args)
     record = d.lookup_pool(args.pool)
@@ -137,6 +181,16 @@ def vol_create_from(args: argparse.Namespace) -> int:
     return 1
 
 
+@commands.add(
+    "vol-clone",
+    "clone a volume" + _TAIL,
+    _VOL,
+    arg("newname", metavar="NEWNAME", help="name of the clone"),
+    _POOL_OPT,
+    _PREALLOC,
+    _REFLINK,
+    flag("--print-xml", "print the clone's XML and stop"),
+)
 def vol_clone(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -151,11 +205,32 @@ def vol_clone(args: argparse.Namespace) -> int:
     return 1
 
 
+@commands.add(
+    "vol-delete",
+    "delete a volume" + _TAIL,
+    _VOL,
+    _POOL_OPT,
+    flag("--delete-snapshots", "delete the volume's snapshots too"),
+)
 def vol_delete(args: argparse.Namespace) -> int:
     driver(args).find_volume(args.vol, args.pool)
     raise _not_supported("storage pool does not support vol deletion")
 
 
+@commands.add(
+    "vol-resize",
+    "change a volume's capacity" + _TAIL,
+    _VOL,
+    arg(
+        "capacity",
+        metavar="CAPACITY",
+        help="new capacity, as scaled integer (default bytes); -N with --shrink",
+    ),
+    _POOL_OPT,
+    flag("--allocate", "allocate the new capacity"),
+    flag("--delta", "CAPACITY is a change of the size"),
+    flag("--shrink", "allow the resize to shrink"),
+)
 def vol_resize(args: argparse.Namespace) -> int:
     text = args.capacity.lstrip(" \t\n\v\f\r")
     if text.startswith("-"):  # virsh allows a negative delta for convenience, with --shrink
@@ -178,71 +253,3 @@ def vol_resize(args: argparse.Namespace) -> int:
     if args.allocate and new - vol.allocation > record.state.available:
         raise StateError("operation failed: Not enough space left in storage pool")
     raise _not_supported("storage pool does not support changing of volume capacity")
-
-
-# -- registration ------------------------------------------------------------------------
-_POOL_HELP = "pool name or UUID"
-_VOL_HELP = "volume name (with --pool), key or path"
-_PREALLOC = "preallocate metadata (accepted like virsh; nothing is created)"
-
-
-def register(sub: Any, cmd: Any) -> None:
-    me = "unsupported:"
-    tail = " (not supported for iscsi-direct pools, as in libvirt)"
-
-    def size(p: argparse.ArgumentParser, name: str, text: str) -> None:
-        p.add_argument(name, metavar=name.upper(), help=text)
-
-    p = cmd(sub, "vol-create-as", me + "vol_create_as", "create a volume" + tail)
-    p.add_argument("pool", metavar="POOL", help=_POOL_HELP)
-    p.add_argument("name", metavar="NAME", help="name of the new volume")
-    size(p, "capacity", "size of the volume, as scaled integer (default bytes)")
-    p.add_argument("--allocation", help="initial allocation size, as scaled integer")
-    p.add_argument("--format", help="file format type (raw, qcow2, ...)")
-    p.add_argument("--backing-vol", help="the backing volume if taking a snapshot")
-    p.add_argument("--backing-vol-format", help="format of the backing volume")
-    p.add_argument("--prealloc-metadata", action="store_true", help=_PREALLOC)
-    p.add_argument("--print-xml", action="store_true", help="print the volume XML and stop")
-
-    p = cmd(sub, "vol-create", me + "vol_create", "create a volume from an XML file" + tail)
-    p.add_argument("pool", metavar="POOL", help=_POOL_HELP)
-    p.add_argument("file", metavar="FILE", help="file containing an XML volume description")
-    p.add_argument("--prealloc-metadata", action="store_true", help=_PREALLOC)
-    p.add_argument("--validate", action="store_true", help="validate the XML against the schema")
-
-    p = cmd(
-        sub,
-        "vol-create-from",
-        me + "vol_create_from",
-        "create a volume from another volume" + tail,
-    )
-    p.add_argument("pool", metavar="POOL", help=_POOL_HELP)
-    p.add_argument("file", metavar="FILE", help="file containing an XML volume description")
-    p.add_argument("vol", metavar="VOL", help="input " + _VOL_HELP)
-    p.add_argument("--inputpool", help="pool name or UUID of the input volume's pool")
-    p.add_argument("--prealloc-metadata", action="store_true", help=_PREALLOC)
-    p.add_argument("--reflink", action="store_true", help="use a COW copy (accepted like virsh)")
-    p.add_argument("--validate", action="store_true", help="validate the XML against the schema")
-
-    p = cmd(sub, "vol-clone", me + "vol_clone", "clone a volume" + tail)
-    p.add_argument("vol", metavar="VOL", help=_VOL_HELP)
-    p.add_argument("newname", metavar="NEWNAME", help="name of the clone")
-    p.add_argument("--pool", help=_POOL_HELP)
-    p.add_argument("--prealloc-metadata", action="store_true", help=_PREALLOC)
-    p.add_argument("--reflink", action="store_true", help="use a COW copy (accepted like virsh)")
-    p.add_argument("--print-xml", action="store_true", help="print the clone's XML and stop")
-
-    p = cmd(sub, "vol-delete", me + "vol_delete", "delete a volume" + tail)
-    p.add_argument("vol", metavar="VOL", help=_VOL_HELP)
-    p.add_argument("--pool", help=_POOL_HELP)
-    p.add_argument(
-        "--delete-snapshots", action="store_true", help="delete the volume's snapshots too"
-    )
-
-    p = cmd(sub, "vol-resize", me + "vol_resize", "change a volume's capacity" + tail)
-    p.add_argument("vol", metavar="VOL", help=_VOL_HELP)
-    size(p, "capacity", "new capacity, as scaled integer (default bytes); -N with --shrink")
-    p.add_argument("--pool", help=_POOL_HELP)
-    p.add_argument("--allocate", action="store_true", help="allocate the new capacity")
-    p.add_argument("--delta", action="store_true", help="CAPACITY is a change of the size")
-    p.add_argument("--shrink", action="store_true", help="allow the resize to shrink")

@@ -7,6 +7,8 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from poolbackend.cli.common import Commands, arg, flag
+from poolbackend.cli.initiator_opts import add_initiator_options
 from poolbackend.errors import ConfigError
 from poolbackend.text import printable
 
@@ -14,61 +16,7 @@ if TYPE_CHECKING:
     from poolbackend.conformance.registry import ConformanceTest
 
 URL_HELP = "iscsi://[user[%%password]@]host[:port]/target-iqn/lun"
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``iscsi-test`` command to the ``poolbackend`` parser; the tests and the
-    initiator are imported only when it runs."""
-    from poolbackend.cli.initiator_opts import add_initiator_options
-
-    text = (
-        "target conformance tests (iscsi-test-cu's SCSI and iSCSI families, same test names) "
-        "run over the built-in initiator"
-    )
-    p = sub.add_parser("iscsi-test", help=text, description=text)
-    p.set_defaults(func=cmd_iscsi_test)
-    p.add_argument("url", metavar="URL", nargs="?", help=URL_HELP)
-    p.add_argument(
-        "url2",
-        metavar="URL2",
-        nargs="?",
-        help="a second path to the same LUN, for the two-nexus and multipath tests",
-    )
-    add_initiator_options(p)
-    p.add_argument(
-        "-I",
-        "--initiator-name-2",
-        metavar="IQN2",
-        help="initiator name of the second I_T nexus (default: the first name + '-2')",
-    )
-    p.add_argument(
-        "-T",
-        "--test",
-        dest="tests",
-        action="append",
-        default=[],
-        metavar="FAMILY[.SUITE[.TEST]]",
-        help="tests to run: names with fnmatch wildcards (SCSI, SCSI.Read10, *.Read1?.Simple, "
-        "ALL) or a file of such names, one a line; repeatable (default: all)",
-    )
-    p.add_argument("-l", "--list", action="store_true", help="print the selected test names")
-    p.add_argument(
-        "-d", "--dataloss", action="store_true", help="allow tests that write to the LUN"
-    )
-    p.add_argument(
-        "-S",
-        "--allow-sanitize",
-        action="store_true",
-        help="allow the SANITIZE tests (they erase the whole LUN; needs --dataloss too)",
-    )
-    p.add_argument(
-        "-V",
-        "--verbose-scsi",
-        action="store_true",
-        help="print each test's documentation and every command it sends with the answer",
-    )
-    p.add_argument("--junit", metavar="FILE", help="write the results as JUnit XML to FILE")
-    p.add_argument("--fail-fast", action="store_true", help="stop after the first failed test")
+commands = Commands()
 
 
 def _patterns(values: list[str]) -> list[str]:
@@ -86,6 +34,51 @@ def _patterns(values: list[str]) -> list[str]:
     return patterns
 
 
+@commands.add(
+    "iscsi-test",
+    "target conformance tests (iscsi-test-cu's SCSI and iSCSI families, same test names) "
+    "run over the built-in initiator",
+    arg("url", metavar="URL", nargs="?", help=URL_HELP),
+    arg(
+        "url2",
+        metavar="URL2",
+        nargs="?",
+        help="a second path to the same LUN, for the two-nexus and multipath tests",
+    ),
+    add_initiator_options,
+    arg(
+        "-I",
+        "--initiator-name-2",
+        metavar="IQN2",
+        help="initiator name of the second I_T nexus (default: the first name + '-2')",
+    ),
+    arg(
+        "-T",
+        "--test",
+        dest="tests",
+        action="append",
+        default=[],
+        metavar="FAMILY[.SUITE[.TEST]]",
+        help="tests to run: names with fnmatch wildcards (SCSI, SCSI.Read10, *.Read1?.Simple, "
+        "ALL) or a file of such names, one a line; repeatable (default: all)",
+    ),
+    arg("-l", "--list", action="store_true", help="print the selected test names"),
+    arg("-d", "--dataloss", action="store_true", help="allow tests that write to the LUN"),
+    arg(
+        "-S",
+        "--allow-sanitize",
+        action="store_true",
+        help="allow the SANITIZE tests (they erase the whole LUN; needs --dataloss too)",
+    ),
+    arg(
+        "-V",
+        "--verbose-scsi",
+        action="store_true",
+        help="print each test's documentation and every command it sends with the answer",
+    ),
+    arg("--junit", metavar="FILE", help="write the results as JUnit XML to FILE"),
+    flag("--fail-fast", "stop after the first failed test"),
+)
 def cmd_iscsi_test(args: argparse.Namespace) -> int:
     from poolbackend.conformance.registry import all_tests, select
 

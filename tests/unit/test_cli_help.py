@@ -1,10 +1,16 @@
-"""Every argument of every command has help text (--help is the user's manual)."""
+"""Every argument of every command has help text (--help is the user's manual); every
+command is registered next to its handler, and building the parser loads no initiator."""
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-from poolbackend.cli.main import build_parser
+from poolbackend.cli.main import _modules, build_parser
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
@@ -33,3 +39,41 @@ def test_help_renders_for_every_command() -> None:
     for name, parser in _commands().items():
         text = parser.format_help()
         assert text.startswith(f"usage: poolbackend {name}"), name
+
+
+def test_every_command_is_registered_next_to_its_handler() -> None:
+    """Each command's handler is a function of the module whose table registers it (no
+    handler named by a string, no wrapper in main.py), and every registered command is on
+    the parser exactly once, with its table's help."""
+    commands = _commands()
+    registered: list[str] = []
+    for table in _modules():
+        modules = {inspect.getmodule(command.handler) for command in table.table}
+        assert len(modules) == 1, [c.name for c in table.table]
+        for command in table.table:
+            registered.append(command.name)
+            parser = commands[command.name]
+            assert parser.get_default("func") is command.handler, command.name
+            assert inspect.isfunction(command.handler), command.name
+            assert command.handler.__module__ != "poolbackend.cli.main", command.name
+            assert parser.description == command.help, command.name
+    assert sorted(registered) == sorted(commands), "commands registered twice or elsewhere"
+
+
+def test_building_the_parser_loads_no_initiator() -> None:
+    """Every command module is imported to build the parser (``--help`` lists them all), so
+    each imports asyncio, the initiator and the pool layer only when its command runs."""
+    code = """
+import sys
+from poolbackend.cli.main import build_parser
+build_parser()
+heavy = ("asyncio", "poolbackend.iscsi", "poolbackend.scsi", "poolbackend.pool")
+print(sorted(m for m in sys.modules if m.startswith(heavy)))
+"""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n"
