@@ -40,6 +40,7 @@ from pathlib import Path
 from types import FrameType
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.harness import HarnessError, find_tool
 from tests.harness.clizygote import Zygote
@@ -56,6 +57,21 @@ BASIC_IQN = "iqn.2026-11.example:target1"
 
 
 # ------------------------------------------------------------------ config
+
+# Property tests are deterministic by default: the same examples on every run (derandomize,
+# no example database carried between runs), no per-example time limit and no "too slow"
+# health check (both depend on the machine's load, not on the code). Each test's own
+# @settings (max_examples, ...) still applies on top. HYPOTHESIS_PROFILE=explore draws new
+# random examples for a run meant to look for bugs (a finding then goes into a fixed case).
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("explore", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -65,9 +65,12 @@ def redact(url: str) -> str:
     encoding (a password may hold '&' or '='). A password may also hold '?', which libiscsi
     cannot parse but an error must not show: when the shown part of the query holds an '@',
     the user part is taken to run to it. What is shown never depends on a password's
-    characters (in libiscsi's reading), only on the text around it. Known gap: a password
-    holding '@' followed by a query may leave its text after that '@' shown (the host in
-    libiscsi's reading).
+    characters (in libiscsi's reading), only on the text around it. A password may hold
+    '@' and then '?' ('user%pa@ss?wo@host'): its text between that '@' and the '?' is the host
+    in libiscsi's reading, but when the hidden part of the query holds an '@' (outside a
+    ``target_password`` value, which must not change what is shown) the user part may run
+    to it, so nothing after the user name is shown (the same past an '@' shown in the
+    query, 'user%pa?s@s=wo@host').
     """
     scheme, sep, rest = url.partition("://")
     head = scheme + sep if sep else ""
@@ -88,6 +91,11 @@ def redact(url: str) -> str:
     shown_query = _mask_query(query, hide_key=ambiguous)[0]
     # '@' in the part of the query that is shown: a user part with '?' in its password.
     query_at = shown_query.rfind("@")
+    if split is not None and qmark and _ats(query) > shown_query.count("@"):
+        if query_at != -1 or before.rfind("@") > split.start():
+            # 'user%pa@ss?wo@host', 'user%pa?s@s=wo@host': the text after the last '@'
+            # shown may be password ('ss' here), the host lies in the hidden part
+            return head + before[: split.start()] + "%***"
     if split is not None and qmark and query_at != -1:
         tail = shown_query[query_at + 1 :]
         return head + before[: split.start()] + "%***@" + tail
@@ -99,6 +107,17 @@ def redact(url: str) -> str:
         # nothing after the user name is shown, not even an argument without a value
         return head + before[: start.start()] + "%***"
     return head + before + qmark + shown_query
+
+
+def _ats(query: str) -> int:
+    """How many '@' ``query`` holds outside the values of its ``target_password`` arguments
+    (what is shown must not depend on those). More than the shown part of the query holds:
+    one is hidden, and a user part with '?' in its password may run to it."""
+    count = 0
+    for piece in query.split("&"):
+        key, eq, _ = piece.partition("=")
+        count += (key if eq and unquote_plus(key) == "target_password" else piece).count("@")
+    return count
 
 
 def _mask_query(query: str, *, hide_key: bool = False) -> tuple[str, bool]:
