@@ -1,9 +1,20 @@
 """Errors shown to users.
 
 Every failure a user can cause or meet (bad XML, bad URL, unreachable portal, target refusal)
-is raised as a :class:`PoolBackendError` whose ``str()`` is one self-contained line; the CLI
-prints it as ``error: <line>`` and exits non-zero, never with a traceback.
+reaches the user as a :class:`PoolBackendError` whose ``str()`` is one self-contained line; the
+CLI prints it as ``error: <line>`` and exits non-zero, never with a traceback.
+
+The iSCSI and SCSI packages (:mod:`poolbackend.iscsi`, :mod:`poolbackend.scsi`) have error
+trees of their own (``ISCSIError``, ``ScsiError``) and import nothing from here.
+:func:`user_error` is the one mapping from theirs to this tree (same text): the pool backend
+applies it where the pool layer enters the initiator (:func:`library_errors`), the CLI where
+a tool's error reaches ``main``.
 """
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class PoolBackendError(Exception):
@@ -37,6 +48,46 @@ class FileError(PoolBackendError):
 
 class DataError(PoolBackendError):
     """Data read back from a volume is not what was written (a wipe's verification)."""
+
+
+class TargetError(PoolBackendError):
+    """An error of the iSCSI or SCSI package (unreachable portal, refused login, failed
+    command, impossible data) as a user error; its ``__cause__`` is the original."""
+
+
+def user_error(exc: BaseException) -> PoolBackendError | None:
+    """``exc`` as a user error with the same one line, or None when it is not one (a bug).
+
+    An invalid iSCSI URL or portal address becomes a :class:`ConfigError` (the user's input
+    is wrong), any other ``ISCSIError``/``ScsiError`` a :class:`TargetError`. The packages are
+    imported here only when needed: an instance of their errors implies they are loaded, so
+    commands that never touch a target do not pay for importing them.
+    """
+    if isinstance(exc, PoolBackendError):
+        return exc
+    from poolbackend.iscsi.errors import InvalidAddress, InvalidURL, ISCSIError
+    from poolbackend.scsi.errors import ScsiError
+
+    if not isinstance(exc, (ISCSIError, ScsiError)):
+        return None
+    kind = ConfigError if isinstance(exc, (InvalidURL, InvalidAddress)) else TargetError
+    err = kind(str(exc))
+    err.__cause__ = exc
+    return err
+
+
+@contextmanager
+def library_errors() -> Iterator[None]:
+    """Re-raise an error of the iSCSI or SCSI package as its :func:`user_error`."""
+    from poolbackend.iscsi.errors import ISCSIError
+    from poolbackend.scsi.errors import ScsiError
+
+    try:
+        yield
+    except (ISCSIError, ScsiError) as exc:
+        err = user_error(exc)
+        assert err is not None
+        raise err from exc
 
 
 NOT_VALID = "Requested operation is not valid: "

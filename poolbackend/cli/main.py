@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.value = "given"  # refused below without repeating it (it may be the secret)
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from poolbackend.errors import PoolBackendError
+    from poolbackend.errors import user_error
 
     if getattr(args, "pool_pos", None) and not getattr(args, "pool", None):
         args.pool = args.pool_pos  # virsh takes the pool positionally or as --pool
@@ -89,13 +89,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("vol-list needs a POOL")
     try:
         return int(args.func(args) or 0)
-    except PoolBackendError as exc:
-        if exc.lead is not None:
-            emit("error", exc.lead)
-        emit("error", str(exc))
-        return 1
     except KeyboardInterrupt:
         emit("error", "interrupted")
         return 130
     except BrokenPipeError:
+        return 1
+    except Exception as exc:  # a user error, or an error of the iscsi/scsi packages
+        err = user_error(exc)
+        if err is None:
+            raise  # a bug: keep its traceback
+        if err.lead is not None:
+            emit("error", err.lead)
+        emit("error", str(err))
         return 1

@@ -12,7 +12,7 @@ from poolbackend.conformance.context import Context
 from poolbackend.conformance.registry import ConformanceTest, TestFailed, TestSkipped
 from poolbackend.errors import PoolBackendError
 from poolbackend.iscsi.errors import ISCSIError
-from poolbackend.scsi.errors import ScsiParseError
+from poolbackend.scsi.errors import ScsiError
 from poolbackend.text import printable_line
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
@@ -47,7 +47,7 @@ def run_one(test: ConformanceTest, ctx: Context) -> Result:
         verdict, reason = SKIP, str(exc)
     except TestFailed as exc:
         verdict, reason = FAIL, str(exc)
-    except (ISCSIError, ScsiParseError, PoolBackendError) as exc:
+    except (ISCSIError, ScsiError, PoolBackendError) as exc:
         verdict, reason = FAIL, f"iSCSI/SCSI error: {exc}"
         ctx.reset_main()
     except OSError as exc:

@@ -3,15 +3,26 @@
 Split like h11: :class:`LocalProtocolError` means *we* asked for something invalid in the
 current state (a bug in the caller); :class:`RemoteProtocolError` means the target broke the
 protocol. Both, like every other error here, render as one user-readable line.
+
+The package has its own tree: :class:`ISCSIError` derives from :class:`Exception` only and
+nothing here imports the application (``poolbackend.errors``, ``pool``, ``cli``). The
+application maps these errors to its user errors in one place
+(:func:`poolbackend.errors.user_error`).
 """
 
 from __future__ import annotations
 
-from poolbackend.errors import PoolBackendError
+
+class ISCSIError(Exception):
+    """Base of all errors of the iSCSI package; ``str(err)`` is one user-readable line."""
 
 
-class ISCSIError(PoolBackendError):
-    """Base of all initiator errors."""
+class InvalidAddress(ISCSIError):
+    """A portal address (``host``, ``host:port``, ``[v6]:port``) is malformed."""
+
+
+class InvalidURL(ISCSIError):
+    """An iSCSI URL given by the user is malformed; its text never shows a password."""
 
 
 class LocalProtocolError(ISCSIError):

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote_plus
 
-from poolbackend.errors import ConfigError
 from poolbackend.iscsi.chap import parse_algorithms
+from poolbackend.iscsi.errors import InvalidURL
 from poolbackend.iscsi.portal import DEFAULT_PORT, Credentials, Portal
 from poolbackend.numbers import ascii_int, is_ascii_uint
 from poolbackend.text import printable
@@ -198,11 +198,11 @@ def parse_url(
     redacted = redact(text)
     shown = printable(redacted, 300)
 
-    def bad(why: str, *pieces: str) -> ConfigError:
+    def bad(why: str, *pieces: str) -> InvalidURL:
         """``why`` with ``{}`` replaced by ``pieces`` of the URL; a piece the redacted URL
         does not show verbatim (it may hold part of a password) is shown as ``***``."""
         quoted = [printable(p, 300) if p in redacted else "***" for p in pieces]
-        return ConfigError(
+        return InvalidURL(
             f"invalid iSCSI URL '{shown}': {printable(why.format(*quoted) if pieces else why, 600)}"
         )
 
@@ -211,7 +211,7 @@ def parse_url(
         rest, scheme = text, "iscsi"
     original_scheme, scheme = scheme, scheme.lower()
     if scheme == "iser":
-        raise ConfigError(f"'{shown}': iSER (RDMA) transport is not supported; use iscsi://")
+        raise InvalidURL(f"'{shown}': iSER (RDMA) transport is not supported; use iscsi://")
     if scheme != "iscsi":
         raise bad("unknown scheme '{}://' (expected iscsi://)", original_scheme)
     rest, _, query = rest.partition("?")

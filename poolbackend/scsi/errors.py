@@ -1,18 +1,20 @@
 """Errors of the SCSI layer.
 
 Every parser raises only :class:`ScsiParseError` for malformed or short data, so callers can
-catch one type; its message names the structure and the problem. It is also a
-:class:`~poolbackend.errors.PoolBackendError`, so one that escapes every caller still reaches
-the user as one ``error:`` line, never a traceback (it stays a ``ValueError`` for callers
-that treat it as bad data).
+catch one type; its message names the structure and the problem. The package has its own
+tree (:class:`ScsiError` derives from :class:`Exception` only, nothing here imports the
+application); the application maps an error that escapes every caller to one ``error:`` line
+in one place (:func:`poolbackend.errors.user_error`).
 """
 
 from __future__ import annotations
 
-from poolbackend.errors import PoolBackendError
+
+class ScsiError(Exception):
+    """Base of all errors of the SCSI package; ``str(err)`` is one user-readable line."""
 
 
-class ScsiParseError(PoolBackendError, ValueError):
+class ScsiParseError(ScsiError):
     """Data-in (or a LUN field) from the target could not be parsed or is impossible."""
 
 

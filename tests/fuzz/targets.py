@@ -21,7 +21,7 @@ Targets (see README.md):
 ``xml``      the pool / source / volume / secret / pool-state XML parsers; only
              PoolBackendError may escape and a parsed pool/state round-trips through its
              formatter.
-``url``      the libiscsi URL parser; only ConfigError may escape, and a password never
+``url``      the libiscsi URL parser; only InvalidURL may escape, and a password never
              influences an error message, ``str()`` or ``repr()`` (differential oracle: the same
              URL with the password replaced by 'x's must give the same text).
 ``canary``   a deliberately broken target used by the tests to prove that the runner reports
@@ -38,12 +38,12 @@ from contextlib import contextmanager
 from urllib.parse import unquote_plus
 
 from poolbackend import scsi as S
-from poolbackend.errors import ConfigError, PoolBackendError
+from poolbackend.errors import PoolBackendError
 from poolbackend.iscsi import chap as chap_module
 from poolbackend.iscsi import pdu as P
 from poolbackend.iscsi.chap import ChapInitiator, decode_binary
 from poolbackend.iscsi.connection import Connection, State
-from poolbackend.iscsi.errors import ISCSIError, RemoteProtocolError
+from poolbackend.iscsi.errors import InvalidURL, ISCSIError, RemoteProtocolError
 from poolbackend.iscsi.events import (
     Event,
     LoginComplete,
@@ -586,7 +586,7 @@ def _mask_passwords(text: str) -> tuple[str, list[str]] | None:
 def _parse_text(text: str, need_lun: bool, need_target: bool) -> str:
     try:
         url = parse_url(text, need_lun=need_lun, need_target=need_target, env={})
-    except ConfigError as exc:
+    except InvalidURL as exc:
         assert "\n" not in str(exc)
         return "error: " + str(exc)
     return f"ok: {url} {url!r}"

@@ -389,7 +389,7 @@ def test_no_secret_in_the_process_mid_login(tmp_path: Path, state_dir: Path) -> 
 
 def test_url_passwords_are_masked_in_parse_errors() -> None:
     """Library level: every way of writing a password is masked in the error text."""
-    from poolbackend.errors import ConfigError
+    from poolbackend.iscsi.errors import InvalidURL
     from poolbackend.iscsi.url import parse_url
 
     cases = [
@@ -404,7 +404,7 @@ def test_url_passwords_are_masked_in_parse_errors() -> None:
         f"u%{SECRET}@h:99999/iqn.x/1",
     ]
     for url in cases:
-        with pytest.raises(ConfigError) as info:
+        with pytest.raises(InvalidURL) as info:
             parse_url(url, env={})
         text = str(info.value)
         assert not re.search("Zebra|4711", text), text

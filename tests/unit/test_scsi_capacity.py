@@ -82,8 +82,14 @@ def test_possible_capacities_pass(block_length: int) -> None:
     assert parse_read_capacity10(_rc10(0xFFFFFFFF, block_length)).needs_16
 
 
-def test_scsi_parse_error_is_a_user_error() -> None:
-    from poolbackend.errors import PoolBackendError
+def test_scsi_parse_error_is_the_scsi_packages_own() -> None:
+    """Its own tree (not ValueError, not the application's), mapped to a one-line user error
+    with the same text by the application's one mapping."""
+    from poolbackend.errors import PoolBackendError, TargetError, user_error
+    from poolbackend.scsi.errors import ScsiError
 
-    assert issubclass(ScsiParseError, PoolBackendError)
-    assert issubclass(ScsiParseError, ValueError)
+    assert issubclass(ScsiParseError, ScsiError)
+    assert not issubclass(ScsiParseError, (PoolBackendError, ValueError))
+    mapped = user_error(ScsiParseError("READ CAPACITY(16) data too short"))
+    assert isinstance(mapped, TargetError)
+    assert str(mapped) == "READ CAPACITY(16) data too short"

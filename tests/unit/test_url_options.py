@@ -11,8 +11,8 @@ import itertools
 import pytest
 
 from poolbackend.cli.initiator_opts import session_options
-from poolbackend.errors import ConfigError
 from poolbackend.iscsi.aio import SessionOptions
+from poolbackend.iscsi.errors import InvalidURL
 from poolbackend.iscsi.portal import Credentials
 from poolbackend.iscsi.url import parse_url
 
@@ -70,9 +70,9 @@ def test_auth_option_alone(value: str) -> None:
 
 def test_mutual_chap_options() -> None:
     _check({"mutual": "bob"})
-    with pytest.raises(ConfigError, match="mutual CHAP needs both target_user and target_pass"):
+    with pytest.raises(InvalidURL, match="mutual CHAP needs both target_user and target_pass"):
         parse_url(BASE + "?target_user=bob", env={})
-    with pytest.raises(ConfigError, match="mutual CHAP needs both target_user and target_pass"):
+    with pytest.raises(InvalidURL, match="mutual CHAP needs both target_user and target_pass"):
         parse_url(BASE + "?target_password=out-secret-2", env={})
 
 

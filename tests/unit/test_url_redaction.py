@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from poolbackend.errors import ConfigError
+from poolbackend.iscsi.errors import InvalidURL
 from poolbackend.iscsi.url import parse_url, redact
 
 MARKERS = "QXZé☃"
@@ -33,7 +33,7 @@ TAILS = [
 def _errors(url: str) -> str | None:
     try:
         parse_url(url, need_lun=True, env={})
-    except ConfigError as exc:
+    except InvalidURL as exc:
         return str(exc)
     return None
 

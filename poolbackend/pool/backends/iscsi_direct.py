@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol, TypeVar
 
+from poolbackend.errors import library_errors
 from poolbackend.iscsi.aio import Session, SessionOptions
 from poolbackend.iscsi.portal import Credentials, Portal
 from poolbackend.pool import naming, scan, thin, transfer, wipe
@@ -87,7 +88,9 @@ def portal_of(host: str, port: int | None) -> Portal:
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+    """Every callback's one entry into the initiator: its errors leave as user errors."""
+    with library_errors():
+        return asyncio.run(coro)
 
 
 class IscsiDirectBackend:
