@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from poolbackend.cli.common import Commands, arg, driver, flag
 from poolbackend.errors import ConfigError, PoolBackendError, StateError
+from poolbackend.text import printable
 
 if TYPE_CHECKING:
     from poolbackend.pool.driver import PoolRecord
@@ -41,7 +42,6 @@ _SIZE = re.compile(r"[ \t\n\v\f\r]*\+?([0-9]+)(.*)", re.DOTALL)
 def virsh_size(text: str) -> int:
     """A size as virsh reads it (``virshVolSize``: an unsigned number and an optional unit,
     default bytes); anything else is virsh's ``Malformed size <text>``."""
-    from poolbackend.pool.naming import printable
     from poolbackend.pool.xml.libvirt_checks import scale_integer
 
     match = _SIZE.fullmatch(text)
@@ -64,8 +64,6 @@ def _by_name(record: PoolRecord, name: str) -> Volume | None:
 
 
 def _exists(name: str) -> PoolBackendError:
-    from poolbackend.pool.naming import printable
-
     return PoolBackendError(f"storage volume '{printable(name)}' exists already")
 
 
@@ -80,8 +78,6 @@ def _create(record: PoolRecord, name: str, capacity: int | None) -> None:
 
 def _create_from(record: PoolRecord, name: str) -> None:
     """storageVolCreateXMLFrom's checks after parsing: name clash, buildVolFrom."""
-    from poolbackend.pool.naming import printable
-
     if _by_name(record, name) is not None:
         raise PoolBackendError(
             f"internal error: storage volume name '{printable(name)}' already in use."

@@ -231,7 +231,7 @@ def _no_pool_position(p: argparse.ArgumentParser) -> None:
     _no_pool_position,
 )
 def vol_download(args: argparse.Namespace) -> int:
-    from poolbackend.pool import localfile
+    from poolbackend.cli import localfile
 
     offset = _size_arg(args.offset, "--offset") or 0
     length = _size_arg(args.length, "--length")
@@ -273,7 +273,7 @@ def vol_download(args: argparse.Namespace) -> int:
     _no_pool_position,
 )
 def vol_upload(args: argparse.Namespace) -> int:
-    from poolbackend.pool import localfile
+    from poolbackend.cli import localfile
 
     offset = _size_arg(args.offset, "--offset") or 0
     length = _size_arg(args.length, "--length")

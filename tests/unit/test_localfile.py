@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from poolbackend.cli.localfile import Output
 from poolbackend.errors import PoolBackendError
-from poolbackend.pool.localfile import Output
 
 NOBODY = 65534
 

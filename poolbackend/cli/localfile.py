@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import BinaryIO
 
+from poolbackend.cli.imagefmt import HEAD_BYTES, image_format
 from poolbackend.errors import ConfigError, FileError
-from poolbackend.pool.imagefmt import HEAD_BYTES, image_format
 from poolbackend.text import printable
 
 STDIO = "-"
