@@ -9,9 +9,7 @@ came back and what the standard requires.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TextIO, TypeVar
@@ -20,7 +18,8 @@ from poolbackend.conformance.raw import RawClosed, RawConnection
 from poolbackend.conformance.registry import TestFailed, TestSkipped
 from poolbackend.iscsi.aio import Session, SessionOptions
 from poolbackend.iscsi.digest import Buffer
-from poolbackend.iscsi.errors import ISCSIError, ISCSITimeout
+from poolbackend.iscsi.errors import ISCSIError
+from poolbackend.iscsi.sync import LoopThread
 from poolbackend.iscsi.url import IscsiUrl
 from poolbackend.scsi import cdb_ext as X
 from poolbackend.scsi.capacity import parse_read_capacity10
@@ -107,31 +106,6 @@ def expectation_text(key: int, ascs: tuple[tuple[int, int], ...]) -> str:
     return what
 
 
-class _Loop:
-    """A private event-loop thread the (synchronous) tests submit coroutines to."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self.loop.run_forever, name="conformance", daemon=True
-        )
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], bound: float) -> T:
-        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        try:
-            return fut.result(bound)
-        except TimeoutError:
-            fut.cancel()
-            raise ISCSITimeout(f"no answer within {bound:g} s") from None
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
-        if not self._thread.is_alive():
-            self.loop.close()
-
-
 class Nexus:
     """One logged-in session (an I_T nexus) to the LUN under test."""
 
@@ -187,7 +161,7 @@ class Context:
     run_options: RunOptions = field(default_factory=RunOptions)
     url2: IscsiUrl | None = None
     initiator2: str | None = None
-    loop: _Loop = field(default_factory=_Loop)
+    loop: LoopThread = field(default_factory=lambda: LoopThread("conformance"))
     _main: Nexus | None = None
     _inquiry: StandardInquiry | None = None
     block_size: int = 512

@@ -24,21 +24,25 @@ from poolbackend.text import printable
 T = TypeVar("T")
 
 
-class _LoopThread:
-    def __init__(self) -> None:
+class LoopThread:
+    """A private event-loop thread that blocking callers submit coroutines to (this facade,
+    the conformance tests), each call with an outer time bound."""
+
+    def __init__(self, name: str = "iscsi-loop") -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self.loop.run_forever, name="iscsi-loop", daemon=True
-        )
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self._thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, T], bound: float, what: str) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], bound: float, what: str | None = None) -> T:
+        """The coroutine's result, or :class:`ISCSITimeout` (``WHAT: did not finish within N
+        s``, without ``what`` ``no answer within N s``) when it has none after ``bound`` s."""
         fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return fut.result(bound)
         except TimeoutError:
             fut.cancel()
-            raise ISCSITimeout(f"{what}: did not finish within {bound:g} s") from None
+            late = f"{what}: did not finish" if what else "no answer"
+            raise ISCSITimeout(f"{late} within {bound:g} s") from None
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -50,7 +54,7 @@ class _LoopThread:
 class SyncSession:
     """A blocking iSCSI session; use as a context manager or call :meth:`close`."""
 
-    def __init__(self, session: Session, runner: _LoopThread) -> None:
+    def __init__(self, session: Session, runner: LoopThread) -> None:
         self.session = session
         self._runner = runner
 
@@ -63,7 +67,7 @@ class SyncSession:
         credentials: Credentials | None = None,
     ) -> SyncSession:
         options = options or SessionOptions()
-        runner = _LoopThread()
+        runner = LoopThread()
         try:
             session = runner.run(
                 Session.open(portal, target, options, credentials),
