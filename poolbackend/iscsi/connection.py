@@ -60,6 +60,8 @@ REJECT_REASONS = {
     0x0C: "waiting for logout",
 }
 TMF_ABORT_TASK, TMF_LUN_RESET = 1, 5
+TMF_NAMES = {TMF_ABORT_TASK: "ABORT TASK", TMF_LUN_RESET: "LOGICAL UNIT RESET"}
+_RETIRED_MAX = 4096
 # Data-Out BHS: opcode, flags, DataSegmentLength (TotalAHSLength 0), LUN, ITT, TTT,
 # ExpStatSN, DataSN, BufferOffset.
 _DATA_OUT = struct.Struct(">BBxxI8sII4xI4xII4x")
@@ -148,6 +150,10 @@ class Connection:
         self._login = LoginMachine(login)
         self._out: list[Buffer] = []
         self._tasks: dict[int, _ScsiTask | _Task] = {}
+        #: tags of SCSI tasks a task management function aborted: the target may still answer
+        #: for them (it was completing them); such late PDUs are ignored and the tag is not
+        #: handed out again until its final status came (oldest forgotten past _RETIRED_MAX)
+        self._retired: dict[int, None] = {}
         self._waiting: deque[_ScsiTask] = deque()  # non-immediate commands held by the window
         self._lun_fields: dict[int, bytes] = {}
         self._next_itt = 1
@@ -310,7 +316,12 @@ class Connection:
         while True:
             itt = self._next_itt
             self._next_itt = (itt + 1) & MASK
-            if itt != P.NO_TAG and itt != LoginMachine.ITT and itt not in self._tasks:
+            if (
+                itt != P.NO_TAG
+                and itt != LoginMachine.ITT
+                and itt not in self._tasks
+                and itt not in self._retired
+            ):
                 return itt
 
     def _emit(self, bhs: bytearray, data: Buffer = b"") -> None:
@@ -483,9 +494,13 @@ class Connection:
     def _unknown(self, pdu: P.PDU) -> RemoteProtocolError:
         return RemoteProtocolError(f"target sent {pdu.name()} for unknown task tag 0x{pdu.itt:08x}")
 
-    def _scsi_task(self, pdu: P.PDU) -> _ScsiTask:
+    def _scsi_task(self, pdu: P.PDU) -> _ScsiTask | None:
+        """The SCSI task ``pdu`` is for; None for a task a task management function aborted
+        (a late answer, to ignore: :meth:`_late`)."""
         task = self._tasks.get(pdu.itt)
         if not isinstance(task, _ScsiTask):
+            if task is None and pdu.itt in self._retired:
+                return None
             raise self._unknown(pdu)
         if not task.sent:  # held back by the CmdSN window: unknown to the target
             raise RemoteProtocolError(
@@ -505,9 +520,11 @@ class Connection:
         f: tuple[int, int, int, int, bytes, int, int, int, int, int, int, int, int],
     ) -> Event | None:
         task = self._tasks.get(f[5])
+        flags = f[1]
         if type(task) is not _ScsiTask or not task.sent:
             task = self._scsi_task(pdu)  # raises, naming the problem
-        flags = f[1]
+            if task is None:
+                return self._late(pdu, bool(flags & P.F_STATUS))
         if flags & P.F_ACK:
             raise RemoteProtocolError("target asked for a DataACK (A bit) at ErrorRecoveryLevel 0")
         datasn, offset, n = f[10], f[11], len(pdu.data)
@@ -560,8 +577,20 @@ class Connection:
             ),
         )
 
+    def _late(self, pdu: P.PDU, final: bool) -> Event | None:
+        """A PDU for a task a task management function aborted, sent by a target that was
+        completing it (RFC 7143 §11.6: a target may answer for a task it could not abort):
+        ignored. With its final status the target can no longer answer for that tag, which
+        may then be used again; the StatSN is acknowledged like any other."""
+        if final:
+            self._status_seen(pdu)
+            self._retired.pop(pdu.itt, None)
+        return None
+
     def _on_scsi_response(self, pdu: P.PDU) -> Event | None:
         task = self._scsi_task(pdu)
+        if task is None:
+            return self._late(pdu, True)
         self._status_seen(pdu)
         response = pdu.bhs[2]
         if response != 0:
@@ -575,6 +604,8 @@ class Connection:
 
     def _on_r2t(self, pdu: P.PDU) -> Event | None:
         task = self._scsi_task(pdu)
+        if task is None:
+            return self._late(pdu, False)  # no data for an aborted write
         if task.write is None:
             raise RemoteProtocolError(f"R2T for a task that is not a write (0x{task.itt:08x})")
         offset, length = pdu.field32(40), pdu.field32(44)
@@ -625,13 +656,21 @@ class Connection:
         self._status_seen(pdu)
         del self._tasks[task.itt]
         response = pdu.bhs[2]
+        aborted: list[_ScsiTask] = []
         if response == 0 and task.function == TMF_ABORT_TASK:
-            self._tasks.pop(task.ref_itt, None)
+            ref = self._tasks.get(task.ref_itt)
+            if type(ref) is _ScsiTask:
+                aborted.append(ref)
         elif response == 0 and task.function == TMF_LUN_RESET:
             lun = task.lun
-            for t in [t for t in self._tasks.values() if type(t) is _ScsiTask and t.lun == lun]:
-                del self._tasks[t.itt]
-        return TmfReply(task.itt, response)
+            aborted = [t for t in self._tasks.values() if type(t) is _ScsiTask and t.lun == lun]
+        for t in aborted:
+            del self._tasks[t.itt]
+            if t.sent:  # the target knew it: it may still answer for it
+                self._retired[t.itt] = None
+        while len(self._retired) > _RETIRED_MAX:
+            del self._retired[next(iter(self._retired))]
+        return TmfReply(task.itt, response, tuple(t.itt for t in aborted))
 
     def _on_logout(self, pdu: P.PDU) -> Event | None:
         task = self._task(pdu, Kind.LOGOUT)

@@ -58,8 +58,12 @@ class NopReply:
 
 @dataclass(frozen=True, slots=True)
 class TmfReply:
+    """A task management response; ``aborted``: the tags of the SCSI tasks it ended (the
+    connection forgot them: the session fails their requests)."""
+
     itt: int
     response: int
+    aborted: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

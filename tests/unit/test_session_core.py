@@ -26,7 +26,7 @@ from poolbackend.iscsi.core import (
     SessionOptions,
 )
 from poolbackend.iscsi.errors import ConnectionFailed, ISCSITimeout, LocalProtocolError
-from poolbackend.iscsi.events import TaskCompleted
+from poolbackend.iscsi.events import TaskCompleted, TaskFailed, TmfReply
 from poolbackend.iscsi.portal import Portal
 from poolbackend.iscsi.textkeys import decode_pairs, encode_pairs
 from poolbackend.scsi import cdb as C
@@ -383,3 +383,64 @@ def test_small_data_in_is_received_with_what_follows_it() -> None:
     done = [e.rid for e in core.events() if isinstance(e, Done)]
     assert done == rids  # every PDU of that one receive parsed and completed
     assert all(bytes(b) == bytes([i]) * 4096 for i, b in enumerate(bufs))
+
+
+def test_lun_reset_with_writes_in_flight_late_answers_are_ignored() -> None:
+    """LOGICAL UNIT RESET with writes in flight ("SCSI_RSP for unknown task tag", seen once).
+
+    The target may complete a write just before the reset (answered normally) and, having
+    been executing it already, answer another one after its TMF response: that late SCSI
+    Response (or Data-In, R2T) is for a task the reset aborted. It must be ignored (its
+    StatSN still acknowledged), never fail the session, never complete another request;
+    the writes the reset aborted fail at once instead of waiting for their cap; the tag of
+    an aborted task is not reused while the target may still answer for it.
+    """
+    core = new_core()
+    peer = logged_in(core)
+    writes = [
+        core.submit_scsi(1, C.write16(i, 1), 1.0, write_data=bytes([i]) * 512) for i in range(3)
+    ]
+    other = core.submit_scsi(2, C.tur(), 1.0)  # another LUN: the reset does not touch it
+    cmds = peer.pdus()
+    assert [p.opcode for p in cmds] == [P.Op.SCSI_CMD] * 4
+    reset = core.submit_tmf(5, 1, 1.1)
+    (tmf,) = peer.pdus()
+    assert tmf.opcode == P.Op.TMF_REQ
+
+    done = peer.scsi_response(cmds[0], 1.2)  # completed before the reset: a normal answer
+    assert [(type(e), e.rid) for e in done] == [(Done, writes[0])]
+    done = peer.send(peer.bhs(0x22, 0x80, tmf.itt, b2=0), 1.3)  # function complete
+    by_rid = {e.rid: e.event for e in done if isinstance(e, Done)}
+    assert set(by_rid) == {reset, writes[1], writes[2]}
+    assert isinstance(by_rid[reset], TmfReply) and by_rid[reset].response == 0
+    for rid in writes[1:]:
+        failed = by_rid[rid]
+        assert isinstance(failed, TaskFailed)
+        assert failed.reason == "aborted by LOGICAL UNIT RESET"
+
+    # the tag of an aborted task is not handed out again (as if the counter wrapped to it)
+    assert core.conn is not None
+    core.conn._next_itt = cmds[1].itt
+    again = core.submit_scsi(1, C.tur(), 1.4)
+    (tur,) = peer.pdus()
+    assert tur.itt not in (cmds[1].itt, cmds[2].itt)
+
+    # late answers for the aborted writes: ignored, nothing completes, the session lives
+    late = peer.scsi_response(cmds[1], 1.5)
+    late += peer.send(peer.bhs(0x31, 0x80, cmds[2].itt, ttt=7, f40=512, f44=512), 1.5)  # R2T
+    late += peer.send(peer.bhs(0x25, 0x81, cmds[2].itt, bytes(512)), 1.5)  # Data-In + status
+    assert late == []
+    assert core.phase is Phase.READY
+    # ExpStatSN acknowledges the late statuses too
+    ping = core.submit_nop(1.6)
+    (nop,) = peer.pdus()
+    assert nop.field32(28) == peer.stat_sn
+
+    done = peer.scsi_response(tur, 1.7) + peer.scsi_response(cmds[3], 1.7)
+    done += peer.nop_in(nop, 1.7)
+    assert [e.rid for e in done if isinstance(e, Done)] == [again, other, ping]
+    assert all(
+        isinstance(e.event, TaskCompleted) and e.event.result.status == 0
+        for e in done
+        if isinstance(e, Done) and e.rid != ping
+    )
