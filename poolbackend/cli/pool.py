@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 from poolbackend.cli.common import Commands, arg, driver, flag, read_xml, report, say
 from poolbackend.errors import ConfigError
-from poolbackend.numbers import ascii_int
 from poolbackend.text import printable
 
 if TYPE_CHECKING:
@@ -274,6 +273,8 @@ def _check_type(args: argparse.Namespace) -> None:
     _TIMEOUT,
 )
 def find_sources_as(args: argparse.Namespace) -> int:
+    from poolbackend.iscsi.errors import InvalidAddress
+    from poolbackend.iscsi.portal import parse_port
     from poolbackend.pool.model import SourceSpec
     from poolbackend.pool.xml.pool import host_name
 
@@ -285,8 +286,8 @@ def find_sources_as(args: argparse.Namespace) -> int:
     port = None
     if args.port is not None:
         try:
-            port = ascii_int(args.port, low=1, high=65535)
-        except ValueError:
+            port = parse_port(args.port)
+        except InvalidAddress:
             raise ConfigError(f"invalid port '{printable(args.port)}' (expected 1-65535)") from None
     return _discover(args, SourceSpec(host_name(args.host), port, args.initiator))
 

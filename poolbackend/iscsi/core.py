@@ -35,6 +35,7 @@ from poolbackend.iscsi.connection import TMF_NAMES, Connection, State
 from poolbackend.iscsi.digest import Buffer
 from poolbackend.iscsi.errors import (
     ConnectionFailed,
+    InvalidAddress,
     ISCSIError,
     ISCSITimeout,
     LocalProtocolError,
@@ -534,8 +535,8 @@ class SessionCore:
             )
             return
         try:
-            portal = Portal.parse(ev.address)
-        except ValueError:
+            portal = Portal.parse(ev.address, tpgt=True)
+        except InvalidAddress:
             self._login_deadline = None
             self._die(
                 RemoteProtocolError(

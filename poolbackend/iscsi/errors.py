@@ -12,13 +12,25 @@ application maps these errors to its user errors in one place
 
 from __future__ import annotations
 
+from poolbackend.text import printable
+
 
 class ISCSIError(Exception):
     """Base of all errors of the iSCSI package; ``str(err)`` is one user-readable line."""
 
 
 class InvalidAddress(ISCSIError):
-    """A portal address (``host``, ``host:port``, ``[v6]:port``) is malformed."""
+    """A portal address (``host``, ``host:port``, ``[v6]:port``) or a port is malformed.
+
+    ``why`` holds ``{}`` placeholders for the ``pieces`` of the address it quotes, so that a
+    caller quoting a larger text (a URL with a password) can mask the pieces it must not show;
+    ``str()`` shows them escaped.
+    """
+
+    def __init__(self, why: str, *pieces: str) -> None:
+        super().__init__(why.format(*(printable(piece, 300) for piece in pieces)))
+        self.why = why
+        self.pieces = pieces
 
 
 class InvalidURL(ISCSIError):

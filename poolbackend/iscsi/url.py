@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote_plus
 
 from poolbackend.iscsi.chap import parse_algorithms
-from poolbackend.iscsi.errors import InvalidURL
-from poolbackend.iscsi.portal import DEFAULT_PORT, Credentials, Portal
-from poolbackend.numbers import ascii_int, is_ascii_uint
+from poolbackend.iscsi.errors import InvalidAddress, InvalidURL
+from poolbackend.iscsi.portal import Credentials, Portal
+from poolbackend.numbers import is_ascii_uint
 from poolbackend.text import printable
 
 _DIGESTS = {
@@ -136,56 +136,6 @@ def _mask_query(query: str, *, hide_key: bool = False) -> tuple[str, bool]:
     return "&".join(pieces), False
 
 
-_LABEL = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}"
-_HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
-_IPV6 = re.compile(r"[0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?")
-
-
-class _Bad(ValueError):
-    """A refusal whose ``why`` quotes ``pieces`` of the URL (``{}`` placeholders)."""
-
-    def __init__(self, why: str, *pieces: str) -> None:
-        super().__init__(why)
-        self.why = why
-        self.pieces = pieces
-
-
-def _parse_portal(authority: str) -> Portal:
-    """``host``, ``host:port`` or ``[v6]:port`` with strict checks (Portal.parse also takes
-    SendTargets' ``addr,tpgt`` and unbracketed IPv6 forms, which are not URL syntax)."""
-    if authority.startswith("["):
-        host, bracket, rest = authority[1:].partition("]")
-        if not bracket:
-            raise _Bad("unclosed '[' in '{}'", authority)
-        if rest and not rest.startswith(":"):
-            raise _Bad("unexpected '{}' after ']' (expected ]:port)", rest)
-        if not host:
-            raise _Bad("empty IPv6 address in brackets")
-        if not _IPV6.fullmatch(host) or ":" not in host:
-            raise _Bad("'{}' in brackets is not an IPv6 address", host)
-        port_text = rest[1:] if rest else None
-    elif authority.count(":") > 1:
-        host, port_text = authority, None
-        if not _IPV6.fullmatch(host):
-            raise _Bad("invalid host '{}'", host)
-    else:
-        host, colon, port_text_or_empty = authority.partition(":")
-        port_text = port_text_or_empty if colon else None
-        if not host:
-            raise _Bad("missing host")
-        if len(host) > 253 or not _HOST_NAME.fullmatch(host):
-            raise _Bad("invalid host '{}' (expected a DNS name, an IPv4 address or [IPv6])", host)
-    port = DEFAULT_PORT
-    if port_text is not None:
-        if not port_text:
-            raise _Bad("empty port after ':'")
-        try:
-            port = ascii_int(port_text, low=1, high=65535)
-        except ValueError:
-            raise _Bad("invalid port '{}' (expected 1-65535)", port_text) from None
-    return Portal(host, port)
-
-
 def parse_url(
     text: str,
     *,
@@ -228,8 +178,8 @@ def parse_url(
     if not authority:
         raise bad("missing host")
     try:
-        portal = _parse_portal(authority)
-    except _Bad as exc:
+        portal = Portal.parse(authority)
+    except InvalidAddress as exc:
         raise bad(exc.why, *exc.pieces) from None
     segments = [s for s in path.split("/") if s] if path else []
     target = segments[0] if segments else None

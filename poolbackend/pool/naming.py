@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from poolbackend.errors import ConfigError
 from poolbackend.iscsi.portal import DEFAULT_PORT as DEFAULT_PORT  # the one default port
+from poolbackend.iscsi.portal import bare_host, is_port
 from poolbackend.numbers import is_ascii_uint
 from poolbackend.text import printable as printable  # the one escaping rule, re-exported
 
@@ -83,9 +84,9 @@ def connect_address(host: str, port: int | None) -> tuple[str, int]:
     :func:`socket.getaddrinfo`); port ``None`` or ``0`` becomes 3260. A port outside
     1..65535 raises :class:`ConfigError`.
     """
-    address = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    address = bare_host(host)
     number = port if port else DEFAULT_PORT
-    if not 1 <= number <= 65535:
+    if not is_port(number):
         raise ConfigError(
             f"invalid port {number} for host '{printable(host)}': expected 1-65535 "
             f"(or no port for {DEFAULT_PORT})"

@@ -22,8 +22,9 @@ import ipaddress
 import socket
 
 from poolbackend.errors import ConfigError
+from poolbackend.iscsi.portal import DEFAULT_PORT, bare_host
 from poolbackend.pool.model import PoolSource
-from poolbackend.pool.naming import DEFAULT_PORT, connect_address
+from poolbackend.pool.naming import connect_address
 
 __all__ = ["canonical_address", "host_addresses", "lun_lock_keys", "same_target"]
 
@@ -46,9 +47,7 @@ def _endpoint(source: PoolSource) -> tuple[str, int]:
     try:
         return connect_address(source.host, source.port)
     except ConfigError:
-        host = source.host
-        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-        return host, source.port or DEFAULT_PORT
+        return bare_host(source.host), source.port or DEFAULT_PORT
 
 
 def host_addresses(source: PoolSource) -> frozenset[str]:

@@ -16,7 +16,7 @@ import pytest
 
 from poolbackend.cli.main import main
 from poolbackend.iscsi.chap import ChapInitiator, parse_algorithms
-from poolbackend.iscsi.errors import RemoteProtocolError
+from poolbackend.iscsi.errors import InvalidAddress, RemoteProtocolError
 from poolbackend.iscsi.portal import Portal
 from poolbackend.iscsi.textkeys import parse_number
 from poolbackend.numbers import ascii_int, seconds
@@ -123,9 +123,10 @@ def test_target_sent_numbers_are_ascii(value: str) -> None:
     if value != "0x10":
         with pytest.raises(RemoteProtocolError):
             parse_number("MaxBurstLength", value)
-    if value:  # 'addr:' with no port means the default port
-        with pytest.raises(ValueError):
-            Portal.parse(f"10.0.0.1:{value}")
+    with pytest.raises(InvalidAddress):
+        Portal.parse(f"10.0.0.1:{value}", tpgt=True)
+    with pytest.raises(InvalidAddress):
+        Portal.parse(f"10.0.0.1:3260,{value}", tpgt=True)
     responder = ChapInitiator("u", b"secret-secret", (5,))
     for key in ("CHAP_A", "CHAP_I"):
         keys = {"CHAP_A": "5", "CHAP_I": "1", "CHAP_C": "0x" + "ab" * 16, key: value}

@@ -32,6 +32,7 @@ from typing import cast
 from lxml import etree
 
 from poolbackend.errors import ConfigError
+from poolbackend.iscsi.portal import bare_host
 from poolbackend.pool import naming
 from poolbackend.pool.model import (
     CHAP_MD5,
@@ -377,7 +378,7 @@ def host_name(text: str) -> str:
     """A host given on the command line, as a ``<host name>`` the pool XML accepts: an IPv6
     literal loses its brackets (``[::1]`` -> ``::1``), anything the pool XML would refuse is
     refused here with the same rule, so what find-storage-pool-sources prints defines."""
-    host = text[1:-1] if text.startswith("[") and text.endswith("]") and ":" in text else text
+    host = bare_host(text)
     if not HOST_VALUE.check(host):
         raise ConfigError(
             f"invalid host '{printable(text)}' (expected a DNS name or an IPv4/IPv6 address)"
