@@ -286,7 +286,8 @@ class Driver:
                 volumes=report.volumes,
                 activation=new_activation() if starting else origin.state.activation,
             )
-            self.store.save_state(name, state, pool=pool)
+            # a refresh saves the live definition its start checked: no duplicate check
+            self.store.save_state(name, state, pool=pool, checked=not starting)
         return RefreshReport(name, state, report.failures)
 
     @staticmethod
