@@ -273,22 +273,15 @@ def _check_type(args: argparse.Namespace) -> None:
     _TIMEOUT,
 )
 def find_sources_as(args: argparse.Namespace) -> int:
-    from poolbackend.iscsi.errors import InvalidAddress
-    from poolbackend.iscsi.portal import parse_port
     from poolbackend.pool.model import SourceSpec
-    from poolbackend.pool.xml.pool import host_name
+    from poolbackend.pool.xml.pool import host_name, port_number
 
     _check_type(args)
     if not args.host:
         raise ConfigError("invalid argument: hostname must be specified for iscsi sources")
     if not args.initiator:
         raise ConfigError("unsupported configuration: missing initiator IQN")
-    port = None
-    if args.port is not None:
-        try:
-            port = parse_port(args.port)
-        except InvalidAddress:
-            raise ConfigError(f"invalid port '{printable(args.port)}' (expected 1-65535)") from None
+    port = None if args.port is None else port_number(args.port)
     return _discover(args, SourceSpec(host_name(args.host), port, args.initiator))
 
 

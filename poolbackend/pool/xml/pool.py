@@ -32,7 +32,8 @@ from typing import cast
 from lxml import etree
 
 from poolbackend.errors import ConfigError
-from poolbackend.iscsi.portal import bare_host
+from poolbackend.iscsi.errors import InvalidAddress
+from poolbackend.iscsi.portal import bare_host, parse_port
 from poolbackend.pool import naming
 from poolbackend.pool.model import (
     CHAP_MD5,
@@ -384,3 +385,12 @@ def host_name(text: str) -> str:
             f"invalid host '{printable(text)}' (expected a DNS name or an IPv4/IPv6 address)"
         )
     return host
+
+
+def port_number(text: str) -> int:
+    """A port given on the command line (find-storage-pool-sources-as): 1-65535 in ASCII
+    digits (:func:`~poolbackend.iscsi.portal.parse_port`), else one line."""
+    try:
+        return parse_port(text)
+    except InvalidAddress:
+        raise ConfigError(f"invalid port '{printable(text)}' (expected 1-65535)") from None
