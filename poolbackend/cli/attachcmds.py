@@ -49,7 +49,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     ),
 )
 def cmd_attach(args: argparse.Namespace) -> int:
-    from poolbackend.pool.attach import DiskOptions, attach_volume
+    from poolbackend.pool.attach import attach_volume
+    from poolbackend.pool.xml.disk import DiskOptions
 
     result = attach_volume(
         args.domain,

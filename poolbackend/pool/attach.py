@@ -1,19 +1,18 @@
-"""Putting a pool volume into a VM: libvirt network-disk XML, attach and detach.
+"""Putting a pool volume into a VM: attach-volume and detach-volume against libvirt.
 
 QEMU opens the LUN itself (its libiscsi driver), so the disk is a libvirt ``network`` disk
-naming the pool's portal, target and initiator, not a path on the host. For CHAP pools QEMU
-reads the password from libvirt's secret driver only; ``define_secret`` copies it there from
-our store. libvirt-python is imported only here and in the secret helpers.
-
-About 580 lines: libvirt's domain-side rules (target names and buses, placement flags,
-finding a disk again by its iSCSI source and QEMU's LUN number, also for an inactive pool
-and disks older versions wrote) are one concern, that of the domain; the pool side comes
-from the driver (:mod:`poolbackend.pool.driver`) only.
+naming the pool's portal, target and initiator, not a path on the host; that element, and
+how a disk is found again in a domain's XML, are :mod:`poolbackend.pool.xml.disk`. Here:
+the domain (lookup, placement flags, the live and persistent XML), the checks before an
+attach, detach of a disk also for an inactive pool and of disks older versions wrote, and
+the CHAP secret: QEMU reads the password from libvirt's secret driver only, and
+``define_secret`` copies it there from our store. libvirt-python is imported only here and
+in the secret helpers. The pool side comes from the driver (:mod:`poolbackend.pool.driver`)
+only.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,31 +26,26 @@ from poolbackend.pool import naming
 from poolbackend.pool.driver import Driver, PoolRecord
 from poolbackend.pool.libvirt_conn import import_libvirt, libvirt_message, open_connection
 from poolbackend.pool.model import PoolDef, Volume
-from poolbackend.scsi.lun import MAX_LUN, Lun, decode_lun, refusal
+from poolbackend.pool.xml.disk import (
+    DiskOptions,
+    disk_xml,
+    domain_disks,
+    is_disk_of,
+    is_qemu_lun,
+    is_volume,
+    next_free_target,
+    reaches_lun,
+    resolve_bus,
+    target_dev,
+)
+from poolbackend.scsi.lun import MAX_LUN, Lun
 
-BUSES = ("virtio", "scsi", "sata")
-DEVICES = ("disk", "lun")
-_PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd"}
-_TARGET_RE = re.compile(r"(vd|sd)([a-z]{1,3})")
 DETACH_WAIT_SECONDS = 5.0
 
 # virDomainModificationImpact
 AFFECT_CURRENT = 0
 AFFECT_LIVE = 1
 AFFECT_CONFIG = 2
-
-
-@dataclass(frozen=True, slots=True)
-class DiskOptions:
-    """How the volume appears in the guest; ``None`` fields are chosen automatically.
-
-    ``bus`` defaults from the target's prefix (``vd`` virtio, ``sd`` scsi), else scsi for
-    ``device='lun'`` (SCSI pass-through needs a SCSI bus) and virtio otherwise.
-    """
-
-    target: str | None = None
-    bus: str | None = None
-    device: str = "disk"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,158 +82,6 @@ class DetachResult:
     completed: bool = True
 
 
-# ---------------------------------------------------------------------------- disk XML
-
-
-def source_name(pool: PoolDef, volume: Volume) -> str:
-    """The ``<source name>`` QEMU's iSCSI driver wants: ``TARGET-IQN/N``.
-
-    N is the LUN's QEMU number (the first two bytes the target reported, big-endian), not the
-    volume's LUN number: libiscsi copies N raw into the LUN field, so tgt's LUN 300 (reported
-    ``41 2c``) is N = 16684, and N = 300 would reach LUN 44.
-    """
-    return f"{pool.source.target_iqn}/{volume.address(pool.name).qemu}"
-
-
-def resolve_bus(options: DiskOptions) -> str:
-    """The bus for *options*, refusing combinations libvirt or QEMU cannot honour."""
-    if options.device not in DEVICES:
-        raise ConfigError(f"unsupported disk device '{_q(options.device)}': expected disk or lun")
-    if options.bus is not None and options.bus not in BUSES:
-        raise ConfigError(f"unsupported bus '{_q(options.bus)}': expected {', '.join(BUSES)}")
-    bus = options.bus
-    if options.target is not None:
-        match = _TARGET_RE.fullmatch(options.target)
-        if match is None:
-            raise ConfigError(
-                f"invalid target device '{_q(options.target)}': expected vdX (virtio) or sdX "
-                "(scsi, sata), X being letters a-z"
-            )
-        if bus is None:
-            bus = "virtio" if match.group(1) == "vd" else "scsi"
-        elif _PREFIX[bus] != match.group(1):
-            raise ConfigError(
-                f"target device '{_q(options.target)}' does not fit bus '{bus}': "
-                f"use {_PREFIX[bus]}X for {bus}"
-            )
-    if bus is None:
-        bus = "scsi" if options.device == "lun" else "virtio"
-    if options.device == "lun" and bus != "scsi":
-        raise ConfigError(f"device 'lun' (SCSI pass-through) needs bus 'scsi', not '{bus}'")
-    return bus
-
-
-def disk_xml(pool: PoolDef, volume: Volume, *, target: str, bus: str, device: str = "disk") -> str:
-    """libvirt's ``<disk type='network'>`` element for *volume* of *pool*."""
-    disk = etree.Element("disk", type="network", device=device)
-    etree.SubElement(disk, "driver", name="qemu", type="raw", cache="none")
-    src = etree.SubElement(disk, "source", protocol="iscsi", name=source_name(pool, volume))
-    host, port = naming.connect_address(pool.source.host, pool.source.port)
-    etree.SubElement(src, "host", name=host, port=str(port))
-    initiator = etree.SubElement(src, "initiator")
-    etree.SubElement(initiator, "iqn", name=pool.source.initiator_iqn)
-    auth = pool.source.auth
-    if auth is not None:
-        auth_el = etree.SubElement(src, "auth", username=auth.username)
-        if auth.secret_uuid:
-            etree.SubElement(auth_el, "secret", type="iscsi", uuid=auth.secret_uuid)
-        else:
-            etree.SubElement(auth_el, "secret", type="iscsi", usage=auth.secret_usage or "")
-    etree.SubElement(disk, "target", dev=target, bus=bus)
-    etree.indent(disk, space="  ")
-    return etree.tostring(disk, encoding="unicode") + "\n"
-
-
-def index_to_name(prefix: str, index: int) -> str:
-    """libvirt's disk naming: 0 → ``vda``, 25 → ``vdz``, 26 → ``vdaa``."""
-    letters = ""
-    index += 1
-    while index > 0:
-        index -= 1
-        letters = chr(ord("a") + index % 26) + letters
-        index //= 26
-    return prefix + letters
-
-
-def next_free_target(used: set[str], bus: str) -> str:
-    prefix = _PREFIX[bus]
-    index = 0
-    while index_to_name(prefix, index) in used:
-        index += 1
-    return index_to_name(prefix, index)
-
-
-# ------------------------------------------------------------------------- domain XML
-
-
-def _disks(domain_xml: str) -> list[etree._Element]:
-    parser = etree.XMLParser(resolve_entities=False, no_network=True)
-    root = etree.fromstring(domain_xml.encode(), parser)
-    return list(root.iterfind("./devices/disk"))
-
-
-def _target_dev(disk: etree._Element) -> str:
-    target = disk.find("target")
-    return "" if target is None else target.get("dev", "")
-
-
-def _is_volume(disk: etree._Element, pool: PoolDef, volume: Volume) -> bool:
-    """True when *disk* is an iSCSI disk of *pool*'s portal that QEMU opens as *volume*.
-
-    It is compared by the QEMU number (what QEMU sends decides which LUN it reaches), so a
-    disk written by an older version as ``IQN/300`` for tgt's LUN 300 is not that volume
-    (see :func:`_legacy_disk`).
-    """
-    return _is_qemu_lun(disk, pool, volume.address(pool.name).qemu)
-
-
-def _is_qemu_lun(disk: etree._Element, pool: PoolDef, qemu: int) -> bool:
-    return _is_disk_of(disk, pool, lambda number: number == qemu)
-
-
-def _disk_qemu_number(disk: etree._Element, pool: PoolDef) -> int | None:
-    """The QEMU LUN number of an iSCSI disk of *pool*'s portal and target, else None."""
-    src = disk.find("source")
-    if disk.get("type") != "network" or src is None or src.get("protocol") != "iscsi":
-        return None
-    name = src.get("name") or ""
-    iqn = pool.source.target_iqn
-    if name == iqn:
-        number = 0
-    else:
-        text = name[len(iqn) + 1 :] if name.startswith(iqn + "/") else ""
-        if not (text.isascii() and text.isdigit()) or str(int(text)) != text:
-            return None
-        number = int(text)
-    want_host, want_port = naming.connect_address(pool.source.host, pool.source.port)
-    for host in src.iterfind("host"):
-        port = int(host.get("port") or naming.DEFAULT_PORT)
-        if host.get("name") == want_host and port == want_port:
-            return number
-    return None
-
-
-def _is_disk_of(disk: etree._Element, pool: PoolDef, accept: Callable[[int], bool]) -> bool:
-    number = _disk_qemu_number(disk, pool)
-    return number is not None and accept(number)
-
-
-def _reaches_lun(qemu: int, lun: int) -> bool:
-    """True when QEMU's LUN number *qemu* (sent raw as the first two bytes of the LUN field)
-    addresses LUN *lun* in peripheral (bus 0) or flat space addressing.
-
-    Peripheral addressing with bus bits (``01 2c`` = QEMU number 300) is LUN 300 on Linux's
-    LIO but LUN 44 on tgt, which ignores the bus: without the target's report (the pool is
-    inactive) such a disk is nobody's.
-    """
-    if not 0 <= qemu <= 0xFFFF:
-        return False
-    entry = qemu.to_bytes(2, "big") + bytes(6)
-    if entry[0] >> 6 == 0b00 and entry[0] != 0:
-        return False
-    return refusal(entry) is None and decode_lun(entry) == lun
-
-
 # ----------------------------------------------------------------------------- domain
 
 
@@ -261,9 +103,9 @@ class _Domain:
         disks: list[etree._Element] = []
         try:
             if live:
-                disks += _disks(self.handle.XMLDesc(0))
+                disks += domain_disks(self.handle.XMLDesc(0))
             if config:
-                disks += _disks(self.handle.XMLDesc(self.libvirt.VIR_DOMAIN_XML_INACTIVE))
+                disks += domain_disks(self.handle.XMLDesc(self.libvirt.VIR_DOMAIN_XML_INACTIVE))
         except self.libvirt.libvirtError as exc:
             raise PoolBackendError(
                 f"cannot read the XML of domain '{self.name}': {libvirt_message(exc)}"
@@ -272,7 +114,7 @@ class _Domain:
 
     def disk_of(self, flags: int, pool: PoolDef, volume: Volume) -> etree._Element | None:
         """The disk that is *volume*, found by its iSCSI source, or None."""
-        return self.disk_matching(flags, lambda d: _is_volume(d, pool, volume))
+        return self.disk_matching(flags, lambda d: is_volume(d, pool, volume))
 
     def disk_matching(
         self, flags: int, match: Callable[[etree._Element], bool]
@@ -394,12 +236,12 @@ def attach_volume(
         dom = _Domain(conn, domain)
         flags = placement.flags(dom.active)
         disks = dom.disks(flags)
-        used = {_target_dev(d) for d in disks}
+        used = {target_dev(d) for d in disks}
         for disk in disks:
-            if _is_volume(disk, record.pool, volume):
+            if is_volume(disk, record.pool, volume):
                 raise StateError(
                     f"volume '{volume.name}' of pool '{_q(record.pool.name)}' is already "
-                    f"attached to domain '{_q(dom.name)}' as '{_q(_target_dev(disk))}'"
+                    f"attached to domain '{_q(dom.name)}' as '{_q(target_dev(disk))}'"
                 )
         target = options.target or next_free_target(used, bus)
         if target in used:
@@ -456,7 +298,7 @@ def detach_volume(
                 f"volume '{found_vol.name}' of pool '{_q(found_vol.pool.name)}' is not attached to "
                 f"domain '{_q(dom.name)}'"
             )
-        target = _target_dev(found)
+        target = target_dev(found)
         try:
             dom.handle.detachDeviceFlags(etree.tostring(found, encoding="unicode"), flags)
         except dom.libvirt.libvirtError as exc:
@@ -515,7 +357,7 @@ def _detach_subject(driver: Driver, vol: str, pool_name: str | None) -> _DetachS
         volume.name,
         volume.lun,
         qemu,
-        lambda d: _is_qemu_lun(d, record.pool, qemu),
+        lambda d: is_qemu_lun(d, record.pool, qemu),
     )
 
 
@@ -523,7 +365,7 @@ def _reaching(pool: PoolDef, lun: int) -> Callable[[etree._Element], bool]:
     """A test for disks of *pool* whose QEMU number addresses LUN *lun*."""
 
     def match(disk: etree._Element) -> bool:
-        return _is_disk_of(disk, pool, lambda qemu: _reaches_lun(qemu, lun))
+        return is_disk_of(disk, pool, lambda qemu: reaches_lun(qemu, lun))
 
     return match
 
@@ -555,13 +397,13 @@ def _refuse_legacy_disk(dom: _Domain, flags: int, subject: _DetachSubject) -> No
         return
     pool = subject.pool
     for disk in dom.disks(flags):
-        if _is_qemu_lun(disk, pool, subject.lun):
+        if is_qemu_lun(disk, pool, subject.lun):
             raise StateError(
                 f"volume '{subject.name}' of pool '{_q(pool.name)}' (QEMU LUN {subject.qemu}) "
                 f"is not attached to domain '{_q(dom.name)}', but its disk "
-                f"'{_q(_target_dev(disk))}' names QEMU LUN {subject.lun}, as versions before "
+                f"'{_q(target_dev(disk))}' names QEMU LUN {subject.lun}, as versions before "
                 "the fix wrote it: QEMU reaches another LUN through it; check it and remove it "
-                f"with 'virsh detach-disk {_q(dom.name)} {_q(_target_dev(disk))}'"
+                f"with 'virsh detach-disk {_q(dom.name)} {_q(target_dev(disk))}'"
             )
 
 

@@ -20,6 +20,7 @@ from poolbackend.pool.driver import Driver
 from poolbackend.pool.model import ChapAuth, PoolDef, PoolSource, PoolState, Volume
 from poolbackend.pool.secrets import SecretStore
 from poolbackend.pool.store import Store, StorePaths
+from poolbackend.pool.xml import disk
 from tests.conftest import RunCli
 
 TARGET = "iqn.2026-11.example:target1"
@@ -79,48 +80,48 @@ def _define_domain_with(conn: object, disk_xml: str) -> str:
     ("index", "name"), [(0, "vda"), (1, "vdb"), (25, "vdz"), (26, "vdaa"), (701, "vdzz")]
 )
 def test_index_to_name_follows_libvirt(index: int, name: str) -> None:
-    assert attach.index_to_name("vd", index) == name
+    assert disk.index_to_name("vd", index) == name
 
 
 def test_next_free_target_skips_used_names() -> None:
-    assert attach.next_free_target({"vda", "sda"}, "virtio") == "vdb"
-    assert attach.next_free_target({"vda", "sda", "sdb"}, "scsi") == "sdc"
-    assert attach.next_free_target(set(), "sata") == "sda"
+    assert disk.next_free_target({"vda", "sda"}, "virtio") == "vdb"
+    assert disk.next_free_target({"vda", "sda", "sdb"}, "scsi") == "sdc"
+    assert disk.next_free_target(set(), "sata") == "sda"
 
 
 @pytest.mark.parametrize(
     ("options", "bus"),
     [
-        (attach.DiskOptions(), "virtio"),
-        (attach.DiskOptions(device="lun"), "scsi"),
-        (attach.DiskOptions(target="sdc"), "scsi"),
-        (attach.DiskOptions(target="vdc"), "virtio"),
-        (attach.DiskOptions(target="sdc", bus="sata"), "sata"),
+        (disk.DiskOptions(), "virtio"),
+        (disk.DiskOptions(device="lun"), "scsi"),
+        (disk.DiskOptions(target="sdc"), "scsi"),
+        (disk.DiskOptions(target="vdc"), "virtio"),
+        (disk.DiskOptions(target="sdc", bus="sata"), "sata"),
     ],
 )
-def test_bus_defaults(options: attach.DiskOptions, bus: str) -> None:
-    assert attach.resolve_bus(options) == bus
+def test_bus_defaults(options: disk.DiskOptions, bus: str) -> None:
+    assert disk.resolve_bus(options) == bus
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (attach.DiskOptions(target="hda"), "invalid target device 'hda'"),
-        (attach.DiskOptions(target="vdb", bus="scsi"), "does not fit bus 'scsi'"),
-        (attach.DiskOptions(device="lun", bus="virtio"), "needs bus 'scsi'"),
-        (attach.DiskOptions(bus="ide"), "unsupported bus 'ide'"),
-        (attach.DiskOptions(device="cdrom"), "unsupported disk device 'cdrom'"),
+        (disk.DiskOptions(target="hda"), "invalid target device 'hda'"),
+        (disk.DiskOptions(target="vdb", bus="scsi"), "does not fit bus 'scsi'"),
+        (disk.DiskOptions(device="lun", bus="virtio"), "needs bus 'scsi'"),
+        (disk.DiskOptions(bus="ide"), "unsupported bus 'ide'"),
+        (disk.DiskOptions(device="cdrom"), "unsupported disk device 'cdrom'"),
     ],
 )
-def test_bad_disk_options_are_refused(options: attach.DiskOptions, message: str) -> None:
+def test_bad_disk_options_are_refused(options: disk.DiskOptions, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        attach.resolve_bus(options)
+        disk.resolve_bus(options)
 
 
 def test_disk_xml_shape() -> None:
     pool = _pool(ChapAuth("alice", secret_usage="target1-chap"))
     volume = Volume.for_lun(pool.source, 7, capacity=1 << 20)
-    root = etree.fromstring(attach.disk_xml(pool, volume, target="sdb", bus="scsi", device="lun"))
+    root = etree.fromstring(disk.disk_xml(pool, volume, target="sdb", bus="scsi", device="lun"))
     assert root.get("type") == "network"
     assert root.get("device") == "lun"
     assert root.find("driver").attrib == {"name": "qemu", "type": "raw", "cache": "none"}
@@ -136,7 +137,7 @@ def test_disk_xml_shape() -> None:
 def test_disk_xml_default_port_and_ipv6() -> None:
     pool = _pool(host="::1", port=None)
     volume = Volume.for_lun(pool.source, 0)
-    root = etree.fromstring(attach.disk_xml(pool, volume, target="vda", bus="virtio"))
+    root = etree.fromstring(disk.disk_xml(pool, volume, target="vda", bus="virtio"))
     assert root.find("source/host").attrib == {"name": "::1", "port": "3260"}
     assert root.find("source").get("name") == f"{TARGET}/0"
 
@@ -154,14 +155,14 @@ def test_disk_xml_is_valid_for_libvirt_schema_and_parser(
         )
     pool = _pool(auth)
     volume = Volume.for_lun(pool.source, 3, capacity=1 << 20)
-    disk = attach.disk_xml(pool, volume, target="sdb", bus="scsi")
+    element = disk.disk_xml(pool, volume, target="sdb", bus="scsi")
     domain = etree.fromstring(
         f"<domain type='kvm'><name>x</name><memory>65536</memory><os><type>hvm</type></os>"
-        f"<devices>{disk}</devices></domain>"
+        f"<devices>{element}</devices></domain>"
     )
     schema = etree.RelaxNG(etree.parse(str(DOMAIN_RNG)))
     assert schema.validate(domain), schema.error_log.last_error
-    dumped = etree.fromstring(_define_domain_with(conn, disk))
+    dumped = etree.fromstring(_define_domain_with(conn, element))
     src = dumped.find("devices/disk/source")
     assert src.get("protocol") == "iscsi"
     assert src.get("name") == f"{TARGET}/3"
@@ -199,7 +200,7 @@ def test_target_in_use_is_refused(tmp_path: Path, conn: object) -> None:
             pool="iscsi-pool",
             driver=Driver(store),
             conn=conn,
-            options=attach.DiskOptions(target="vda"),
+            options=disk.DiskOptions(target="vda"),
         )
 
 
@@ -318,9 +319,9 @@ def test_cli_print_xml_and_errors(tmp_path: Path, state_dir: Path, run_cli: RunC
 def test_detach_of_an_inactive_pool_matches_the_qemu_number_that_reaches_the_lun() -> None:
     """Without the pool's state, a disk is the volume's when its QEMU number addresses the
     LUN of the volume's name (peripheral or flat addressing), never the legacy raw number."""
-    from poolbackend.pool.attach import _reaches_lun
+    from poolbackend.pool.xml.disk import reaches_lun
 
-    assert _reaches_lun(1, 1) and _reaches_lun(0x4001, 1)
-    assert _reaches_lun(16684, 300)  # tgt's LUN 300, reported 41 2c
-    assert not _reaches_lun(300, 300)  # 01 2c: peripheral bus 1, tgt's LUN 44
-    assert not _reaches_lun(2, 1) and not _reaches_lun(0x10000, 0)
+    assert reaches_lun(1, 1) and reaches_lun(0x4001, 1)
+    assert reaches_lun(16684, 300)  # tgt's LUN 300, reported 41 2c
+    assert not reaches_lun(300, 300)  # 01 2c: peripheral bus 1, tgt's LUN 44
+    assert not reaches_lun(2, 1) and not reaches_lun(0x10000, 0)
