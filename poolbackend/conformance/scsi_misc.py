@@ -1,5 +1,10 @@
 """Suites for EXTENDED COPY / RECEIVE COPY RESULTS (SPC-4 §6.3-§6.4, LID1), SANITIZE
-(SBC-3 §5.19) and multipath I/O over two paths to the same LU (URL2)."""
+(SBC-3 §5.19) and multipath I/O over two paths to the same LU (URL2).
+
+About 630 lines, on purpose: a catalogue of independent tests; EXTENDED COPY's parameter
+list builders and the SANITIZE and multipath tests each serve only their own suites, and
+keeping them with those suites keeps each suite in one place.
+"""
 
 from __future__ import annotations
 

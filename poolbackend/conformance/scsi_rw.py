@@ -6,6 +6,9 @@ description, so READ(10), READ(12) and READ(16) are held to the same rules. Leng
 swept over :data:`SWEEP` (1 to 256 blocks, with the powers of two and their neighbours) at the
 start and at the end of the LUN rather than every length from 1 to 256: the boundaries are
 where targets go wrong and the run stays short.
+
+About 720 lines, on purpose: a catalogue of tests for one command family (the block I/O
+commands), whose shared generator is the point of keeping them in one module.
 """
 
 from __future__ import annotations

@@ -1,6 +1,11 @@
 """Logical block provisioning suites: WRITE SAME(10)/(16), UNMAP and GET LBA STATUS
 (SBC-3 §4.7, §5.30, §5.41-§5.42, §5.13), checked against what the LU reports in READ
-CAPACITY(16) (LBPME, LBPRZ) and the Block Limits / Logical Block Provisioning VPD pages."""
+CAPACITY(16) (LBPME, LBPRZ) and the Block Limits / Logical Block Provisioning VPD pages.
+
+About 530 lines, on purpose: a catalogue of independent tests for one feature (logical block
+provisioning), all judged against the same reading of the LU's provisioning facts
+(:func:`provisioning`).
+"""
 
 from __future__ import annotations
 
