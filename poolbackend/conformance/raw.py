@@ -20,6 +20,7 @@ from poolbackend.iscsi.login import (
     LoginSuccess,
     encode_login_request,
 )
+from poolbackend.iscsi.options import SessionOptions
 from poolbackend.iscsi.url import IscsiUrl
 from poolbackend.scsi.lun import encode_lun
 
@@ -67,12 +68,10 @@ class RawConnection:
                 creds.target_secret,
             )
         config = LoginConfig(
-            initiator_name=initiator,
+            SessionOptions(initiator_name=initiator, header_digest="None", data_digest="None"),
             target_name=None if discovery else url.target,
             isid=b"\x80\x12\x34\x56\x00\x01",
             chap=chap,
-            header_digest="None",
-            data_digest="None",
             initial_r2t=True,
             immediate_data=immediate_data,
         )

@@ -33,8 +33,6 @@ from poolbackend.iscsi.core import (
     Failed,
     Ready,
     SessionCore,
-    SessionOptions,
-    default_initiator_name,
     describe,
 )
 from poolbackend.iscsi.digest import Buffer
@@ -57,6 +55,7 @@ from poolbackend.iscsi.events import (
     TmfReply,
 )
 from poolbackend.iscsi.login import SessionParams
+from poolbackend.iscsi.options import SessionOptions, default_initiator_name
 from poolbackend.iscsi.portal import Credentials, Portal
 from poolbackend.scsi import cdb as C
 from poolbackend.scsi.capacity import (

@@ -25,9 +25,8 @@ from __future__ import annotations
 import enum
 import heapq
 import secrets
-import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 from poolbackend.iscsi.chap import ChapInitiator
@@ -53,7 +52,8 @@ from poolbackend.iscsi.events import (
     TmfReply,
 )
 from poolbackend.iscsi.liveness import Action, Liveness, command_cap
-from poolbackend.iscsi.login import DIGEST_OFFER, LoginConfig, SessionParams
+from poolbackend.iscsi.login import LoginConfig, SessionParams
+from poolbackend.iscsi.options import SessionOptions
 from poolbackend.iscsi.portal import Credentials, Portal
 from poolbackend.scsi import cdb as C
 from poolbackend.scsi.lun import LunRef
@@ -63,33 +63,6 @@ from poolbackend.text import printable
 
 MAX_REDIRECTS = 5
 _In = TypeVar("_In")
-
-
-def default_initiator_name() -> str:
-    """A stable IQN for this host, like open-iscsi's generated InitiatorName."""
-    host = socket.gethostname().split(".")[0].lower() or "localhost"
-    safe = "".join(c if c.isalnum() or c in "-." else "-" for c in host)
-    return f"iqn.2026-11.dev.poolbackend:{safe}"
-
-
-@dataclass
-class SessionOptions:
-    initiator_name: str = field(default_factory=default_initiator_name)
-    timeout: float = 10.0
-    header_digest: str = DIGEST_OFFER
-    data_digest: str = DIGEST_OFFER
-    chap_algorithms: tuple[int, ...] = (5,)
-    max_recv_data_segment_length: int = 262144
-    max_burst_length: int = 16776192
-    first_burst_length: int = 262144
-    reconnect: bool = True
-    max_reconnects: int = 3
-    ua_retries: int = 16
-    nop_interval: float | None = None
-    isid: bytes | None = None
-    #: how the user sets ``timeout``, named in timeout errors: "<pb:timeout seconds='10'/>"
-    #: for pools, "--timeout 10" for the tools
-    timeout_hint: str | None = None
 
 
 # -- events out -------------------------------------------------------------------------
@@ -337,17 +310,7 @@ class SessionCore:
                 c.target_secret,
                 random_bytes=self._random_bytes,
             )
-        config = LoginConfig(
-            initiator_name=o.initiator_name,
-            target_name=self.target,
-            isid=self.isid,
-            chap=chap,
-            header_digest="None" if self.target is None else o.header_digest,
-            data_digest="None" if self.target is None else o.data_digest,
-            max_recv_data_segment_length=o.max_recv_data_segment_length,
-            max_burst_length=o.max_burst_length,
-            first_burst_length=o.first_burst_length,
-        )
+        config = LoginConfig(o, self.target, isid=self.isid, chap=chap)
         initial = int.from_bytes(self._random_bytes(4), "big") % (1 << 31) + 1
         self.generation += 1
         self.conn = Connection(config, initial_cmd_sn=initial)

@@ -18,6 +18,7 @@ from poolbackend.iscsi.errors import (
     LoginFailed,
     RemoteProtocolError,
 )
+from poolbackend.iscsi.options import SessionOptions
 from poolbackend.iscsi.textkeys import (
     KEYS,
     Kind,
@@ -63,28 +64,48 @@ def login_status_text(cls: int, detail: int) -> str:
     return f"{text} (status 0x{code:04x})"
 
 
-DIGEST_OFFER = "None,CRC32C"
-"""Default HeaderDigest and DataDigest offer: the target chooses. Targets that do not insist
-(tgt's default) answer None; targets configured to require CRC32C get it."""
-
-
 @dataclass
 class LoginConfig:
-    initiator_name: str
+    """One login: the session's :class:`~.options.SessionOptions` as the user set them, and
+    what the session core picks for this connection (target, ISID, TSIH, CID, the CHAP
+    responder). The offered values are read from ``options``, never copied."""
+
+    options: SessionOptions
     target_name: str | None  # None for a discovery session
     isid: bytes = b"\x80\x00\x00\x00\x00\x01"
     tsih: int = 0
     cid: int = 0
     chap: ChapInitiator | None = None
-    header_digest: str = DIGEST_OFFER
-    data_digest: str = DIGEST_OFFER
-    max_recv_data_segment_length: int = 262144
-    max_burst_length: int = 16776192
-    first_burst_length: int = 262144
     initial_r2t: bool = False
     immediate_data: bool = True
     default_time2wait: int = 2
     default_time2retain: int = 0
+
+    @property
+    def initiator_name(self) -> str:
+        return self.options.initiator_name
+
+    @property
+    def header_digest(self) -> str:
+        """The HeaderDigest offer: the options' for a normal session, "None" for discovery."""
+        return "None" if self.discovery else self.options.header_digest
+
+    @property
+    def data_digest(self) -> str:
+        """The DataDigest offer: the options' for a normal session, "None" for discovery."""
+        return "None" if self.discovery else self.options.data_digest
+
+    @property
+    def max_recv_data_segment_length(self) -> int:
+        return self.options.max_recv_data_segment_length
+
+    @property
+    def max_burst_length(self) -> int:
+        return self.options.max_burst_length
+
+    @property
+    def first_burst_length(self) -> int:
+        return self.options.first_burst_length
 
     @property
     def discovery(self) -> bool:

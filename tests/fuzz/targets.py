@@ -54,6 +54,7 @@ from poolbackend.iscsi.events import (
     TextReply,
 )
 from poolbackend.iscsi.login import LoginConfig
+from poolbackend.iscsi.options import SessionOptions
 from poolbackend.iscsi.textkeys import (
     KEYS,
     answer_target_offer,
@@ -131,7 +132,8 @@ def login_config(target: str | None, mode: int, chap: int = 0) -> LoginConfig:
             OUT_USER if chap == 2 else None,
             OUT_SECRET if chap == 2 else None,
         )
-    return LoginConfig(INITIATOR, target, isid=ISID, chap=auth, header_digest=hd, data_digest=dd)
+    options = SessionOptions(initiator_name=INITIATOR, header_digest=hd, data_digest=dd)
+    return LoginConfig(options, target, isid=ISID, chap=auth)
 
 
 def issue_script(conn: Connection, *, text: bool = True) -> dict[int, tuple[str, int]]:

@@ -81,7 +81,8 @@ def test_sessions_offer_only_crc32c(tgt: Tgtd, tmp_path: Path) -> None:
     from poolbackend.pool.backends.iscsi_direct import session_options
     from poolbackend.pool.xml.pool import parse_pool_xml
 
-    opts = session_options(parse_pool_xml(_pool(tmp_path, tgt).read_text()))
+    pool = parse_pool_xml(_pool(tmp_path, tgt).read_text())
+    opts = session_options(pool.source.initiator_iqn, pool.options, pool.source.auth)
     assert (opts.header_digest, opts.data_digest) == ("CRC32C", "CRC32C")
     with SyncSession.open(Portal(tgt.host, tgt.port), IQN, opts) as s:
         assert s.session.params.header_digest and s.session.params.data_digest

@@ -11,7 +11,8 @@ import pytest
 from poolbackend.iscsi.connection import Connection
 from poolbackend.iscsi.errors import RemoteProtocolError
 from poolbackend.iscsi.events import LoginComplete
-from poolbackend.iscsi.login import DIGEST_OFFER, LoginConfig
+from poolbackend.iscsi.login import LoginConfig
+from poolbackend.iscsi.options import DIGEST_OFFER, SessionOptions
 from tests.harness.tgt_keys import tgt_login_keys
 from tests.unit.test_iscsi_core import login_rsp
 
@@ -19,8 +20,10 @@ OFFERS = ["None", "CRC32C", DIGEST_OFFER]
 
 
 def _login(header: str, data: str, answer: tuple[str, str]) -> list[object]:
-    conn = Connection(LoginConfig("iqn.2026-11.example:i", "iqn.2026-11.example:t",
-                                  header_digest=header, data_digest=data), 1)  # fmt: skip
+    options = SessionOptions(
+        initiator_name="iqn.2026-11.example:i", header_digest=header, data_digest=data
+    )
+    conn = Connection(LoginConfig(options, "iqn.2026-11.example:t"), 1)
     conn.start_login()
     conn.data_to_send()
     pairs = tgt_login_keys(*answer)
@@ -55,18 +58,15 @@ def test_data_digest_crc32c_to_an_offer_of_none_is_a_protocol_error() -> None:
 def test_default_offers_on_the_wire() -> None:
     """The first Login Request of a session with default options offers None,CRC32C for
     both digests (the options the tools and pools start from, not the constant)."""
-    from poolbackend.iscsi.aio import SessionOptions
     from poolbackend.iscsi.textkeys import decode_pairs
     from tests.unit.test_iscsi_core import sent_pdus
 
-    o = SessionOptions()
-    cfg = LoginConfig(o.initiator_name, "iqn.2026-11.example:t",
-                      header_digest=o.header_digest, data_digest=o.data_digest)  # fmt: skip
-    conn = Connection(cfg, 1)
+    conn = Connection(LoginConfig(SessionOptions(), "iqn.2026-11.example:t"), 1)
     conn.start_login()
     keys = dict(decode_pairs(sent_pdus(conn)[0].data))
     assert (keys["HeaderDigest"], keys["DataDigest"]) == ("None,CRC32C", "None,CRC32C")
-    plain = Connection(LoginConfig("iqn.2026-11.example:i", "iqn.2026-11.example:t"), 1)
+    named = SessionOptions(initiator_name="iqn.2026-11.example:i")
+    plain = Connection(LoginConfig(named, "iqn.2026-11.example:t"), 1)
     plain.start_login()
     keys = dict(decode_pairs(sent_pdus(plain)[0].data))
     assert (keys["HeaderDigest"], keys["DataDigest"]) == ("None,CRC32C", "None,CRC32C")

@@ -28,8 +28,11 @@ from poolbackend.iscsi.events import (
     TextReply,
 )
 from poolbackend.iscsi.login import LoginConfig
+from poolbackend.iscsi.options import SessionOptions
 from poolbackend.iscsi.textkeys import decode_pairs, encode_pairs
 from tests.harness.tgt_keys import tgt_login_keys
+
+OPTIONS = SessionOptions(initiator_name="iqn.2026-11.example:i")
 
 
 def target_pdu(
@@ -100,7 +103,7 @@ def logged_in(
     extra: list[tuple[str, str]] | None = None,
     maxcmdsn: int = 11,
 ) -> Connection:
-    conn = Connection(cfg or LoginConfig("iqn.2026-11.example:i", "iqn.2026-11.example:t"), 10)
+    conn = Connection(cfg or LoginConfig(OPTIONS, "iqn.2026-11.example:t"), 10)
     conn.start_login()
     conn.data_to_send()
     pairs = list({**dict(tgt_login_keys()), **dict(extra or [])}.items())
@@ -125,7 +128,7 @@ def test_serial_arithmetic_wraps() -> None:
 
 def test_tgt_operational_login_with_t0_round_trip() -> None:
     """tgt answers T=0 when it declares a non-default MaxRecvDataSegmentLength."""
-    conn = Connection(LoginConfig("iqn.2026-11.example:i", "iqn.2026-11.example:t"), 1)
+    conn = Connection(LoginConfig(OPTIONS, "iqn.2026-11.example:t"), 1)
     conn.start_login()
     first = sent_pdus(conn)[0]
     assert first.bhs[0] == 0x43 and first.bhs[1] == 0x87  # immediate login, CSG=1 NSG=3 T=1
@@ -160,7 +163,7 @@ def test_tgt_operational_login_with_t0_round_trip() -> None:
 def test_chap_mutual_login() -> None:
     """The happy path; the reflection guard is in tests/unit/test_chap_algorithms.py."""
     chap = ChapInitiator("inuser", b"insecret12345", (5,), "outuser", b"outsecret12345")
-    conn = Connection(LoginConfig("iqn.i", "iqn.t", chap=chap), 1)
+    conn = Connection(LoginConfig(SessionOptions(initiator_name="iqn.i"), "iqn.t", chap=chap), 1)
     conn.start_login()
     assert dict(decode_pairs(sent_pdus(conn)[0].data))["AuthMethod"] == "CHAP,None"
     conn.receive_data(
@@ -185,7 +188,7 @@ def test_chap_mutual_login() -> None:
 
 def test_mutual_chap_wrong_target_answer_fails() -> None:
     chap = ChapInitiator("u", b"secretsecret12", (5,), "outuser", b"outsecret12345")
-    conn = Connection(LoginConfig("iqn.i", "iqn.t", chap=chap), 1)
+    conn = Connection(LoginConfig(SessionOptions(initiator_name="iqn.i"), "iqn.t", chap=chap), 1)
     conn.start_login()
     conn.receive_data(login_rsp(0x00, [("AuthMethod", "CHAP")]))
     conn.data_to_send()
@@ -207,21 +210,21 @@ def test_mutual_chap_wrong_target_answer_fails() -> None:
     ],
 )
 def test_login_status_errors(status: int, exc: type[Exception], text: str) -> None:
-    conn = Connection(LoginConfig("iqn.i", "iqn.t"), 1)
+    conn = Connection(LoginConfig(SessionOptions(initiator_name="iqn.i"), "iqn.t"), 1)
     conn.start_login()
     with pytest.raises(exc, match=text.replace("(", r"\(").replace(")", r"\)")):
         conn.receive_data(login_rsp(0, [], status=status))
 
 
 def test_login_redirect_event() -> None:
-    conn = Connection(LoginConfig("iqn.i", "iqn.t"), 1)
+    conn = Connection(LoginConfig(SessionOptions(initiator_name="iqn.i"), "iqn.t"), 1)
     conn.start_login()
     ev = conn.receive_data(login_rsp(0, [("TargetAddress", "[::1]:3261,1")], status=0x0101))
     assert ev == [LoginRedirected("[::1]:3261,1", permanent=False)]
 
 
 def test_command_before_login_is_local_error() -> None:
-    conn = Connection(LoginConfig("iqn.i", "iqn.t"), 1)
+    conn = Connection(LoginConfig(SessionOptions(initiator_name="iqn.i"), "iqn.t"), 1)
     with pytest.raises(LocalProtocolError):
         conn.scsi_command(0, b"\0" * 6)
 
@@ -310,7 +313,7 @@ def test_own_ping_reply() -> None:
 
 def test_split_sendtargets_reply_is_reassembled() -> None:
     """tgt splits a key=value pair across Text Responses with C=0 and a TTT."""
-    conn = logged_in(LoginConfig("iqn.i", None))
+    conn = logged_in(LoginConfig(SessionOptions(initiator_name="iqn.i"), None))
     itt = conn.text_request([("SendTargets", "All")])
     assert dict(decode_pairs(sent_pdus(conn)[0].data)) == {"SendTargets": "All"}
     whole = encode_pairs(

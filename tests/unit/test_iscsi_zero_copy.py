@@ -12,13 +12,17 @@ from poolbackend.iscsi.digest import digest_bytes
 from poolbackend.iscsi.errors import RemoteProtocolError
 from poolbackend.iscsi.events import TaskCompleted
 from poolbackend.iscsi.login import LoginConfig
+from poolbackend.iscsi.options import SessionOptions
 from tests.unit.test_iscsi_core import logged_in, target_pdu
 
 DIGESTS = [("HeaderDigest", "CRC32C"), ("DataDigest", "CRC32C")]
 
 
 def session(digests: bool) -> Connection:
-    cfg = LoginConfig("iqn.2026-11.example:i", "iqn.2026-11.example:t", data_digest="None,CRC32C")
+    cfg = LoginConfig(
+        SessionOptions(initiator_name="iqn.2026-11.example:i", data_digest="None,CRC32C"),
+        "iqn.2026-11.example:t",
+    )
     return logged_in(cfg, DIGESTS if digests else [], maxcmdsn=40)  # all commands sent
 
 

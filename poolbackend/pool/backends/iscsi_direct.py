@@ -26,11 +26,12 @@ from poolbackend.errors import library_errors
 from poolbackend.iscsi.aio import Session, SessionOptions
 from poolbackend.iscsi.portal import Credentials, Portal
 from poolbackend.pool import naming, scan, thin, transfer, wipe
-from poolbackend.pool.model import PoolDef, SourceSpec, Volume
+from poolbackend.pool.model import ChapAuth, PoolDef, PoolOptions, SourceSpec, Volume
 from poolbackend.scsi.provisioning import Provisioning
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "POOL_TIMEOUT_HINT",
     "IscsiDirectBackend",
     "Progress",
     "ScanReport",
@@ -65,19 +66,30 @@ class ScanReport:
     failures: tuple[str, ...]
 
 
-def session_options(pool: PoolDef) -> SessionOptions:
-    """The one mapping from a pool definition (its initiator IQN, ``<pb:iscsi>`` options and
-    CHAP algorithms) to the initiator's session options."""
-    o = pool.options
-    opts = SessionOptions(initiator_name=pool.source.initiator_iqn)
-    opts.timeout = o.timeout_seconds or DEFAULT_TIMEOUT
-    opts.timeout_hint = f"<pb:timeout seconds='{opts.timeout:g}'/>"
-    if o.header_digest:
-        opts.header_digest = o.header_digest
-    if o.data_digest:
-        opts.data_digest = o.data_digest
-    if pool.source.auth is not None:
-        opts.chap_algorithms = pool.source.auth.algorithms
+POOL_TIMEOUT_HINT = "<pb:timeout seconds='{:g}'/>"
+"""How a pool sets the timeout, named in timeout errors (``{:g}``: the seconds)."""
+
+
+def session_options(
+    initiator_iqn: str,
+    options: PoolOptions,
+    auth: ChapAuth | None = None,
+    *,
+    hint: str = POOL_TIMEOUT_HINT,
+) -> SessionOptions:
+    """The one mapping from the pool side to the initiator's one options type: a pool's
+    initiator IQN, ``<pb:iscsi>`` options (:class:`PoolOptions`, ``None`` = default) and
+    CHAP algorithms, or a discovery's IQN and ``--timeout``. :class:`PoolOptions` stays a
+    type of its own because it records what the XML says (``None`` is formatted as nothing)."""
+    opts = SessionOptions(initiator_name=initiator_iqn)
+    opts.timeout = options.timeout_seconds or DEFAULT_TIMEOUT
+    opts.timeout_hint = hint.format(opts.timeout)
+    if options.header_digest:
+        opts.header_digest = options.header_digest
+    if options.data_digest:
+        opts.data_digest = options.data_digest
+    if auth is not None:
+        opts.chap_algorithms = auth.algorithms
     return opts
 
 
@@ -103,8 +115,9 @@ class IscsiDirectBackend:
 
     async def _session(self, pool: PoolDef, credentials: Credentials | None) -> Session:
         src = pool.source
+        options = session_options(src.initiator_iqn, pool.options, src.auth)
         return await self.open_session(
-            portal_of(src.host, src.port), src.target_iqn, session_options(pool), credentials
+            portal_of(src.host, src.port), src.target_iqn, options, credentials
         )
 
     # -- pools (startPool, refreshPool, findPoolSources) ---------------------------------
@@ -139,10 +152,8 @@ class IscsiDirectBackend:
         """findPoolSources: SendTargets on a discovery session; the IQN of every target."""
 
         async def go() -> list[str]:
-            opts = SessionOptions(
-                initiator_name=spec.initiator_iqn,
-                timeout=timeout,
-                timeout_hint=f"--timeout {timeout:g}",
+            opts = session_options(
+                spec.initiator_iqn, PoolOptions(timeout_seconds=timeout), hint="--timeout {:g}"
             )
             session = await self.open_session(portal_of(spec.host, spec.port), None, opts)
             async with session as s:
