@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 
 from poolbackend.errors import PoolBackendError, StateError
+from poolbackend.pool import store as store_module
 from poolbackend.pool.backends.iscsi_direct import IscsiDirectBackend
 from poolbackend.pool.driver import Driver
 from poolbackend.pool.fsutil import StorePaths
 from poolbackend.pool.model import PoolDef, PoolOptions, PoolSource
 from poolbackend.pool.store import Store
+from poolbackend.pool.xml.pool import format_pool_xml
 from tests.unit.fake_session import FakeLun, FakeTarget
 
 UUID = "6a1f3c2e-9b4d-4e8a-8f27-3c5d1e0b7a94"
@@ -133,6 +135,69 @@ def test_failed_refresh_deactivates_the_pool(driver: Driver, target: FakeTarget)
         driver.refresh("p")
     assert not driver.lookup_pool("p").active
     assert driver.lookup_pool("p").persistent  # the definition stays
+
+
+# ----------------------------------------- libvirt's name/UUID duplicate check, and its cost
+
+
+def other_pool(target: FakeTarget, name: str, uuid: str = UUID) -> PoolDef:
+    """Pool ``name`` on a target of its own (no source conflict with ``p``)."""
+    base = make_pool(target)
+    source = replace(base.source, target_iqn=f"{target.iqn}-{name}")
+    return replace(base, name=name, uuid=uuid, source=source)
+
+
+def test_define_and_create_refuse_a_duplicate_uuid(driver: Driver, target: FakeTarget) -> None:
+    driver.define(make_pool(target))
+    clash = other_pool(target, "q")
+    refused = f"^operation failed: pool 'p' is already defined with uuid {UUID}$"
+    with pytest.raises(StateError, match=refused):
+        driver.define(clash)
+    with pytest.raises(StateError, match=refused):
+        driver.create(clash)
+    assert driver.find_pool("q") is None
+
+
+def test_start_refuses_a_duplicate_uuid_written_by_hand(driver: Driver, target: FakeTarget) -> None:
+    """A definition copied by hand under another name keeps the UUID: its start is refused
+    with libvirt's text and leaves it inactive."""
+    driver.define(make_pool(target))
+    driver.store.definition_path("q").write_text(format_pool_xml(other_pool(target, "q")))
+    with pytest.raises(
+        StateError, match=f"^operation failed: pool 'p' is already defined with uuid {UUID}$"
+    ):
+        driver.start("q")
+    assert not driver.lookup_pool("q").active
+    assert not driver.lookup_pool("p").active
+
+
+@pytest.mark.parametrize("others", [0, 12])
+def test_refresh_reads_no_other_pool(
+    tmp_path: Path, target: FakeTarget, monkeypatch: pytest.MonkeyPatch, others: int
+) -> None:
+    """The duplicate check reads every pool's files; a refresh saves the live definition its
+    start checked and reads only its own pool's files, however many pools are defined (a
+    damaged one among them is not even noticed)."""
+    warnings: list[str] = []
+    store = Store(StorePaths.under(tmp_path / "state"), warn=warnings.append)
+    driver = Driver(store, backend=IscsiDirectBackend(open_session=target.factory))
+    driver.define(make_pool(target))
+    driver.start("p")
+    for n in range(others):
+        driver.define(other_pool(target, f"o{n}", f"00000000-0000-4000-8000-{n:012x}"))
+    if others:
+        store.definition_path("o0").write_bytes(b"<pool type='iscsi-direct'>\x00")
+    loaded: list[str] = []
+    real = store_module.parse_pool_xml
+
+    def counting(data: bytes | str, *, source_name: str = "<file>") -> PoolDef:
+        loaded.append(source_name)
+        return real(data, source_name=source_name)
+
+    monkeypatch.setattr(store_module, "parse_pool_xml", counting)
+    driver.refresh("p")
+    assert loaded and set(loaded) == {"p.xml"}
+    assert warnings == []
 
 
 # ---------------------------------------------------------------------------------- LUNs
