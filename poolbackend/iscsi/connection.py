@@ -143,7 +143,7 @@ class Connection:
         self.tsih = 0
         #: target NOP-In pings answered with a NOP-Out (tests prove pings are answered)
         self.pings_answered = 0
-        self._reader = P.PDUReader(max(8192, login.max_recv_data_segment_length))
+        self._reader = P.PDUReader(max(8192, login.options.max_recv_data_segment_length))
         self._reader.on_pdu = self._on_pdu
         self._reader.sink = self._sink
         self._events: list[Event] = []

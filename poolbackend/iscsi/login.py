@@ -82,51 +82,29 @@ class LoginConfig:
     default_time2retain: int = 0
 
     @property
-    def initiator_name(self) -> str:
-        return self.options.initiator_name
-
-    @property
-    def header_digest(self) -> str:
-        """The HeaderDigest offer: the options' for a normal session, "None" for discovery."""
-        return "None" if self.discovery else self.options.header_digest
-
-    @property
-    def data_digest(self) -> str:
-        """The DataDigest offer: the options' for a normal session, "None" for discovery."""
-        return "None" if self.discovery else self.options.data_digest
-
-    @property
-    def max_recv_data_segment_length(self) -> int:
-        return self.options.max_recv_data_segment_length
-
-    @property
-    def max_burst_length(self) -> int:
-        return self.options.max_burst_length
-
-    @property
-    def first_burst_length(self) -> int:
-        return self.options.first_burst_length
-
-    @property
     def discovery(self) -> bool:
         return self.target_name is None
 
     def operational_offer(self) -> list[tuple[str, str]]:
+        """The operational keys offered, from ``options``; a discovery session offers no
+        digests (``None``) whatever the options say."""
+        o = self.options
         yn = {True: "Yes", False: "No"}
-        keys = [
-            ("HeaderDigest", self.header_digest),
-            ("DataDigest", self.data_digest),
-            ("MaxRecvDataSegmentLength", str(self.max_recv_data_segment_length)),
-        ]
         if self.discovery:
-            return keys
+            return [
+                ("HeaderDigest", "None"),
+                ("DataDigest", "None"),
+                ("MaxRecvDataSegmentLength", str(o.max_recv_data_segment_length)),
+            ]
         return [
-            *keys,
+            ("HeaderDigest", o.header_digest),
+            ("DataDigest", o.data_digest),
+            ("MaxRecvDataSegmentLength", str(o.max_recv_data_segment_length)),
             ("MaxConnections", "1"),
             ("InitialR2T", yn[self.initial_r2t]),
             ("ImmediateData", yn[self.immediate_data]),
-            ("MaxBurstLength", str(self.max_burst_length)),
-            ("FirstBurstLength", str(min(self.first_burst_length, self.max_burst_length))),
+            ("MaxBurstLength", str(o.max_burst_length)),
+            ("FirstBurstLength", str(min(o.first_burst_length, o.max_burst_length))),
             ("DefaultTime2Wait", str(self.default_time2wait)),
             ("DefaultTime2Retain", str(self.default_time2retain)),
             ("MaxOutstandingR2T", "1"),
@@ -240,7 +218,7 @@ class LoginMachine:
     def __init__(self, config: LoginConfig) -> None:
         self.config = config
         self.params = SessionParams()
-        self.params.max_recv_data_segment_length = config.max_recv_data_segment_length
+        self.params.max_recv_data_segment_length = config.options.max_recv_data_segment_length
         self._stage = SECURITY if config.chap else OPERATIONAL
         self._chap_step = 0  # 0 AuthMethod sent, 1 CHAP_A sent, 2 CHAP_R sent
         self._offered: dict[str, str] = {}
@@ -265,7 +243,7 @@ class LoginMachine:
         return LoginStep(flags, self._tsih, pairs)
 
     def _leading_keys(self) -> list[tuple[str, str]]:
-        keys = [("InitiatorName", self.config.initiator_name)]
+        keys = [("InitiatorName", self.config.options.initiator_name)]
         if self.config.discovery:
             keys.append(("SessionType", "Discovery"))
         else:
