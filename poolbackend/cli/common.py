@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 Handler = Callable[[argparse.Namespace], int]
 Setup = Callable[[argparse.ArgumentParser], object]
+Prepare = Callable[[argparse.Namespace, list[str]], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,9 @@ class Commands:
     """A module's commands, in the order ``--help`` lists them.
 
     ``@commands.add("pool-start", "start a pool", pool_argument)`` registers the handler it
-    decorates; each setup adds arguments to the command's parser.
+    decorates; each setup adds arguments to the command's parser. After parsing, the
+    command's ``prepare`` check runs (default :func:`no_extra`; another one is given with
+    the setup :func:`prepare`).
     """
 
     def __init__(self) -> None:
@@ -46,6 +49,7 @@ class Commands:
     def register(self, sub: Any) -> None:
         for command in self.table:
             p = sub.add_parser(command.name, help=command.help, description=command.help)
+            p.set_defaults(prepare=no_extra)
             for setup in command.setups:
                 setup(p)
             p.set_defaults(func=command.handler)
@@ -62,6 +66,23 @@ def arg(*names: str, **options: Any) -> Setup:
 
 def flag(name: str, help_text: str) -> Setup:
     return arg(name, action="store_true", help=help_text)
+
+
+def no_extra(args: argparse.Namespace, extra: list[str]) -> str | None:
+    """The check after parsing of most commands: argparse's refusal of arguments that no
+    argument of the command takes."""
+    return f"unrecognized arguments: {' '.join(extra)}" if extra else None
+
+
+def prepare(check: Prepare) -> Setup:
+    """A setup giving a command its own check after parsing instead of :func:`no_extra`:
+    ``check(args, extra)`` may complete ``args`` and returns a usage error (printed by the
+    program's parser, exit 2) or None."""
+
+    def setup(p: argparse.ArgumentParser) -> None:
+        p.set_defaults(prepare=check)
+
+    return setup
 
 
 def driver(args: argparse.Namespace) -> Driver:

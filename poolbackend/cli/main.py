@@ -77,16 +77,11 @@ def _modules() -> list[Commands]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command == "secret-set-value":
-        args.value = "given"  # refused below without repeating it (it may be the secret)
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    problem = args.prepare(args, extra)  # the command's own check (cli.common.prepare)
+    if problem is not None:
+        parser.error(problem)
     from poolbackend.errors import user_error
 
-    if getattr(args, "pool_pos", None) and not getattr(args, "pool", None):
-        args.pool = args.pool_pos  # virsh takes the pool positionally or as --pool
-    if args.command == "vol-list" and not args.pool:
-        parser.error("vol-list needs a POOL")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ import argparse
 import getpass
 import sys
 
-from poolbackend.cli.common import Commands, arg, driver, read_file, read_xml, say
+from poolbackend.cli.common import Commands, arg, driver, prepare, read_file, read_xml, say
 from poolbackend.errors import ConfigError
 from poolbackend.text import emit
 
@@ -29,6 +29,14 @@ def secret_define(args: argparse.Namespace) -> int:
     return 0
 
 
+def _value_in_argv(args: argparse.Namespace, extra: list[str]) -> str | None:
+    """Words after the value are a value too: refused by the handler without repeating them
+    (argparse's "unrecognized arguments" would print them)."""
+    if extra:
+        args.value = "given"
+    return None
+
+
 @commands.add(
     "secret-set-value",
     "set a secret's value (from --file, stdin, or a prompt; never from argv)",
@@ -42,6 +50,7 @@ def secret_define(args: argparse.Namespace) -> int:
     ),
     arg("--interactive", action="store_true", help="prompt for the value"),
     # Caught here so that the refusal never repeats the value (argparse's error would).
+    prepare(_value_in_argv),
     arg(
         "value",
         nargs="?",

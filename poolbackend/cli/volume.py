@@ -8,7 +8,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from poolbackend.cli.common import Commands, Setup, arg, driver, flag, say
+from poolbackend.cli.common import Commands, Setup, arg, driver, flag, no_extra, prepare, say
 from poolbackend.errors import ConfigError, PoolBackendError
 from poolbackend.numbers import ascii_int
 from poolbackend.text import printable
@@ -17,6 +17,23 @@ if TYPE_CHECKING:
     from poolbackend.pool.model import Volume
 
 commands = Commands()
+
+
+def _pool_position(args: argparse.Namespace, extra: list[str]) -> str | None:
+    """virsh takes the pool positionally or as --pool."""
+    problem = no_extra(args, extra)
+    if problem is None and args.pool_pos and not args.pool:
+        args.pool = args.pool_pos
+    return problem
+
+
+def _pool_needed(args: argparse.Namespace, extra: list[str]) -> str | None:
+    problem = _pool_position(args, extra)
+    if problem is None and not args.pool:
+        return "vol-list needs a POOL"
+    return problem
+
+
 _VOL = arg("vol", metavar="VOL", help="volume name (with --pool), key or path")
 _CONNECT = arg("-c", "--connect", metavar="URI", help="libvirt URI for CHAP secrets")
 _VOL_ARGS: tuple[Setup, ...] = (
@@ -24,6 +41,7 @@ _VOL_ARGS: tuple[Setup, ...] = (
     arg("pool_pos", metavar="POOL", nargs="?", help=argparse.SUPPRESS),
     arg("--pool", required=False, help="pool name or UUID"),
     _CONNECT,
+    prepare(_pool_position),
 )
 
 
@@ -33,6 +51,7 @@ _VOL_ARGS: tuple[Setup, ...] = (
     arg("pool_pos", metavar="POOL", nargs="?", help="pool name or UUID"),
     arg("--pool", help="pool name or UUID"),
     flag("--details", "type and sizes"),
+    prepare(_pool_needed),
 )
 def vol_list(args: argparse.Namespace) -> int:
     from poolbackend.cli.table import format_table, pretty_capacity, sort_names
@@ -213,10 +232,6 @@ def _transfer_args(file_help: str) -> tuple[Setup, ...]:
     )
 
 
-def _no_pool_position(p: argparse.ArgumentParser) -> None:
-    p.set_defaults(pool_pos=None)
-
-
 @commands.add(
     "vol-download",
     "copy a volume's data to FILE",
@@ -228,7 +243,6 @@ def _no_pool_position(p: argparse.ArgumentParser) -> None:
         "read only the mapped extents of a thin LUN (GET LBA STATUS) and leave holes for "
         "unmapped and zero blocks (zeros are written to a pipe or device)",
     ),
-    _no_pool_position,
 )
 def vol_download(args: argparse.Namespace) -> int:
     from poolbackend.cli import localfile
@@ -270,7 +284,6 @@ def vol_download(args: argparse.Namespace) -> int:
         "WRITE SAME of zeros, instead of writing every zero",
     ),
     flag("--force", "upload an image file (qcow2, vmdk, vhdx, ...) byte for byte anyway"),
-    _no_pool_position,
 )
 def vol_upload(args: argparse.Namespace) -> int:
     from poolbackend.cli import localfile

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from poolbackend.cli import main
 from poolbackend.cli.main import _modules, build_parser
 
 
@@ -57,7 +58,15 @@ def test_every_command_is_registered_next_to_its_handler() -> None:
             assert inspect.isfunction(command.handler), command.name
             assert command.handler.__module__ != "poolbackend.cli.main", command.name
             assert parser.description == command.help, command.name
+            assert callable(parser.get_default("prepare")), command.name
     assert sorted(registered) == sorted(commands), "commands registered twice or elsewhere"
+
+
+def test_main_names_no_command() -> None:
+    """main.py only assembles the modules' tables: no command (nor a rule of one, such as
+    vol-list's POOL or secret-set-value's refused words) is named there."""
+    source = Path(main.__file__).read_text(encoding="utf-8")
+    assert [name for name in _commands() if f'"{name}"' in source] == []
 
 
 def test_building_the_parser_loads_no_initiator() -> None:
