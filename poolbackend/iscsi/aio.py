@@ -72,6 +72,11 @@ from poolbackend.scsi.status import ScsiStatus, status_name
 from poolbackend.text import printable
 
 T = TypeVar("T")
+# the CDBs of a LUN's identification, the same for every LUN: built once
+_INQUIRY = C.inquiry(alloc=255)
+_READ_CAPACITY16 = C.read_capacity16()
+_READ_CAPACITY10 = C.read_capacity10()
+_TUR = C.tur()
 
 
 async def _connect(host: str, port: int) -> socket.socket:
@@ -564,12 +569,23 @@ class Session:
             wire = self._wire
             if wire is not None and wire.pending > wire.HIGH_WATER:
                 await wire.drain()  # a dead peer is found by the timer, which closes the wire
-        event = await fut
-        if isinstance(event, TaskFailed):
-            raise CommandFailed(f"{self.what}: {describe(lun, cdb)} failed: {event.reason}")
-        assert isinstance(event, TaskCompleted)
-        result = event.result
-        if result.status == ScsiStatus.CHECK_CONDITION:
+        return self.result_of(lun, cdb, await fut, check)
+
+    def result_of(
+        self, lun: LunRef, cdb: bytes, outcome: Event | ISCSIError, check: bool = True
+    ) -> ScsiResult:
+        """What :meth:`execute` returns or raises for a command's outcome: for :meth:`submit`
+        callers, which get the outcome in their callback."""
+        if isinstance(outcome, ISCSIError):
+            raise outcome
+        if isinstance(outcome, TaskFailed):
+            raise CommandFailed(f"{self.what}: {describe(lun, cdb)} failed: {outcome.reason}")
+        assert isinstance(outcome, TaskCompleted)
+        result = outcome.result
+        status = result.status
+        if status == ScsiStatus.GOOD:
+            return result
+        if status == ScsiStatus.CHECK_CONDITION:
             sense = parse_sense(result.sense)
             if is_unit_attention(sense):  # the core drained all it may
                 raise CommandFailed(
@@ -583,16 +599,15 @@ class Session:
                 sense,
                 result.sense,
             )
-        if result.status not in (ScsiStatus.GOOD, ScsiStatus.CONDITION_MET) and check:
+        if status != ScsiStatus.CONDITION_MET and check:
             raise CommandFailed(
-                f"{self.what}: {describe(lun, cdb)} failed with SCSI status "
-                f"{status_name(result.status)}",
-                result.status,
+                f"{self.what}: {describe(lun, cdb)} failed with SCSI status {status_name(status)}",
+                status,
             )
         return result
 
     async def test_unit_ready(self, lun: LunRef) -> None:
-        await self.execute(lun, C.tur())
+        await self.execute(lun, _TUR)
 
     def _parsed(self, lun: LunRef, parse: Callable[[bytes], T], data: Buffer) -> T:
         """``parse(data)``; short or impossible data fails this command (with the LUN named)."""
@@ -602,7 +617,11 @@ class Session:
             raise BadTargetData(f"{self.what}: LUN {lun}: {exc}") from None
 
     async def inquiry(self, lun: LunRef) -> StandardInquiry:
-        r = await self.execute(lun, C.inquiry(alloc=255), read_len=255)
+        r = await self.execute(lun, _INQUIRY, read_len=255)
+        return self.inquiry_data(lun, r)
+
+    def inquiry_data(self, lun: LunRef, r: ScsiResult) -> StandardInquiry:
+        """The standard INQUIRY data in ``r`` (the answer to ``C.inquiry(alloc=255)``)."""
         return self._parsed(lun, parse_standard_inquiry, r.data)
 
     async def vpd(self, lun: LunRef, page: int, alloc: int = 4096) -> bytes:
@@ -634,16 +653,33 @@ class Session:
     async def read_capacity16(self, lun: LunRef) -> ReadCapacity16 | None:
         """READ CAPACITY(16), or None when the LUN rejects it as ILLEGAL REQUEST."""
         try:
-            r = await self.execute(lun, C.read_capacity16(), read_len=32)
+            r = await self.execute(lun, _READ_CAPACITY16, read_len=32)
         except CheckCondition as exc:
-            if exc.sense_data is None or exc.sense_data.key != 5:
-                raise
-            return None
+            return self._rc16_refused(exc)
         return self._parsed(lun, parse_read_capacity16, r.data)
+
+    def read_capacity16_of(self, lun: LunRef, outcome: Event | ISCSIError) -> ReadCapacity16 | None:
+        """:meth:`read_capacity16` for the outcome of ``C.read_capacity16()`` sent by
+        :meth:`submit`."""
+        try:
+            r = self.result_of(lun, _READ_CAPACITY16, outcome)
+        except CheckCondition as exc:
+            return self._rc16_refused(exc)
+        return self._parsed(lun, parse_read_capacity16, r.data)
+
+    @staticmethod
+    def _rc16_refused(exc: CheckCondition) -> None:
+        if exc.sense_data is None or exc.sense_data.key != 5:
+            raise exc
+        return None
 
     async def read_capacity10(self, lun: LunRef) -> tuple[int, int]:
         """(block count, block length) from READ CAPACITY(10)."""
-        r = await self.execute(lun, C.read_capacity10(), read_len=8)
+        r = await self.execute(lun, _READ_CAPACITY10, read_len=8)
+        return self.read_capacity10_data(lun, r)
+
+    def read_capacity10_data(self, lun: LunRef, r: ScsiResult) -> tuple[int, int]:
+        """(block count, block length) from the answer to ``C.read_capacity10()``."""
         rc10 = self._parsed(lun, parse_read_capacity10, r.data)
         if rc10.needs_16:
             raise CommandFailed(

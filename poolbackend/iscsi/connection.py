@@ -194,19 +194,35 @@ class Connection:
             raise LocalProtocolError("bidirectional commands are not supported")
         if read_into is not None and len(read_into) < read_len:
             raise LocalProtocolError("read buffer is smaller than the read length")
-        field_ = self._lun_fields.get(lun) if isinstance(lun, int) else None
+        fields = self._lun_fields
+        field_ = fields.get(lun) if type(lun) is int else None
         if field_ is None:
             field_ = lun_field(lun)
-            if isinstance(lun, int) and len(self._lun_fields) < 4096:
-                self._lun_fields[lun] = field_
-        task = _ScsiTask(self._alloc_itt(), field_, bytes(cdb), read_len, read_into)
+            if isinstance(lun, int) and len(fields) < 4096:
+                fields[lun] = field_
+        tasks = self._tasks
+        itt = self._next_itt
+        if itt in tasks or itt in self._retired or itt == P.NO_TAG or itt == LoginMachine.ITT:
+            itt = self._alloc_itt()  # the rules, in one place; the common case is inlined
+        else:
+            self._next_itt = (itt + 1) & MASK
+        if type(cdb) is not bytes:
+            cdb = bytes(cdb)
+        task = _ScsiTask(itt, field_, cdb, read_len, read_into)
         if write_data is not None:
             task.write = memoryview(write_data).cast("B")
-        self._tasks[task.itt] = task
-        self._waiting.append(task)
-        if sn_le(self.cmd_sn, self.max_cmd_sn):
+        tasks[itt] = task
+        cmd_sn = self.cmd_sn
+        if not self._waiting and ((self.max_cmd_sn - cmd_sn) & MASK) < 0x80000000:
+            # inside the CmdSN window with nothing held back: straight out (sn_le inlined)
+            task.cmd_sn = cmd_sn
+            self.cmd_sn = (cmd_sn + 1) & MASK
+            task.sent = True
+            self._send_scsi(task)
+        else:
+            self._waiting.append(task)
             self._flush()
-        return task.itt
+        return itt
 
     def text_request(self, pairs: list[tuple[str, str]]) -> int:
         self._require_ffp()
@@ -341,8 +357,9 @@ class Connection:
 
     def _flush(self) -> None:
         """Send queued commands while CmdSN is inside [ExpCmdSN, MaxCmdSN]."""
-        while self._waiting and sn_le(self.cmd_sn, self.max_cmd_sn):
-            task = self._waiting.popleft()
+        waiting = self._waiting
+        while waiting and ((self.max_cmd_sn - self.cmd_sn) & MASK) < 0x80000000:  # sn_le
+            task = waiting.popleft()
             if task.itt not in self._tasks:
                 continue
             task.cmd_sn = self.cmd_sn
@@ -448,12 +465,17 @@ class Connection:
         f = _unpack_fields(pdu.bhs)
         # the CmdSN window (ExpCmdSN, MaxCmdSN), in every target PDU; a MaxCmdSN below
         # ExpCmdSN - 1 is ignored
+        # (sn_lt inlined: this runs for every PDU)
         exp, mx = f[8], f[9]
-        if (exp != self.exp_cmd_sn or mx != self.max_cmd_sn) and not sn_lt(mx, (exp - 1) & MASK):
-            if sn_lt(self.exp_cmd_sn, exp):
-                self.exp_cmd_sn = exp
-            if sn_lt(self.max_cmd_sn, mx):
-                self.max_cmd_sn = mx
+        if exp != self.exp_cmd_sn or mx != self.max_cmd_sn:
+            below = (exp - 1 - mx) & MASK  # how far MaxCmdSN is below ExpCmdSN - 1
+            if not below or below >= 0x80000000:
+                d = (exp - self.exp_cmd_sn) & MASK
+                if d and d < 0x80000000:
+                    self.exp_cmd_sn = exp
+                d = (mx - self.max_cmd_sn) & MASK
+                if d and d < 0x80000000:
+                    self.max_cmd_sn = mx
         if f[0] & 0x3F == P.Op.DATA_IN:
             event = self._data_in(pdu, f)
         else:
@@ -553,8 +575,9 @@ class Connection:
             return None
         if not flags & P.F_FINAL:
             raise RemoteProtocolError("Data-In with S bit but without F bit")
-        nxt = (f[7] + 1) & MASK  # StatSN seen
-        if sn_lt(self.exp_stat_sn, nxt):
+        nxt = (f[7] + 1) & MASK  # StatSN seen (sn_lt inlined)
+        d = (nxt - self.exp_stat_sn) & MASK
+        if d and d < 0x80000000:
             self.exp_stat_sn = nxt
         return self._complete(task, f[3], b"", f[12], flags)
 

@@ -181,6 +181,9 @@ class _Request:
     ref_itt: int = 0xFFFFFFFF
 
 
+_SCSI = ReqKind.SCSI
+
+
 def describe(lun: LunRef, cdb: bytes) -> str:
     """A SCSI command, for messages: 'READ(16) on LUN 1'."""
     return f"{C.cdb_name(cdb)} on LUN {lun}"
@@ -588,11 +591,33 @@ class SessionCore:
         read_into: bytearray | memoryview | None = None,
         timeout: float | None = None,
     ) -> int:
-        req = self._new(ReqKind.SCSI, "", timeout, now)
-        req.lun, req.cdb, req.read_len = lun, cdb, read_len
-        req.write_data, req.read_into = write_data, read_into
-        req.ua_left = self.options.ua_retries
-        return self._submit(req, now)
+        conn = self.conn
+        if self.phase is not Phase.READY or conn is None:
+            req = self._new(ReqKind.SCSI, "", timeout, now)
+            req.lun, req.cdb, req.read_len = lun, cdb, read_len
+            req.write_data, req.read_into = write_data, read_into
+            req.ua_left = self.options.ua_retries
+            return self._submit(req, now)
+        # the hot path (logged in): _new, _submit and _send in one, one object built
+        rid = self._next_rid
+        self._next_rid = rid + 1
+        cap = self.default_cap if timeout is None else timeout
+        deadline = now + cap
+        req = _Request(
+            rid, _SCSI, "", cap, deadline, None, -1, lun, cdb, read_len, write_data, read_into,
+            self.options.ua_retries,
+        )  # fmt: skip
+        reqs = self._requests
+        if not reqs and self._liveness is not None:
+            self._liveness.busy(now)  # silence counts from the first request, not before
+        itt = conn.scsi_command(
+            lun, cdb, read_len=read_len, write_data=write_data, read_into=read_into
+        )
+        reqs[rid] = req
+        heapq.heappush(self._caps, (deadline, rid))
+        req.itt, req.gen = itt, self.generation
+        self._by_itt[itt] = req
+        return rid
 
     def submit_text(
         self, pairs: list[tuple[str, str]], now: float, what: str = "SendTargets"

@@ -20,6 +20,7 @@ NO_TAG = 0xFFFFFFFF
 # Padding after a data segment of n bytes: PAD[n & 3].
 PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
 _EMPTY = memoryview(b"")
+_u32_at = struct.Struct(">I").unpack_from
 
 
 class Op(enum.IntEnum):
@@ -297,13 +298,14 @@ class PDUReader:
                 raise RemoteProtocolError(
                     f"received unknown or initiator-only opcode 0x{opcode:02x}"
                 )
-            dlen = int.from_bytes(stage[pos + 5 : pos + 8], "big")
+            word = _u32_at(stage, pos + 4)[0]  # TotalAHSLength and DataSegmentLength
+            dlen = word & 0xFFFFFF
             if dlen > self.max_data:
                 raise RemoteProtocolError(
                     f"target sent a {dlen}-byte data segment, above our "
                     f"MaxRecvDataSegmentLength {self.max_data}"
                 )
-            hdr_end = pos + BHS_LEN + stage[pos + 4] * 4
+            hdr_end = pos + BHS_LEN + (word >> 24) * 4
             hd = 4 if self.header_digest else 0
             if end < hdr_end + hd:
                 return
@@ -335,6 +337,14 @@ class PDUReader:
                     continue
                 dest = memoryview(bytearray(dlen))
                 self._placed = False
+            elif have >= dlen + trailer and not self.data_digest:
+                # A small Data-In entirely staged: into its task's buffer and done (the
+                # common 4 KiB read), without staging it as the pending PDU first.
+                dest[:] = sv[dstart : dstart + dlen]
+                self._start = dstart + dlen + trailer
+                self._bulk = False
+                self.on_pdu(PDU(bhs, dest, True))
+                continue
             else:
                 self._placed = True
             k = dlen if have >= dlen else have

@@ -11,11 +11,13 @@ exactly as reported: commands address it with those bytes, and QEMU's iSCSI driv
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from poolbackend.scsi.errors import ScsiParseError, UnsupportedLunFormat
 
 MAX_LUN = 0x3FFF
+_HEX16 = re.compile("[0-9a-f]{16}").fullmatch
 _METHODS = {0b10: "logical unit addressing", 0b11: "extended addressing (e.g. a well-known LU)"}
 
 
@@ -81,7 +83,7 @@ class Lun:
     @classmethod
     def from_hex(cls, text: str) -> Lun:
         """Parse the 16 hex digits :attr:`hex` wrote; ScsiParseError when they are not."""
-        if len(text) != 16 or any(c not in "0123456789abcdef" for c in text):
+        if _HEX16(text) is None:
             raise ScsiParseError(f"LUN field '{text[:40]}' is not 16 lowercase hex digits")
         return cls(bytes.fromhex(text))
 

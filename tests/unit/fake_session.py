@@ -9,11 +9,13 @@ test changes between commands; a LUN in ``failing`` fails its TEST UNIT READY (N
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from poolbackend.iscsi.aio import SessionOptions
-from poolbackend.iscsi.errors import CommandFailed, ConnectionFailed
+from poolbackend.iscsi.errors import CommandFailed, ConnectionFailed, ISCSIError
+from poolbackend.iscsi.events import Event, ScsiResult, TaskCompleted
 from poolbackend.iscsi.portal import Credentials, Portal
 from poolbackend.scsi.capacity import ReadCapacity16, parse_read_capacity16
 from poolbackend.scsi.inquiry import StandardInquiry, parse_standard_inquiry
@@ -75,6 +77,7 @@ class FakeSession:
     def __init__(self, target: FakeTarget) -> None:
         self.target = target
         self.closed = False
+        self.rid = 0
 
     def _lun(self, lun: LunRef) -> FakeLun:
         number = lun.number if isinstance(lun, Lun) else int(lun)
@@ -89,12 +92,15 @@ class FakeSession:
         entries = tuple(Lun.of(n) for n in sorted(self.target.luns))
         return ReportLuns(entries, 8 + 8 * len(entries))
 
-    async def test_unit_ready(self, lun: LunRef) -> None:
+    def _ready(self, lun: LunRef) -> None:
         self._lun(lun)
         if (lun.number if isinstance(lun, Lun) else int(lun)) in self.target.failing:
             raise CommandFailed(
                 f"LUN {lun}: NOT READY: logical unit not ready, cause not reportable"
             )
+
+    async def test_unit_ready(self, lun: LunRef) -> None:
+        self._ready(lun)
 
     async def inquiry(self, lun: LunRef) -> StandardInquiry:
         return parse_standard_inquiry(inquiry_bytes(self._lun(lun).device_type))
@@ -106,6 +112,53 @@ class FakeSession:
     async def read_capacity10(self, lun: LunRef) -> tuple[int, int]:
         found = self._lun(lun)
         return found.blocks, found.block_length
+
+    # -- the callback API the scan uses (Session.submit and the answers' parsers) -----------
+    def submit(
+        self,
+        lun: LunRef,
+        cdb: bytes,
+        callback: Callable[[int, Event | ISCSIError], None],
+        *,
+        read_len: int = 0,
+        read_into: bytearray | memoryview | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Answers as the async methods do: from the event loop, an error as the outcome."""
+        outcome: Event | ISCSIError
+        try:
+            if cdb[0] == 0x00:
+                self._ready(lun)
+                data = b""
+            elif cdb[0] == 0x12:
+                data = inquiry_bytes(self._lun(lun).device_type)
+            elif cdb[0] == 0x9E:
+                found = self._lun(lun)
+                data = read_capacity16_bytes(found.blocks, found.block_length)
+            else:
+                raise AssertionError(f"the fake session does not answer CDB {cdb.hex()}")
+            outcome = TaskCompleted(0, ScsiResult(0, data))
+        except CommandFailed as exc:
+            outcome = exc
+        self.rid += 1
+        asyncio.get_running_loop().call_soon(callback, self.rid, outcome)
+        return self.rid
+
+    @staticmethod
+    def result_of(
+        lun: LunRef, cdb: bytes, outcome: Event | ISCSIError, check: bool = True
+    ) -> ScsiResult:
+        if isinstance(outcome, ISCSIError):
+            raise outcome
+        assert isinstance(outcome, TaskCompleted)
+        return outcome.result
+
+    @staticmethod
+    def inquiry_data(lun: LunRef, r: ScsiResult) -> StandardInquiry:
+        return parse_standard_inquiry(bytes(r.data))
+
+    def read_capacity16_of(self, lun: LunRef, outcome: Event | ISCSIError) -> ReadCapacity16:
+        return parse_read_capacity16(bytes(self.result_of(lun, b"", outcome).data))
 
     async def send_targets(self) -> list[tuple[str, list[str]]]:
         return [(self.target.iqn, [])]
