@@ -63,7 +63,7 @@ def cmd_iscsi_lbastatus(args: argparse.Namespace) -> int:
 
     async def run(s: Session, lun: int) -> None:
         from poolbackend.cli.tools import _existing_lu
-        from poolbackend.pool import extents
+        from poolbackend.iscsi import extents
         from poolbackend.scsi.lbastatus import Extent, ProvisioningStatus
 
         inq = await _existing_lu(s, url, lun)

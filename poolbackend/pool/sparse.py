@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from poolbackend.iscsi import extents
 from poolbackend.iscsi.aio import CheckCondition, Session
 from poolbackend.iscsi.errors import BadTargetData
-from poolbackend.pool import extents
 from poolbackend.scsi.lbastatus import Extent, ProvisioningStatus
 from poolbackend.scsi.sense import SenseKey
 from poolbackend.text import emit

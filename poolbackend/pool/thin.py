@@ -4,7 +4,7 @@
   target -- ``vol-info --scsi`` shows them.
 * :func:`allocation`: the bytes a LUN holds. LBPME=1: the mapped and anchored extents from
   GET LBA STATUS, walked over the whole LUN with several commands in flight
-  (:mod:`poolbackend.pool.extents`); LBPME=0: the capacity (every block is mapped).
+  (:mod:`poolbackend.iscsi.extents`); LBPME=0: the capacity (every block is mapped).
 
 A refresh computes the allocation of every thin LUN inside its pipelined scan. The walk of one
 LUN is bounded by :data:`REFRESH_BUDGET` commands (each describes up to 1024 extents): a
@@ -15,9 +15,9 @@ per LUN and never a walk of unbounded length.
 
 from __future__ import annotations
 
+from poolbackend.iscsi import extents
 from poolbackend.iscsi.aio import Session
 from poolbackend.iscsi.errors import BadTargetData, CommandFailed
-from poolbackend.pool import extents
 from poolbackend.scsi.capacity import ReadCapacity16
 from poolbackend.scsi.errors import ScsiParseError
 from poolbackend.scsi.lun import LunRef

@@ -17,7 +17,6 @@ POOL_FRONT = ("poolbackend.pool.driver", "poolbackend.pool.model", "poolbackend.
 TOOLS = {"tools.py", "lbastatus.py", "perf.py", "initiator_opts.py"}
 EXTRA_POOL = {
     "attachcmds.py": ("poolbackend.pool.attach",),  # the domain side, which uses the driver
-    "lbastatus.py": ("poolbackend.pool.extents",),  # the GET LBA STATUS walk over a session
 }
 # attach.py: the driver for pools, libvirt's connection and secrets for the domain side.
 ATTACH_POOL = (
