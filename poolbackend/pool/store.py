@@ -392,9 +392,12 @@ class Store:
 
     # --- changes
 
-    def _check_duplicates(self, pool: PoolDef, *, check_active: bool) -> PoolRecord | None:
-        """libvirt's virStoragePoolObjIsDuplicate; returns the matching record if any."""
-        for record in self.list_pools():
+    def _check_duplicates(
+        self, pool: PoolDef, *, check_active: bool, records: list[PoolRecord] | None = None
+    ) -> PoolRecord | None:
+        """libvirt's virStoragePoolObjIsDuplicate against ``records`` (default: every pool,
+        :meth:`list_pools`); returns the matching record if any."""
+        for record in self.list_pools() if records is None else records:
             uuids = {record.uuid, record.definition.uuid if record.definition else record.uuid}
             if pool.uuid in uuids:
                 if record.name != pool.name:
@@ -412,7 +415,7 @@ class Store:
                 )
         return None
 
-    def _check_source_conflict(self, pool: PoolDef) -> None:
+    def _check_source_conflict(self, pool: PoolDef, records: list[PoolRecord]) -> None:
         """libvirt's source-conflict check (``virStoragePoolObjSourceFindDuplicate``).
 
         libvirt skips it for iscsi-direct pools; poolbackend applies its iscsi rule: another
@@ -426,7 +429,7 @@ class Store:
         from poolbackend.pool.targetid import same_target
 
         src = pool.source
-        for record in self.list_pools():
+        for record in records:
             if record.name == pool.name:
                 continue
             for other in (record.live, record.definition):
@@ -461,8 +464,9 @@ class Store:
         text = self._validated(pool)
         with self.locked():
             self._load_definition(pool.name)  # a damaged definition is never overwritten
-            self._check_source_conflict(pool)
-            self._check_duplicates(pool, check_active=False)
+            records = self.list_pools()  # read once for both checks
+            self._check_source_conflict(pool, records)
+            self._check_duplicates(pool, check_active=False, records=records)
             header = _HEADER.format(name=_comment_safe(pool.name))
             atomic_write(
                 self.paths,
@@ -534,9 +538,10 @@ class Store:
         if state is None:
             state = PoolState(active=True, persistent=False, activation=new_activation())
         with self.locked():
-            self._check_source_conflict(pool)
-            self._check_duplicates(pool, check_active=True)
-            return self.save_state(pool.name, state, pool=pool)
+            records = self.list_pools()  # read once for both checks
+            self._check_source_conflict(pool, records)
+            self._check_duplicates(pool, check_active=True, records=records)
+            return self.save_state(pool.name, state, pool=pool, checked=True)
 
     def clear_state(self, name: str) -> None:
         """Remove the runtime state (pool stopped); a transient pool disappears. Idempotent."""

@@ -171,6 +171,32 @@ def test_start_refuses_a_duplicate_uuid_written_by_hand(driver: Driver, target: 
     assert not driver.lookup_pool("p").active
 
 
+def _count_definition_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    loaded: list[str] = []
+    real = store_module.parse_pool_xml
+
+    def counting(data: bytes | str, *, source_name: str = "<file>") -> PoolDef:
+        loaded.append(source_name)
+        return real(data, source_name=source_name)
+
+    monkeypatch.setattr(store_module, "parse_pool_xml", counting)
+    return loaded
+
+
+def test_define_and_create_read_each_other_pool_once(
+    driver: Driver, target: FakeTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source-conflict and duplicate checks share one reading of the other pools."""
+    for n in range(3):
+        driver.define(other_pool(target, f"o{n}", f"00000000-0000-4000-8000-{n:012x}"))
+    loaded = _count_definition_loads(monkeypatch)
+    driver.define(make_pool(target))
+    assert [loaded.count(f"o{n}.xml") for n in range(3)] == [1, 1, 1]
+    loaded.clear()
+    driver.create(other_pool(target, "t", "00000000-0000-4000-8000-0000000000ff"))
+    assert [loaded.count(f"o{n}.xml") for n in range(3)] == [1, 1, 1]
+
+
 @pytest.mark.parametrize("others", [0, 12])
 def test_refresh_reads_no_other_pool(
     tmp_path: Path, target: FakeTarget, monkeypatch: pytest.MonkeyPatch, others: int
@@ -187,14 +213,7 @@ def test_refresh_reads_no_other_pool(
         driver.define(other_pool(target, f"o{n}", f"00000000-0000-4000-8000-{n:012x}"))
     if others:
         store.definition_path("o0").write_bytes(b"<pool type='iscsi-direct'>\x00")
-    loaded: list[str] = []
-    real = store_module.parse_pool_xml
-
-    def counting(data: bytes | str, *, source_name: str = "<file>") -> PoolDef:
-        loaded.append(source_name)
-        return real(data, source_name=source_name)
-
-    monkeypatch.setattr(store_module, "parse_pool_xml", counting)
+    loaded = _count_definition_loads(monkeypatch)
     driver.refresh("p")
     assert loaded and set(loaded) == {"p.xml"}
     assert warnings == []
