@@ -535,11 +535,17 @@ class Session:
         task per command. Unit attentions are drained, reconnects re-drive it, the
         liveness rule bounds it, as for :meth:`execute`; other statuses are the caller's.
         """
+        loop = self._loop or asyncio.get_running_loop()
         rid = self.core.submit_scsi(
-            lun, cdb, self._now(), read_len=read_len, read_into=read_into, timeout=timeout
+            lun, cdb, loop.time(), read_len=read_len, read_into=read_into, timeout=timeout
         )
-        self._callbacks[rid] = callback
-        self._send_now_or_soon(False)
+        callbacks = self._callbacks
+        callbacks[rid] = callback
+        if len(callbacks) + len(self._futures) == 1:  # _send_now_or_soon, inlined
+            self._pump()
+        elif not self._pump_scheduled:
+            self._pump_scheduled = True
+            loop.call_soon(self._pump)
         return rid
 
     async def execute(

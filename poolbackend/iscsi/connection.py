@@ -187,7 +187,8 @@ class Connection:
         read_into: bytearray | memoryview | None = None,
     ) -> int:
         """Queue a SCSI command; returns its ITT. ``read_into`` avoids a buffer allocation."""
-        self._require_ffp()
+        if self.state is not State.FULL_FEATURE:
+            self._require_ffp()  # raises
         if len(cdb) > 16:
             raise LocalProtocolError("CDBs longer than 16 bytes are not supported")
         if read_len and write_data is not None:

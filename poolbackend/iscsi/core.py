@@ -544,7 +544,8 @@ class SessionCore:
             self._events.append(Done(req.rid, ev))
             self._finish_logout()
             return
-        self._touch_keepalive(now)
+        interval = self.options.nop_interval  # _touch_keepalive, inlined (every command)
+        self._keepalive_at = now + interval if interval else None
         self._events.append(Done(req.rid, ev))
 
     def _touch_keepalive(self, now: float) -> None:

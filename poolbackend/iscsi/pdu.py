@@ -319,7 +319,7 @@ class PDUReader:
                 self._start = dstart
                 self.on_pdu(PDU(bhs, _EMPTY))
                 continue
-            trailer = pad_len(dlen) + (4 if self.data_digest else 0)
+            trailer = (-dlen & 3) + (4 if self.data_digest else 0)  # pad_len, inlined
             have = end - dstart
             if dlen <= self.SMALL and have < dlen + trailer:
                 # A small PDU not yet whole: wait for the rest in staging (there is room:
