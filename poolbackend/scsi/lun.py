@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from poolbackend.scsi.errors import ScsiParseError, UnsupportedLunFormat
 
 MAX_LUN = 0x3FFF
+_ZERO6 = bytes(6)
 _HEX16 = re.compile("[0-9a-f]{16}").fullmatch
 _METHODS = {0b10: "logical unit addressing", 0b11: "extended addressing (e.g. a well-known LU)"}
 
@@ -54,9 +55,10 @@ def decode_lun(raw: bytes) -> int:
     if len(raw) < 8:
         raise ScsiParseError(f"LUN field too short: {len(raw)} bytes, need 8")
     entry = bytes(raw[:8])
-    reason = refusal(entry)
-    if reason is not None:
-        raise UnsupportedLunFormat(entry, reason)
+    if entry[2:8] != _ZERO6 or entry[0] >> 6 in _METHODS:  # refusal() only when it may refuse
+        reason = refusal(entry)
+        if reason is not None:
+            raise UnsupportedLunFormat(entry, reason)
     return (entry[0] & 0x3F) << 8 | entry[1]
 
 
