@@ -10,6 +10,11 @@ sending or answers a NOP-Out ping is alive however long its queue, a silent one 
 same ISID (the target reinstates, not leaks, the old session), re-drives outstanding
 commands and drains the unit attention that follows. Here: the socket, one future per
 request and one ``call_at(core.get_timer())``.
+
+About 770 lines: the socket side (:class:`_Wire`), the adapter to the core and the command
+helpers every caller uses (INQUIRY, READ CAPACITY, READ/WRITE, SendTargets, task
+management) are one :class:`Session` that all of them share (``submit``, ``result_of``);
+the command helpers are the part that could move out if it grows.
 """
 
 from __future__ import annotations
@@ -67,7 +72,7 @@ from poolbackend.scsi.errors import ScsiParseError
 from poolbackend.scsi.inquiry import StandardInquiry, parse_standard_inquiry
 from poolbackend.scsi.lun import LunRef
 from poolbackend.scsi.reportluns import ReportLuns, parse_report_luns
-from poolbackend.scsi.sense import SenseData, is_unit_attention, parse_sense
+from poolbackend.scsi.sense import SenseData, SenseKey, is_unit_attention, parse_sense
 from poolbackend.scsi.status import ScsiStatus, status_name
 from poolbackend.text import printable
 
@@ -675,7 +680,7 @@ class Session:
 
     @staticmethod
     def _rc16_refused(exc: CheckCondition) -> None:
-        if exc.sense_data is None or exc.sense_data.key != 5:
+        if exc.sense_data is None or exc.sense_data.key != SenseKey.ILLEGAL_REQUEST:
             raise exc
         return None
 

@@ -18,6 +18,10 @@ new connection, and unit-attention draining. It never touches sockets or clocks:
 An adapter only moves bytes, opens and closes sockets when told, turns Done/Failed into its
 futures and arms one timer at :meth:`get_timer`. The session's phases change only through
 :data:`TRANSITIONS` (h11's ``_state.py`` style).
+
+About 790 lines, on purpose: it is one state machine. Login, liveness, reconnect, re-drive
+and unit-attention draining are steps of the same phases (:data:`TRANSITIONS`) over the
+same request table, so split apart each part would reach into the others' state.
 """
 
 from __future__ import annotations
