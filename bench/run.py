@@ -51,7 +51,7 @@ class Row:
     ours: list[float]
     ref_name: str
     ref: list[float]
-    unit: str  # "s" or "MiB" (lower is better) or "MiB/s" or "IOPS" (higher is better)
+    unit: str  # "s", "MiB" or "us" (lower is better) or "MiB/s" or "IOPS" (higher is better)
 
     def cells(self) -> list[str]:
         def fmt(values: list[float]) -> str:
@@ -63,12 +63,17 @@ class Row:
                 return f"{min(values) * 1000:.1f} / {statistics.median(values) * 1000:.1f} ms"
             if self.unit == "IOPS":
                 return f"{max(values):.0f} / {statistics.median(values):.0f} IOPS"
+            if self.unit == "us":
+                return f"{min(values):.1f} / {statistics.median(values):.1f} µs"
             return f"{max(values):.0f} / {statistics.median(values):.0f} MiB/s"
 
         ratio = "n/a"
         if self.ours and self.ref:
             a, b = statistics.median(self.ours), statistics.median(self.ref)
-            ratio = f"{a / b:.2f}x time" if self.unit == "s" else f"{a / b:.2f}x speed"
+            if self.unit == "us":
+                ratio = f"{a / b:.2f}x CPU"
+            else:
+                ratio = f"{a / b:.2f}x time" if self.unit == "s" else f"{a / b:.2f}x speed"
         return [self.case, fmt(self.ours), self.ref_name, fmt(self.ref), ratio]
 
 
@@ -480,6 +485,58 @@ def bench_iops(runs: int, seconds: int, work: Path, rows: list[Row]) -> None:
             )
 
 
+def _cpu_run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float] | None:
+    """(CPU seconds, commands) of one iscsi-perf run, ours or libiscsi's: the child's user +
+    system time, and its final average IOPS x its run time."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    iops = _final_iops(proc.stdout)
+    if iops is None:
+        print(f"(no IOPS figure: {proc.stderr.strip()[-200:]})", file=sys.stderr)
+        return None
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    seconds = float(cmd[cmd.index("--seconds" if "--seconds" in cmd else "-t") + 1])
+    return cpu, iops * min(seconds, wall)
+
+
+def bench_cpu(runs: int, seconds: int, work: Path, rows: list[Row]) -> None:
+    """CPU per command of 4 KiB random reads, ours against libiscsi's iscsi-perf: the
+    difference between a long and a 1-second run of each (so start-up, login and our
+    interpreter's imports cancel out), divided by the difference in commands."""
+    with target() as tgt:
+        tgt.new_target(1, IQN)
+        size = 256 * MiB
+        fill(tgt.add_lun(1, 1, size), size)
+        warm(tgt, size)
+        url = qemu_url(tgt)
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        for depth in (32, 1):
+            ours: list[float] = []
+            theirs: list[float] = []
+            for _ in range(runs):
+                for out, base, opt, e in (
+                    (ours, [sys.executable, "-m", "poolbackend", "iscsi-perf"], "--seconds", env),
+                    (theirs, ["iscsi-perf"], "-t", None),
+                ):
+                    args = ["-b", "8", "-m", str(depth), "-r"]
+                    long = _cpu_run([*base, *args, opt, str(seconds), url], e)
+                    short = _cpu_run([*base, *args, opt, "1", url], e)
+                    if long and short and long[1] > short[1]:
+                        out.append((long[0] - short[0]) / (long[1] - short[1]) * 1e6)
+            rows.append(
+                Row(
+                    f"CPU per 4 KiB random read, {depth} in flight (marginal, user + system)",
+                    ours,
+                    f"iscsi-perf -b 8 -m {depth} -r",
+                    theirs,
+                    "us",
+                )
+            )
+
+
 def bench_startup(runs: int, work: Path, rows: list[Row], virsh: object | None) -> None:
     with target() as tgt:
         tgt.new_target(1, IQN)
@@ -658,7 +715,7 @@ def bench_thin_refresh(n: int, runs: int, rows: list[Row]) -> None:
         rows.append(Row(what, thin, f"same scan of {n} thick LUNs", thick, "s"))
 
 
-CASES = ("refresh", "iops", "read", "write", "wipe", "digest", "startup", "thin")
+CASES = ("refresh", "iops", "cpu", "read", "write", "wipe", "digest", "startup", "thin")
 
 
 def main() -> None:
@@ -700,6 +757,10 @@ def main() -> None:
                 bench_refresh(luns, args.runs, work, rows, virsh)
             if "iops" in cases:
                 bench_iops(min(args.runs, 3), 1 if args.quick else args.iops_seconds, work, rows)
+            if "cpu" in cases:
+                bench_cpu(
+                    min(args.runs, 3), 1 + (1 if args.quick else args.iops_seconds), work, rows
+                )
             if "read" in cases:
                 bench_read(args.read_mib * MiB, min(args.runs, 3), work, rows, args.quick)
             if "write" in cases:
