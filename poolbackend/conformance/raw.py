@@ -11,7 +11,7 @@ import socket
 import time
 
 from poolbackend.iscsi import pdu as P
-from poolbackend.iscsi.chap import ChapInitiator
+from poolbackend.iscsi.chap import MD5, ChapInitiator
 from poolbackend.iscsi.login import (
     LoginConfig,
     LoginMachine,
@@ -63,7 +63,7 @@ class RawConnection:
             chap = ChapInitiator(
                 creds.username,
                 creds.secret,
-                chap_algorithms or url.chap_algorithms or (5,),
+                chap_algorithms or url.chap_algorithms or (MD5,),
                 creds.target_username,
                 creds.target_secret,
             )

@@ -3,30 +3,36 @@
 Response = H(identifier byte || secret || challenge) with H chosen by CHAP_A: 5 MD5,
 6 SHA-1, 7 SHA-256, 8 SHA3-256 (IANA numbers). tgt is non-standard and computes 7 as SHA-1,
 which is why the algorithm list is configurable and defaults to MD5 only.
+
+This module holds the one table of CHAP_A values (:data:`ALGORITHMS`, :data:`DISPLAY_NAMES`,
+:data:`ALGORITHM_NAMES`); the pool definition, its XML and its explanations read it. The hash
+and random modules are imported where they are used, so that reading the table (every pool
+command loads the pool model) costs no OpenSSL start-up.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
-import secrets
 from collections.abc import Callable
 
 from poolbackend.iscsi.errors import AuthenticationFailed, RemoteProtocolError
 from poolbackend.numbers import ascii_int, is_ascii_uint
 
-ALGORITHMS: dict[int, str] = {5: "md5", 6: "sha1", 7: "sha256", 8: "sha3_256"}
-DISPLAY_NAMES: dict[int, str] = {5: "MD5", 6: "SHA-1", 7: "SHA-256", 8: "SHA3-256"}
+MD5, SHA1, SHA256, SHA3_256 = 5, 6, 7, 8
+"""The CHAP_A values (IANA's numbers)."""
+
+ALGORITHMS: dict[int, str] = {MD5: "md5", SHA1: "sha1", SHA256: "sha256", SHA3_256: "sha3_256"}
+"""hashlib's name of each CHAP_A value's hash."""
+DISPLAY_NAMES: dict[int, str] = {MD5: "MD5", SHA1: "SHA-1", SHA256: "SHA-256", SHA3_256: "SHA3-256"}
 ALGORITHM_NAMES: dict[str, int] = {
-    "md5": 5,
-    "sha1": 6,
-    "sha-1": 6,
-    "sha256": 7,
-    "sha-256": 7,
-    "sha3-256": 8,
-    "sha3_256": 8,
+    "md5": MD5,
+    "sha1": SHA1,
+    "sha-1": SHA1,
+    "sha256": SHA256,
+    "sha-256": SHA256,
+    "sha3-256": SHA3_256,
+    "sha3_256": SHA3_256,
 }
 MAX_BINARY = 1024
 
@@ -45,12 +51,14 @@ def parse_algorithms(text: str) -> tuple[int, ...]:
             raise ValueError(f"unknown CHAP algorithm {item!r} (use md5, sha1, sha-256, sha3-256)")
         if num not in out:
             out.append(num)
-    if 5 not in out:
-        out.append(5)
+    if MD5 not in out:
+        out.append(MD5)
     return tuple(out)
 
 
 def digest(algorithm: int, ident: int, secret: bytes, challenge: bytes) -> bytes:
+    import hashlib
+
     h = hashlib.new(ALGORITHMS[algorithm])
     h.update(bytes([ident & 0xFF]))
     h.update(secret)
@@ -88,7 +96,7 @@ class ChapInitiator:
         self,
         username: str,
         secret: bytes,
-        algorithms: tuple[int, ...] = (5,),
+        algorithms: tuple[int, ...] = (MD5,),
         target_username: str | None = None,
         target_secret: bytes | None = None,
         random_bytes: Callable[[int], bytes] | None = None,
@@ -101,7 +109,7 @@ class ChapInitiator:
         self.algorithms = algorithms
         self.target_username = target_username
         self._target_secret = target_secret
-        self._algorithm = 5
+        self._algorithm = MD5
         self._my_ident = 0
         self._my_challenge = b""
         self._their_challenge = b""
@@ -118,7 +126,7 @@ class ChapInitiator:
         and refuses a SHA-256 answer with status 0x0200)."""
         alg = self._algorithm
         text = f"; CHAP_A={alg} ({DISPLAY_NAMES[alg]}) was used"
-        if alg != 5:
+        if alg != MD5:
             text += (
                 ", which some targets (tgt) compute differently: offer MD5 only "
                 "(<pb:chap algorithms='5'/> in the pool XML, auth=md5 in a URL)"
@@ -158,6 +166,9 @@ class ChapInitiator:
         answer = digest(alg, ident, self._secret, challenge)
         out = [("CHAP_N", self.username), ("CHAP_R", encode_binary(answer, self._use_base64))]
         if self.mutual:
+            import hashlib
+            import secrets
+
             size = max(16, hashlib.new(ALGORITHMS[alg]).digest_size)
             rand = self._random_bytes
             while True:
@@ -189,6 +200,8 @@ class ChapInitiator:
                 2,
                 1,
             )
+        import hmac
+
         assert self._target_secret is not None
         got = decode_binary("CHAP_R", resp)
         expect = digest(self._algorithm, self._my_ident, self._target_secret, self._my_challenge)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 
+from poolbackend.iscsi.chap import MD5
+
 DIGEST_OFFER = "None,CRC32C"
 """Default HeaderDigest and DataDigest offer: the target chooses. Targets that do not insist
 (tgt's default) answer None; targets configured to require CRC32C get it."""
@@ -36,7 +38,7 @@ class SessionOptions:
     #: offered at login of a normal session (a discovery session always offers "None")
     header_digest: str = DIGEST_OFFER
     data_digest: str = DIGEST_OFFER
-    chap_algorithms: tuple[int, ...] = (5,)
+    chap_algorithms: tuple[int, ...] = (MD5,)
     max_recv_data_segment_length: int = 262144
     max_burst_length: int = 16776192
     first_burst_length: int = 262144

@@ -13,15 +13,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from poolbackend.errors import StateError
+from poolbackend.iscsi import chap
 from poolbackend.pool import naming
 from poolbackend.scsi.lun import Lun
-
-CHAP_MD5 = 5
-CHAP_SHA1 = 6
-CHAP_SHA256 = 7
-CHAP_SHA3_256 = 8
-# The CHAP_A values' names and hash functions are the initiator's one table
-# (:data:`poolbackend.iscsi.chap.ALGORITHMS`, :data:`poolbackend.iscsi.chap.DISPLAY_NAMES`).
 
 DIGEST_VALUES = ("None", "CRC32C")
 """The values of the HeaderDigest / DataDigest keys."""
@@ -45,7 +39,7 @@ class ChapAuth:
     username: str
     secret_uuid: str | None = None
     secret_usage: str | None = None
-    algorithms: tuple[int, ...] = (CHAP_MD5,)
+    algorithms: tuple[int, ...] = (chap.MD5,)  # CHAP_A values: the initiator's one table
     target_username: str | None = None
     target_secret_uuid: str | None = None
     target_secret_usage: str | None = None

@@ -67,3 +67,20 @@ def test_the_import_reader_sees_imports_inside_functions() -> None:
     names = imports(PACKAGE / "cli" / "volume.py")
     assert "poolbackend.cli.localfile" in names  # imported inside vol_download
     assert "poolbackend.pool.driver.Driver" in imports(PACKAGE / "cli" / "common.py")
+
+
+def test_the_chap_table_costs_no_crypto_start_up() -> None:
+    """The pool model reads the CHAP_A table from iscsi/chap.py (one table); every pool
+    command loads the model, so that module imports hashlib, hmac and secrets only where it
+    hashes."""
+    import subprocess
+    import sys
+
+    code = "import sys, poolbackend.pool.model, poolbackend.pool.xml.explain\n"
+    code += "print(sorted(m for m in ('hashlib', 'hmac', 'secrets') if m in sys.modules))"
+    env = {"PYTHONPATH": str(PACKAGE.parent), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n"

@@ -16,6 +16,7 @@ from functools import cache
 
 from lxml import etree
 
+from poolbackend.iscsi.chap import DISPLAY_NAMES
 from poolbackend.pool.model import SECRET_USAGE_TYPES
 from poolbackend.pool.naming import printable
 from poolbackend.pool.xml.libvirt_checks import ULLONG_MAX
@@ -161,7 +162,8 @@ _V_POOL_TYPE = _Value(lambda v: v == "iscsi-direct", "'iscsi-direct'")
 _V_AUTH_TYPE = _Value(lambda v: v in ("chap", "ceph"), "'chap' or 'ceph'")
 _V_ALGORITHMS = _Value(
     _pattern(r"[5-8](,[5-8]){0,3}"),
-    "a comma-separated list of CHAP algorithms 5 (MD5), 6 (SHA-1), 7 (SHA-256), 8 (SHA3-256)",
+    "a comma-separated list of CHAP algorithms "
+    + ", ".join(f"{number} ({name})" for number, name in DISPLAY_NAMES.items()),
 )
 _V_DIGEST = _Value(
     _pattern(r"(None|CRC32C)(,(None|CRC32C))?"),

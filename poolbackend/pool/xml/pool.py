@@ -32,11 +32,11 @@ from typing import cast
 from lxml import etree
 
 from poolbackend.errors import ConfigError
+from poolbackend.iscsi.chap import MD5
 from poolbackend.iscsi.errors import InvalidAddress
 from poolbackend.iscsi.portal import bare_host, parse_port
 from poolbackend.pool import naming
 from poolbackend.pool.model import (
-    CHAP_MD5,
     ChapAuth,
     PoolDef,
     PoolOptions,
@@ -309,7 +309,7 @@ def _extension_lines(pool: PoolDef) -> list[str]:
         )
         inner.append(f"  {ref}")
         inner.append(f"</{PB_PREFIX}:target-auth>")
-    if auth is not None and auth.algorithms != (CHAP_MD5,):
+    if auth is not None and auth.algorithms != (MD5,):  # not the default offer
         algorithms = ",".join(str(number) for number in auth.algorithms)
         inner.append(f"<{PB_PREFIX}:chap algorithms='{algorithms}'/>")
     if options.header_digest is not None or options.data_digest is not None:
