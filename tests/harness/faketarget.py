@@ -10,7 +10,8 @@ this only for misbehaving peers::
 Modes (``FakeTarget(mode, **kw)``):
 
 ``refuse``
-    Nothing listens: a free port is picked and never bound (connection refused).
+    Nothing listens: a port bound without listen() and held until stop() (connection
+    refused, and no other process can take the port meanwhile).
 ``silent``
     Accepts, reads and discards everything, never answers.
 ``garbage``
@@ -80,7 +81,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import ClassVar
 
-from tests.harness import HarnessError, format_portal, free_port
+from tests.harness import HarnessError, format_portal
 
 BHS_LEN = 48
 
@@ -480,10 +481,16 @@ class FakeTarget:
 
     def start(self) -> FakeTarget:
         self._deadline = time.monotonic() + self.lifetime
-        if self.mode == "refuse":
-            self.port = free_port(self.host)
-            return self
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        if self.mode == "refuse":
+            # Bound but never listening, and held until stop(): a connection is refused
+            # (RST) and no other process can take the port meanwhile (a port that was
+            # merely free a moment ago could be anyone's by the time the test connects).
+            holder = socket.socket(family, socket.SOCK_STREAM)
+            holder.bind((self.host, 0))
+            self._listener = holder
+            self.port = holder.getsockname()[1]
+            return self
         lst = socket.socket(family, socket.SOCK_STREAM)
         lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         lst.bind((self.host, 0))

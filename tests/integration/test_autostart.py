@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from tests.conftest import BasicTarget, RunCli
+from tests.harness.faketarget import FakeTarget
 
 INITIATOR = "iqn.2026-11.example:initiator1"
 
@@ -23,41 +23,36 @@ def _pool_xml(name: str, host: str, port: int, iqn: str, initiator: str = INITIA
 """
 
 
-def _dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_autostart_pools(
     tgt_basic: BasicTarget, state_dir: Path, run_cli: RunCli, tmp_path: Path
 ) -> None:
-    pools = {
-        "auto-ok": (tgt_basic.host, tgt_basic.port, True),
-        "auto-dead": ("127.0.0.1", _dead_port(), True),
-        "manual": (tgt_basic.host, tgt_basic.port, False),
-    }
-    for name, (host, port, autostart) in pools.items():
-        path = tmp_path / f"{name}.xml"
-        # "manual" shares auto-ok's target: another initiator name, or it is a source conflict
-        path.write_text(_pool_xml(name, host, port, tgt_basic.iqn, f"{INITIATOR}-{name}"))
-        assert run_cli("pool-define", str(path))[0] == 0
-        if autostart:
-            assert run_cli("pool-autostart", name)[0] == 0
+    with FakeTarget("refuse") as dead:  # a held port nothing listens on, all along
+        pools = {
+            "auto-ok": (tgt_basic.host, tgt_basic.port, True),
+            "auto-dead": ("127.0.0.1", dead.port, True),
+            "manual": (tgt_basic.host, tgt_basic.port, False),
+        }
+        for name, (host, port, autostart) in pools.items():
+            path = tmp_path / f"{name}.xml"
+            # "manual" shares auto-ok's target: another initiator name, or it is a source conflict
+            path.write_text(_pool_xml(name, host, port, tgt_basic.iqn, f"{INITIATOR}-{name}"))
+            assert run_cli("pool-define", str(path))[0] == 0
+            if autostart:
+                assert run_cli("pool-autostart", name)[0] == 0
 
-    rc, out, err = run_cli("autostart-pools")
-    assert rc == 1
-    assert out == "Pool auto-ok started\n"
-    assert err.startswith("error: pool auto-dead: ")
-    assert "connection refused" in err.lower()
-    assert err.count("\n") == 1
+        rc, out, err = run_cli("autostart-pools")
+        assert rc == 1
+        assert out == "Pool auto-ok started\n"
+        assert err.startswith("error: pool auto-dead: ")
+        assert "connection refused" in err.lower()
+        assert err.count("\n") == 1
 
-    rc, out, _ = run_cli("pool-list", "--all")
-    states = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:] if line.strip()}
-    assert states == {"auto-dead": "inactive", "auto-ok": "active", "manual": "inactive"}
-    rc, out, _ = run_cli("vol-list", "auto-ok")
-    assert "unit:0:0:1" in out
+        rc, out, _ = run_cli("pool-list", "--all")
+        states = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:] if line.strip()}
+        assert states == {"auto-dead": "inactive", "auto-ok": "active", "manual": "inactive"}
+        rc, out, _ = run_cli("vol-list", "auto-ok")
+        assert "unit:0:0:1" in out
 
-    # An active pool is left alone; nothing failing means exit 0.
-    assert run_cli("pool-autostart", "auto-dead", "--disable")[0] == 0
-    assert run_cli("autostart-pools") == (0, "", "")
+        # An active pool is left alone; nothing failing means exit 0.
+        assert run_cli("pool-autostart", "auto-dead", "--disable")[0] == 0
+        assert run_cli("autostart-pools") == (0, "", "")

@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import RunCli, cli_env, run_fresh
 from tests.harness.clizygote import Zygote
 from tests.harness.faketarget import FakeTarget
+from tests.harness.load import slack
 
 POOL_XML = """<pool type='iscsi-direct'>
   <name>{name}</name>
@@ -96,7 +97,7 @@ def test_a_hung_command_is_killed_at_its_timeout(run_cli: RunCli) -> None:
         t0 = time.monotonic()
         with pytest.raises(pytest.fail.Exception, match="did not finish within 2s"):
             run_cli("iscsi-inq", "--timeout", "60", url, timeout=2)
-        assert time.monotonic() - t0 < 30
+        assert time.monotonic() - t0 < 2 + slack(28)
 
 
 def test_import_time_variables_get_a_fresh_interpreter(
