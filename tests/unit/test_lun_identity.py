@@ -17,6 +17,7 @@ from poolbackend.errors import ConfigError, StateError
 from poolbackend.pool import attach, statefile
 from poolbackend.pool.model import PoolDef, PoolSource, PoolState, Volume
 from poolbackend.pool.store import Store, StorePaths
+from poolbackend.pool.xml import disk
 from poolbackend.scsi import (
     Lun,
     ScsiParseError,
@@ -230,4 +231,4 @@ def test_disk_xml_for_tgt_lun_300_is_16684() -> None:
     pool = _pool()
     volume = Volume.for_lun(pool.source, 300, capacity=1 << 20)
     assert volume.name == "unit:0:0:300"
-    assert attach.source_name(pool, volume) == f"{TARGET}/16684"
+    assert disk.source_name(pool, volume) == f"{TARGET}/16684"
