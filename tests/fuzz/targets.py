@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import secrets
 import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,7 +40,6 @@ from urllib.parse import unquote_plus
 
 from poolbackend import scsi as S
 from poolbackend.errors import PoolBackendError
-from poolbackend.iscsi import chap as chap_module
 from poolbackend.iscsi import pdu as P
 from poolbackend.iscsi.chap import ChapInitiator, decode_binary
 from poolbackend.iscsi.connection import Connection, State
@@ -105,12 +105,16 @@ class _CountingSecrets:
 
 @contextmanager
 def deterministic_chap() -> Iterator[None]:
-    saved = chap_module.secrets
-    chap_module.secrets = _CountingSecrets()  # type: ignore[assignment]
+    """CHAP's challenge and identifier from a counter: iscsi/chap.py imports ``secrets`` where
+    it draws them (not at module level), so the ``secrets`` module's two functions are
+    replaced for the duration."""
+    counting = _CountingSecrets()
+    saved = secrets.token_bytes, secrets.randbelow
+    secrets.token_bytes, secrets.randbelow = counting.token_bytes, counting.randbelow
     try:
         yield
     finally:
-        chap_module.secrets = saved
+        secrets.token_bytes, secrets.randbelow = saved
 
 
 # ---------------------------------------------------------------- shared session script
