@@ -444,3 +444,23 @@ def test_lun_reset_with_writes_in_flight_late_answers_are_ignored() -> None:
         for e in done
         if isinstance(e, Done) and e.rid != ping
     )
+
+
+def test_abort_task_fails_its_request_and_ignores_a_late_answer() -> None:
+    core = new_core()
+    peer = logged_in(core)
+    write = core.submit_scsi(1, C.write16(0, 1), 1.0, write_data=bytes(512))
+    other = core.submit_scsi(1, C.tur(), 1.0)  # same LUN, not the aborted task
+    cmd, tur = peer.pdus()
+    abort = core.submit_tmf(1, 1, 1.1, ref_rid=write)
+    (tmf,) = peer.pdus()
+    assert tmf.field32(20) == cmd.itt  # Referenced Task Tag
+    done = peer.send(peer.bhs(0x22, 0x80, tmf.itt, b2=0), 1.2)
+    by_rid = {e.rid: e.event for e in done if isinstance(e, Done)}
+    assert set(by_rid) == {write, abort}
+    failed = by_rid[write]
+    assert isinstance(failed, TaskFailed) and failed.reason == "aborted by ABORT TASK"
+    assert peer.scsi_response(cmd, 1.3) == []  # late: ignored
+    done = peer.scsi_response(tur, 1.4)
+    assert [e.rid for e in done if isinstance(e, Done)] == [other]
+    assert core.phase is Phase.READY
