@@ -210,6 +210,7 @@ class _Perf:
             return lba, blocks
 
         read16 = C.read16
+        GOOD, BUSY = int(ScsiStatus.GOOD), int(ScsiStatus.BUSY)  # plain ints: compared per read
         submit = session.submit
         pending: dict[int, tuple[int, int, bytes]] = {}  # request id -> (LBA, bytes, CDB)
         drained = asyncio.Event()
@@ -237,10 +238,10 @@ class _Perf:
         def done(rid: int, outcome: Event | ISCSIError) -> None:
             lba, nbytes, cdb = pending.pop(rid)
             status = outcome.result.status if type(outcome) is TaskCompleted else -1
-            if status == ScsiStatus.GOOD:
+            if status == GOOD:
                 st.iops += 1
                 st.bytes += nbytes
-            elif status == ScsiStatus.BUSY:
+            elif status == BUSY:
                 st.busy += 1  # when stopping, a BUSY read is just dropped
                 if not st.stopping:
                     try:

@@ -82,6 +82,11 @@ _INQUIRY = C.inquiry(alloc=255)
 _READ_CAPACITY16 = C.read_capacity16()
 _READ_CAPACITY10 = C.read_capacity10()
 _TUR = C.tur()
+# statuses as plain ints for result_of, which runs per command (an IntEnum member lookup
+# costs ~0.3 µs on Python 3.11)
+_GOOD = int(ScsiStatus.GOOD)
+_CHECK_CONDITION = int(ScsiStatus.CHECK_CONDITION)
+_CONDITION_MET = int(ScsiStatus.CONDITION_MET)
 
 
 async def _connect(host: str, port: int) -> socket.socket:
@@ -594,9 +599,9 @@ class Session:
         assert isinstance(outcome, TaskCompleted)
         result = outcome.result
         status = result.status
-        if status == ScsiStatus.GOOD:
+        if status == _GOOD:
             return result
-        if status == ScsiStatus.CHECK_CONDITION:
+        if status == _CHECK_CONDITION:
             sense = parse_sense(result.sense)
             if is_unit_attention(sense):  # the core drained all it may
                 raise CommandFailed(
@@ -610,7 +615,7 @@ class Session:
                 sense,
                 result.sense,
             )
-        if status != ScsiStatus.CONDITION_MET and check:
+        if status != _CONDITION_MET and check:
             raise CommandFailed(
                 f"{self.what}: {describe(lun, cdb)} failed with SCSI status {status_name(status)}",
                 status,

@@ -185,7 +185,16 @@ class _Request:
     ref_itt: int = 0xFFFFFFFF
 
 
+# enum members as module constants for the per-command paths (each ``Phase.X`` lookup
+# costs ~0.3 µs on Python 3.11)
 _SCSI = ReqKind.SCSI
+_PING = ReqKind.PING
+_LOGOUT = ReqKind.LOGOUT
+_READY = Phase.READY
+_LOGGING_OUT = Phase.LOGGING_OUT
+_IN_LOGIN = frozenset((Phase.CONNECTING, Phase.LOGIN))
+_WAITING = Phase.WAITING
+_CHECK_CONDITION = int(ScsiStatus.CHECK_CONDITION)
 
 
 def describe(lun: LunRef, cdb: bytes) -> str:
@@ -273,12 +282,13 @@ class SessionCore:
     def get_timer(self) -> float | None:
         """The next instant :meth:`handle_timer` has something to decide, or None."""
         phase = self.phase
-        if phase in (Phase.CONNECTING, Phase.LOGIN):
-            return self._login_deadline
-        if phase is Phase.WAITING:
-            return self._wait_until
-        if phase not in (Phase.READY, Phase.LOGGING_OUT):
-            return None
+        if phase is not _READY:
+            if phase in _IN_LOGIN:
+                return self._login_deadline
+            if phase is _WAITING:
+                return self._wait_until
+            if phase is not _LOGGING_OUT:
+                return None
         if not self._requests:
             return self._keepalive_at
         live = self._liveness
@@ -526,7 +536,7 @@ class SessionCore:
             return
         if req.gen == self.generation:
             self.reconnects_without_progress = 0  # progress: the budget counts failures in a row
-        if req.kind is ReqKind.PING:
+        if req.kind is _PING:
             del self._requests[req.rid]
             if req.rid == self._ping_rid:
                 self._ping_rid = None
@@ -536,7 +546,7 @@ class SessionCore:
             return
         if (
             type(ev) is TaskCompleted
-            and ev.result.status == ScsiStatus.CHECK_CONDITION
+            and ev.result.status == _CHECK_CONDITION
             and is_unit_attention(parse_sense(ev.result.sense))
             and req.ua_left > 0
         ):
@@ -544,7 +554,7 @@ class SessionCore:
             self._send(req, now)
             return
         del self._requests[req.rid]
-        if req.kind is ReqKind.LOGOUT and isinstance(ev, LogoutReply):
+        if req.kind is _LOGOUT and isinstance(ev, LogoutReply):
             self._events.append(Done(req.rid, ev))
             self._finish_logout()
             return
@@ -597,7 +607,7 @@ class SessionCore:
         timeout: float | None = None,
     ) -> int:
         conn = self.conn
-        if self.phase is not Phase.READY or conn is None:
+        if self.phase is not _READY or conn is None:
             req = self._new(ReqKind.SCSI, "", timeout, now)
             req.lun, req.cdb, req.read_len = lun, cdb, read_len
             req.write_data, req.read_into = write_data, read_into
