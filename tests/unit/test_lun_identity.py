@@ -14,7 +14,7 @@ import pytest
 from lxml import etree
 
 from poolbackend.errors import ConfigError, StateError
-from poolbackend.pool import attach, statefile
+from poolbackend.pool import statefile
 from poolbackend.pool.model import PoolDef, PoolSource, PoolState, Volume
 from poolbackend.pool.store import Store, StorePaths
 from poolbackend.pool.xml import disk
@@ -180,7 +180,7 @@ def test_old_state_file_loads_and_attach_asks_for_a_refresh(tmp_path: Path) -> N
     volume = store.get_pool("lunpool").state.volumes[0]
     assert (volume.lun, volume.reported) == (300, None)
     with pytest.raises(StateError, match=r"run 'pool-refresh lunpool' first"):
-        attach.disk_xml(store.get_pool("lunpool").pool, volume, target="vdb", bus="virtio")
+        disk.disk_xml(store.get_pool("lunpool").pool, volume, target="vdb", bus="virtio")
 
 
 def test_old_state_file_cli(state_dir: Path, run_cli: RunCli) -> None:
@@ -223,7 +223,7 @@ def test_vol_info_scsi_shows_the_qemu_number(state_dir: Path, run_cli: RunCli) -
 def test_disk_xml_names_the_qemu_number(raw: str, number: int, qemu: int) -> None:
     pool = _pool()
     volume = Volume.for_lun(pool.source, Lun(bytes.fromhex(raw)), capacity=1 << 20)
-    root = etree.fromstring(attach.disk_xml(pool, volume, target="vdb", bus="virtio"))
+    root = etree.fromstring(disk.disk_xml(pool, volume, target="vdb", bus="virtio"))
     assert root.find("source").get("name") == f"{TARGET}/{qemu}"
 
 
