@@ -109,7 +109,8 @@ class Kind(enum.Enum):
 # Python 3.11 each ``State.X`` / ``P.Op.X`` lookup costs ~0.3-0.5 µs (several per command).
 _FFP = State.FULL_FEATURE
 _LOGIN = State.LOGIN
-_ENDED = frozenset((State.FAILED, State.LOGGED_OUT))
+_FAILED = State.FAILED
+_LOGGED_OUT = State.LOGGED_OUT
 _DATA_IN = int(P.Op.DATA_IN)
 _SCSI_CMD_OP = int(P.Op.SCSI_CMD)
 _DATA_OUT_OP = int(P.Op.DATA_OUT)
@@ -300,7 +301,7 @@ class Connection:
 
     def _consume(self, step: Callable[[_A], object], arg: _A) -> list[Event]:
         """Run one reader step; a protocol violation fails the connection for good."""
-        if self.state in _ENDED:
+        if self.state is _FAILED or self.state is _LOGGED_OUT:  # (Enum.__hash__ is Python code)
             return []
         try:
             step(arg)
@@ -312,7 +313,7 @@ class Connection:
         return events
 
     def _on_pdu(self, pdu: P.PDU) -> None:
-        if self.state in _ENDED:
+        if self.state is _FAILED or self.state is _LOGGED_OUT:  # (Enum.__hash__ is Python code)
             return
         ev = self._dispatch(pdu)
         if ev is not None:
