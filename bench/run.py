@@ -104,6 +104,25 @@ def cli(*args: str, env: dict[str, str]) -> None:
     )
 
 
+def cli_rss(*args: str, env: dict[str, str]) -> int:
+    """Run the CLI as :func:`cli` does and return that process's own peak RSS in KiB (from
+    wait4; RUSAGE_CHILDREN's maximum also covers every earlier child of the bench, such as
+    qemu-img or libiscsi's iscsi-perf when other cases ran first)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "poolbackend", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args, stderr=err)
+    return usage.ru_maxrss
+
+
 def run(*cmd: str) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
@@ -260,9 +279,9 @@ def bench_read(size: int, runs: int, work: Path, rows: list[Row], quick: bool) -
         what = f"sequential read {size // MiB} MiB"
 
         def download() -> None:
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            cli("vol-download", "--pool", "benchread", "unit:0:0:1", "/dev/null", env=env)
-            rss.append(max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+            rss.append(
+                cli_rss("vol-download", "--pool", "benchread", "unit:0:0:1", "/dev/null", env=env)
+            )
 
         ours: list[float] = []
         perf: list[float] = []
@@ -333,9 +352,9 @@ def bench_write(size: int, runs: int, work: Path, rows: list[Row]) -> None:
         rss: list[int] = []
 
         def upload() -> None:
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            cli("vol-upload", "--pool", "benchwrite", "unit:0:0:1", str(src), env=env)
-            rss.append(max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+            rss.append(
+                cli_rss("vol-upload", "--pool", "benchwrite", "unit:0:0:1", str(src), env=env)
+            )
 
         ours, qemu = alternating(
             upload,
