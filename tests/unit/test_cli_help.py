@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from poolbackend.cli import main
 from poolbackend.cli.main import _modules, build_parser
+from tests.harness.fresh import run_fresh
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
@@ -79,10 +77,4 @@ build_parser()
 heavy = ("asyncio", "poolbackend.iscsi", "poolbackend.scsi", "poolbackend.pool")
 print(sorted(m for m in sys.modules if m.startswith(heavy)))
 """
-    root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == "[]\n"
+    assert run_fresh(code) == "[]\n"

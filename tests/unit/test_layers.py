@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from tests.harness.fresh import run_fresh
+
 PACKAGE = Path(__file__).resolve().parents[2] / "poolbackend"
 
 # What of the pool package a command may use: the front door and its vocabulary.
@@ -73,14 +75,6 @@ def test_the_chap_table_costs_no_crypto_start_up() -> None:
     """The pool model reads the CHAP_A table from iscsi/chap.py (one table); every pool
     command loads the model, so that module imports hashlib, hmac and secrets only where it
     hashes."""
-    import subprocess
-    import sys
-
     code = "import sys, poolbackend.pool.model, poolbackend.pool.xml.explain\n"
     code += "print(sorted(m for m in ('hashlib', 'hmac', 'secrets') if m in sys.modules))"
-    env = {"PYTHONPATH": str(PACKAGE.parent), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == "[]\n"
+    assert run_fresh(code) == "[]\n"

@@ -20,6 +20,7 @@ from poolbackend.pool.fsutil import StorePaths
 from poolbackend.pool.model import PoolDef, PoolOptions, PoolSource
 from poolbackend.pool.store import Store
 from poolbackend.pool.xml.pool import format_pool_xml
+from tests.harness.fresh import run_fresh
 from tests.unit.fake_session import FakeLun, FakeTarget
 
 UUID = "6a1f3c2e-9b4d-4e8a-8f27-3c5d1e0b7a94"
@@ -329,9 +330,6 @@ def test_concurrent_define_and_destroy(driver: Driver, target: FakeTarget) -> No
 def test_destroy_does_not_load_the_initiator(tmp_path: Path) -> None:
     """pool-destroy is file work only (libvirt's stopPool has nothing to release here): in a
     fresh interpreter it never imports asyncio's iSCSI stack."""
-    import subprocess
-    import sys
-
     code = f"""
 import sys
 from poolbackend.pool.driver import Driver
@@ -346,10 +344,4 @@ store.save_state("p", PoolState(active=True))
 assert Driver(store).destroy("p") == "p" and not store.get_pool("p").active
 print(sorted(m for m in sys.modules if m.startswith("poolbackend.iscsi.aio") or m == "asyncio"))
 """
-    root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == "[]\n"
+    assert run_fresh(code) == "[]\n"
