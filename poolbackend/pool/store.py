@@ -3,7 +3,7 @@
 Where the files live, and how they are opened safely, is :mod:`poolbackend.pool.fsutil`.
 Which operation is allowed when (active, inactive, transient) is the driver's
 (:mod:`poolbackend.pool.driver`); the store keeps libvirt's object-layer checks next to the
-files they read (name and UUID duplicates, source conflicts). About 560 lines: loading with
+files they read (name and UUID duplicates, source conflicts). About 570 lines: loading with
 its damaged-file rules is most of it and is one concern.
 
 A definition file holds the pool XML (:func:`~poolbackend.pool.xml.pool.format_pool_xml`); a
