@@ -449,6 +449,17 @@ def bench_digest(size: int, runs: int, rows: list[Row]) -> None:
         )
 
 
+@contextlib.contextmanager
+def small_read_lun() -> Iterator[str]:
+    """The LUN the random-read cases share: 256 MiB of data on a warmed target, as a URL."""
+    with target() as tgt:
+        tgt.new_target(1, IQN)
+        size = 256 * MiB
+        fill(tgt.add_lun(1, 1, size), size)
+        warm(tgt, size)
+        yield qemu_url(tgt)
+
+
 def _final_iops(stdout: str) -> float | None:
     """The last ``iops average N (M MB/s)`` figure of an iscsi-perf run (ours or libiscsi's)."""
     found = re.findall(r"iops average (\d+) \(\d+ MB/s\)", stdout)
@@ -460,12 +471,7 @@ def bench_iops(runs: int, seconds: int, work: Path, rows: list[Row]) -> None:
     as libiscsi's tool) against libiscsi's ``iscsi-perf -b 8 -m M -r`` and QEMU's libiscsi
     driver via ``qemu-img bench -d M -s 4096`` (sequential: qemu-img bench has no random mode;
     its own "Run completed in" time, start-up excluded), all on the same LUN, alternating."""
-    with target() as tgt:
-        tgt.new_target(1, IQN)
-        size = 256 * MiB
-        fill(tgt.add_lun(1, 1, size), size)
-        warm(tgt, size)
-        url = qemu_url(tgt)
+    with small_read_lun() as url:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         for depth in (32, 1):
             ours: list[float] = []
@@ -525,12 +531,7 @@ def bench_cpu(runs: int, seconds: int, work: Path, rows: list[Row]) -> None:
     """CPU per command of 4 KiB random reads, ours against libiscsi's iscsi-perf: the
     difference between a long and a 1-second run of each (so start-up, login and our
     interpreter's imports cancel out), divided by the difference in commands."""
-    with target() as tgt:
-        tgt.new_target(1, IQN)
-        size = 256 * MiB
-        fill(tgt.add_lun(1, 1, size), size)
-        warm(tgt, size)
-        url = qemu_url(tgt)
+    with small_read_lun() as url:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         for depth in (32, 1):
             ours: list[float] = []
