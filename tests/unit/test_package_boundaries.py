@@ -15,6 +15,7 @@ import poolbackend
 from poolbackend.errors import ConfigError, PoolBackendError, TargetError, user_error
 from poolbackend.iscsi import errors as iscsi_errors
 from poolbackend.scsi import errors as scsi_errors
+from tests.harness.fresh import run_fresh
 
 ROOT = Path(poolbackend.__file__).parent
 LIBRARIES = ("iscsi", "scsi")
@@ -101,9 +102,6 @@ def test_each_package_has_its_own_error_tree(module: object, base: type[Exceptio
 
 def test_every_library_module_imports_alone() -> None:
     """Importing each module of the packages loads none of the application's modules."""
-    import subprocess
-    import sys
-
     code = (
         "import importlib, pkgutil, sys\n"
         "import poolbackend.iscsi, poolbackend.scsi\n"
@@ -114,10 +112,8 @@ def test_every_library_module_imports_alone() -> None:
         " 'poolbackend.pool', 'poolbackend.cli', 'poolbackend.conformance')))\n"
         "print(' '.join(bad))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT.parent
-    )
-    assert out.stdout.strip() == ""
+    out = run_fresh(code)
+    assert out.strip() == ""
 
 
 @pytest.mark.parametrize(
