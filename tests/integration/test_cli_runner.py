@@ -18,17 +18,18 @@ import pytest
 from tests.conftest import RunCli, cli_env, run_fresh
 from tests.harness.clizygote import Zygote
 from tests.harness.faketarget import FakeTarget
+from tests.harness.libvirtd import iscsi_direct_pool_xml
 from tests.harness.load import slack
 
-POOL_XML = """<pool type='iscsi-direct'>
-  <name>{name}</name>
-  <source>
-    <host name='127.0.0.1' port='1'/>
-    <device path='iqn.2026-11.example:target1'/>
-    <initiator><iqn name='iqn.2026-11.example:initiator1'/></initiator>
-  </source>
-</pool>
-"""
+
+def _pool_xml(name: str) -> str:
+    return iscsi_direct_pool_xml(
+        name,
+        host="127.0.0.1",
+        port=1,
+        target="iqn.2026-11.example:target1",
+        initiator="iqn.2026-11.example:initiator1",
+    )
 
 
 def _fresh(args: list[str], state: Path, input: str | None = None) -> tuple[int, str, str]:
@@ -60,12 +61,12 @@ def test_stdin_cwd_and_state_as_a_fresh_interpreter(
     """Input reaches the command's stdin, a relative path resolves in the test's directory,
     and the state written is the same."""
     monkeypatch.chdir(tmp_path)
-    Path("p1.xml").write_text(POOL_XML.format(name="p1"))
+    Path("p1.xml").write_text(_pool_xml("p1"))
     fresh_state = tmp_path / "fresh-state"
     fresh_state.mkdir()
     for args, input in (
         (["pool-define", "p1.xml"], None),
-        (["pool-define", "/dev/stdin"], POOL_XML.format(name="p2")),
+        (["pool-define", "/dev/stdin"], _pool_xml("p2")),
         (["pool-autostart", "p2"], None),
         (["pool-list", "--all", "--details"], None),
     ):
@@ -79,7 +80,7 @@ def test_environment_reaches_the_command(run_cli: RunCli, tmp_path: Path) -> Non
     """A variable given to one command changes that command only (here: the state dir)."""
     other = tmp_path / "other-state"
     other.mkdir()
-    (tmp_path / "p.xml").write_text(POOL_XML.format(name="elsewhere"))
+    (tmp_path / "p.xml").write_text(_pool_xml("elsewhere"))
     rc, _, err = run_cli(
         "pool-define", str(tmp_path / "p.xml"), env={"POOLBACKEND_STATE_DIR": str(other)}
     )
