@@ -70,10 +70,7 @@ class Row:
         ratio = "n/a"
         if self.ours and self.ref:
             a, b = statistics.median(self.ours), statistics.median(self.ref)
-            if self.unit == "us":
-                ratio = f"{a / b:.2f}x CPU"
-            else:
-                ratio = f"{a / b:.2f}x time" if self.unit == "s" else f"{a / b:.2f}x speed"
+            ratio = f"{a / b:.2f}x " + {"s": "time", "us": "CPU"}.get(self.unit, "speed")
         return [self.case, fmt(self.ours), self.ref_name, fmt(self.ref), ratio]
 
 
@@ -460,10 +457,24 @@ def small_read_lun() -> Iterator[str]:
         yield qemu_url(tgt)
 
 
-def _final_iops(stdout: str) -> float | None:
-    """The last ``iops average N (M MB/s)`` figure of an iscsi-perf run (ours or libiscsi's)."""
-    found = re.findall(r"iops average (\d+) \(\d+ MB/s\)", stdout)
-    return float(found[-1]) if found else None
+def _final_iops(proc: subprocess.CompletedProcess[str]) -> float | None:
+    """The last ``iops average N (M MB/s)`` figure of an iscsi-perf run (ours or libiscsi's);
+    without one, a note with the end of its stderr."""
+    found = re.findall(r"iops average (\d+) \(\d+ MB/s\)", proc.stdout)
+    if not found:
+        print(f"(no IOPS figure: {proc.stderr.strip()[-200:]})", file=sys.stderr)
+        return None
+    return float(found[-1])
+
+
+def perf_commands(depth: int, seconds: int, url: str) -> tuple[list[str], list[str]]:
+    """4 KiB random reads, *depth* in flight for *seconds*: ``poolbackend iscsi-perf`` (ours)
+    and libiscsi's ``iscsi-perf -b 8 -m M -r``."""
+    args = ["-b", "8", "-m", str(depth), "-r"]
+    return (
+        [sys.executable, "-m", "poolbackend", "iscsi-perf", *args, "--seconds", str(seconds), url],
+        ["iscsi-perf", *args, "-t", str(seconds), url],
+    )
 
 
 def bench_iops(runs: int, seconds: int, work: Path, rows: list[Row]) -> None:
@@ -478,23 +489,14 @@ def bench_iops(runs: int, seconds: int, work: Path, rows: list[Row]) -> None:
             perf: list[float] = []
             qemu: list[float] = []
             count = (24000 if depth > 1 else 7000) * seconds
+            mine_cmd, theirs_cmd = perf_commands(depth, seconds, url)
             for _ in range(runs):
-                mine = subprocess.run(
-                    [sys.executable, "-m", "poolbackend", "iscsi-perf", "-b", "8", "-m",
-                     str(depth), "-r", "--seconds", str(seconds), url],
-                    capture_output=True, text=True, env=env,
-                )  # fmt: skip
-                theirs = subprocess.run(
-                    ["iscsi-perf", "-b", "8", "-m", str(depth), "-r", "-t", str(seconds), url],
-                    capture_output=True,
-                    text=True,
-                )
+                mine = subprocess.run(mine_cmd, capture_output=True, text=True, env=env)
+                theirs = subprocess.run(theirs_cmd, capture_output=True, text=True)
                 for out, proc in ((ours, mine), (perf, theirs)):
-                    value = _final_iops(proc.stdout)
+                    value = _final_iops(proc)
                     if value is not None:
                         out.append(value)
-                    else:
-                        print(f"(no IOPS figure: {proc.stderr.strip()[-200:]})", file=sys.stderr)
                 q = subprocess.run(
                     ["qemu-img", "bench", "-f", "raw", "-c", str(count), "-d", str(depth),
                      "-s", "4096", url],
@@ -510,24 +512,24 @@ def bench_iops(runs: int, seconds: int, work: Path, rows: list[Row]) -> None:
             )
 
 
-def _cpu_run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float] | None:
-    """(CPU seconds, commands) of one iscsi-perf run, ours or libiscsi's: the child's user +
-    system time, and its final average IOPS x its run time."""
+def _cpu_run(
+    cmd: list[str], seconds: int, env: dict[str, str] | None
+) -> tuple[float, float] | None:
+    """(CPU seconds, commands) of one iscsi-perf run of *seconds*, ours or libiscsi's: the
+    child's user + system time, and its final average IOPS x its run time."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    iops = _final_iops(proc.stdout)
+    iops = _final_iops(proc)
     if iops is None:
-        print(f"(no IOPS figure: {proc.stderr.strip()[-200:]})", file=sys.stderr)
         return None
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    seconds = float(cmd[cmd.index("--seconds" if "--seconds" in cmd else "-t") + 1])
     return cpu, iops * min(seconds, wall)
 
 
-def bench_cpu(runs: int, seconds: int, work: Path, rows: list[Row]) -> None:
+def bench_cpu(runs: int, seconds: int, rows: list[Row]) -> None:
     """CPU per command of 4 KiB random reads, ours against libiscsi's iscsi-perf: the
     difference between a long and a 1-second run of each (so start-up, login and our
     interpreter's imports cancel out), divided by the difference in commands."""
@@ -536,14 +538,19 @@ def bench_cpu(runs: int, seconds: int, work: Path, rows: list[Row]) -> None:
         for depth in (32, 1):
             ours: list[float] = []
             theirs: list[float] = []
+            tools = list(
+                zip(
+                    (ours, theirs),
+                    (env, None),
+                    perf_commands(depth, seconds, url),
+                    perf_commands(depth, 1, url),
+                    strict=True,
+                )
+            )
             for _ in range(runs):
-                for out, base, opt, e in (
-                    (ours, [sys.executable, "-m", "poolbackend", "iscsi-perf"], "--seconds", env),
-                    (theirs, ["iscsi-perf"], "-t", None),
-                ):
-                    args = ["-b", "8", "-m", str(depth), "-r"]
-                    long = _cpu_run([*base, *args, opt, str(seconds), url], e)
-                    short = _cpu_run([*base, *args, opt, "1", url], e)
+                for out, e, long_cmd, short_cmd in tools:
+                    long = _cpu_run(long_cmd, seconds, e)
+                    short = _cpu_run(short_cmd, 1, e)
                     if long and short and long[1] > short[1]:
                         out.append((long[0] - short[0]) / (long[1] - short[1]) * 1e6)
             rows.append(
@@ -778,9 +785,7 @@ def main() -> None:
             if "iops" in cases:
                 bench_iops(min(args.runs, 3), 1 if args.quick else args.iops_seconds, work, rows)
             if "cpu" in cases:
-                bench_cpu(
-                    min(args.runs, 3), 1 + (1 if args.quick else args.iops_seconds), work, rows
-                )
+                bench_cpu(min(args.runs, 3), 1 + (1 if args.quick else args.iops_seconds), rows)
             if "read" in cases:
                 bench_read(args.read_mib * MiB, min(args.runs, 3), work, rows, args.quick)
             if "write" in cases:
