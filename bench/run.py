@@ -96,15 +96,15 @@ def alternating(
 
 
 def cli(*args: str, env: dict[str, str]) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "poolbackend", *args], env=env, check=True, capture_output=True
-    )
+    """Run ``python -m poolbackend ARGS``: :func:`cli_rss` without its figure."""
+    cli_rss(*args, env=env)
 
 
 def cli_rss(*args: str, env: dict[str, str]) -> int:
-    """Run the CLI as :func:`cli` does and return that process's own peak RSS in KiB (from
-    wait4; RUSAGE_CHILDREN's maximum also covers every earlier child of the bench, such as
-    qemu-img or libiscsi's iscsi-perf when other cases ran first)."""
+    """Run ``python -m poolbackend ARGS`` (its output discarded, CalledProcessError with its
+    stderr if it fails) and return that process's own peak RSS in KiB (from wait4;
+    RUSAGE_CHILDREN's maximum also covers every earlier child of the bench, such as qemu-img
+    or libiscsi's iscsi-perf when other cases ran first)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "poolbackend", *args],
         env=env,
