@@ -704,13 +704,14 @@ class Connection:
         elif response == 0 and task.function == TMF_LUN_RESET:
             lun = task.lun
             aborted = [t for t in self._tasks.values() if type(t) is _ScsiTask and t.lun == lun]
-        for t in aborted:
+        for t in aborted:  # each fails now, ahead of the TMF's own reply
             del self._tasks[t.itt]
             if t.sent:  # the target knew it: it may still answer for it
                 self._retired[t.itt] = None
+            self._events.append(TaskFailed(t.itt, f"aborted by {TMF_NAMES[task.function]}"))
         while len(self._retired) > _RETIRED_MAX:
             del self._retired[next(iter(self._retired))]
-        return TmfReply(task.itt, response, tuple(t.itt for t in aborted))
+        return TmfReply(task.itt, response)
 
     def _on_logout(self, pdu: P.PDU) -> Event | None:
         task = self._task(pdu, Kind.LOGOUT)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from poolbackend.iscsi.chap import ChapInitiator
-from poolbackend.iscsi.connection import TMF_NAMES, Connection, State
+from poolbackend.iscsi.connection import Connection, State
 from poolbackend.iscsi.digest import Buffer
 from poolbackend.iscsi.errors import (
     ConnectionFailed,
@@ -52,8 +52,6 @@ from poolbackend.iscsi.events import (
     LoginRedirected,
     LogoutReply,
     TaskCompleted,
-    TaskFailed,
-    TmfReply,
 )
 from poolbackend.iscsi.liveness import Action, Liveness, command_cap
 from poolbackend.iscsi.login import LoginConfig, SessionParams
@@ -474,20 +472,7 @@ class SessionCore:
                     )
                     return
             else:
-                if type(ev) is TmfReply and ev.aborted:
-                    self._aborted(ev)
                 self._answer(ev, now)
-
-    def _aborted(self, ev: TmfReply) -> None:
-        """The requests whose tasks a task management function ended fail now (the
-        connection forgot their tags and ignores what the target may still send for them)."""
-        tmf = self._by_itt.get(ev.itt)
-        name = TMF_NAMES.get(tmf.function, "task management") if tmf else "task management"
-        for itt in ev.aborted:
-            req = self._by_itt.pop(itt, None)
-            if req is not None and self._requests.get(req.rid) is req:
-                del self._requests[req.rid]
-                self._events.append(Done(req.rid, TaskFailed(itt, f"aborted by {name}")))
 
     def _logged_in(self, ev: LoginComplete, now: float) -> None:
         self._go("logged in")

@@ -58,12 +58,11 @@ class NopReply:
 
 @dataclass(frozen=True, slots=True)
 class TmfReply:
-    """A task management response; ``aborted``: the tags of the SCSI tasks it ended (the
-    connection forgot them: the session fails their requests)."""
+    """A task management response; the SCSI tasks it ended came just before it, each as a
+    :class:`TaskFailed` ("aborted by ...")."""
 
     itt: int
     response: int
-    aborted: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
