@@ -254,19 +254,12 @@ class Zygote:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
                 raise subprocess.TimeoutExpired(" ".join(args), timeout) from None
-            return _returncode(status), out, err
+            return os.waitstatus_to_exitcode(status), out, err  # -N: killed by signal N
         finally:
             for fd in ours + theirs:
                 with contextlib.suppress(OSError):
                     os.close(fd)
             sock.close()
-
-
-def _returncode(status: int) -> int:
-    """subprocess's convention: the exit status, or -N for a death by signal N."""
-    if os.WIFSIGNALED(status):
-        return -os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
 
 
 class _Lines:
