@@ -282,14 +282,12 @@ CliResult = tuple[int, str, str]
 RunCli = Callable[..., CliResult]
 
 
-_ZYGOTE = Zygote()
-
-
 @pytest.fixture(scope="session")
 def cli_zygote() -> Iterator[Zygote]:
     """The pre-imported CLI process ``run_cli`` forks its commands from (one per session)."""
-    yield _ZYGOTE
-    _ZYGOTE.stop()
+    zygote = Zygote()
+    yield zygote
+    zygote.stop()
 
 
 def _decode(data: bytes) -> str:
