@@ -312,7 +312,7 @@ def cli_env(state_dir: Path, env: dict[str, str | None] | None = None) -> dict[s
     return full_env
 
 
-def run_fresh(
+def run_cli_fresh(
     args: Sequence[str], env: dict[str, str], input: str | None, timeout: float
 ) -> CliResult:
     """``python -m poolbackend ARGS`` in a new interpreter (subprocess.TimeoutExpired past
@@ -349,7 +349,7 @@ def run_cli(state_dir: Path, cli_zygote: Zygote) -> RunCli:
         full_env = cli_env(state_dir, env)
         try:
             if cli_zygote.needs_fresh_interpreter(full_env):
-                return run_fresh(args, full_env, input, timeout)
+                return run_cli_fresh(args, full_env, input, timeout)
             encoding = locale.getpreferredencoding(False)
             rc, out, err = cli_zygote.run(
                 list(args),

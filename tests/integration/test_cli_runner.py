@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunCli, cli_env, run_fresh
+from tests.conftest import RunCli, cli_env, run_cli_fresh
 from tests.harness.clizygote import Zygote
 from tests.harness.faketarget import FakeTarget
 from tests.harness.libvirtd import iscsi_direct_pool_xml
@@ -33,7 +33,7 @@ def _pool_xml(name: str) -> str:
 
 
 def _fresh(args: list[str], state: Path, input: str | None = None) -> tuple[int, str, str]:
-    return run_fresh(args, cli_env(state), input, 60)
+    return run_cli_fresh(args, cli_env(state), input, 60)
 
 
 CASES = [
