@@ -149,18 +149,17 @@ class _Scan:
 class _LunProbe:
     """One LUN's TEST UNIT READY, INQUIRY and READ CAPACITY, one callback per answer."""
 
-    __slots__ = ("cdb", "index", "inq", "lun", "scan", "step")
+    __slots__ = ("index", "inq", "lun", "scan", "step")
 
     def __init__(self, scan: _Scan, index: int, lun: Lun) -> None:
         self.scan, self.index, self.lun = scan, index, lun
-        self.cdb = b""
-        self.step: Callable[[_LunProbe, Event | ISCSIError], None] = _LunProbe.tested
         self.inq: StandardInquiry | None = None
 
     def send(
         self, cdb: bytes, read_len: int, step: Callable[[_LunProbe, Event | ISCSIError], None]
     ) -> None:
-        self.cdb, self.step = cdb, step
+        """Send ``cdb``; ``step`` (which knows the command it answers) gets the outcome."""
+        self.step = step
         try:
             self.scan.session.submit(self.lun, cdb, self.answered, read_len=read_len)
         except ISCSIError as exc:  # the session is gone for good
@@ -177,13 +176,13 @@ class _LunProbe:
             self.scan.abort(exc)
 
     def tested(self, outcome: Event | ISCSIError) -> None:
-        self.scan.session.result_of(self.lun, self.cdb, outcome)
+        self.scan.session.result_of(self.lun, _TUR, outcome)
         self.send(_INQUIRY, 255, _LunProbe.identified)
 
     def identified(self, outcome: Event | ISCSIError) -> None:
         session = self.scan.session
         inq = self.inq = session.inquiry_data(
-            self.lun, session.result_of(self.lun, self.cdb, outcome)
+            self.lun, session.result_of(self.lun, _INQUIRY, outcome)
         )
         if not inq.is_disk:
             self.found(Probe(inq))
@@ -201,7 +200,7 @@ class _LunProbe:
     def measured10(self, outcome: Event | ISCSIError) -> None:
         assert self.inq is not None
         session = self.scan.session
-        r = session.result_of(self.lun, self.cdb, outcome)
+        r = session.result_of(self.lun, _READ_CAPACITY10, outcome)
         blocks, block_size = session.read_capacity10_data(self.lun, r)
         self.found(Probe(self.inq, blocks, block_size))
 
