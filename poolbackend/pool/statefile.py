@@ -356,9 +356,8 @@ def _dataclass_decoder(cls: type) -> Decoder:
                 plan.append((f.name, _decoder(hints[f.name]), has_default))
         kwargs: dict[str, Any] = {}
         for name, field_decoder, has_default in plan:
-            if name in value:
-                sub = None if where is None else f"{where}.{name}"
-                kwargs[name] = field_decoder(value[name], sub)
+            if name in value:  # the walk with locations: the fast pass returned above
+                kwargs[name] = field_decoder(value[name], f"{where}.{name}")
             elif not has_default:
                 raise _fail(where, f".{name} is missing")
         return cls(**kwargs)
