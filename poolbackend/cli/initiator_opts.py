@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from poolbackend.iscsi.url import IscsiUrl
 
 
-LUN_URL = arg("url", metavar="URL", help="iscsi://[user[%%password]@]host[:port]/target-iqn/lun")
+LUN_URL_HELP = "iscsi://[user[%%password]@]host[:port]/target-iqn/lun"
+LUN_URL = arg("url", metavar="URL", help=LUN_URL_HELP)
 """The tools' URL of one LUN (a command setup, :func:`poolbackend.cli.common.arg`)."""
 
 

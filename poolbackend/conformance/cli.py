@@ -8,14 +8,13 @@ import sys
 from typing import TYPE_CHECKING
 
 from poolbackend.cli.common import Commands, arg, flag
-from poolbackend.cli.initiator_opts import add_initiator_options
+from poolbackend.cli.initiator_opts import LUN_URL_HELP, add_initiator_options
 from poolbackend.errors import ConfigError
 from poolbackend.text import printable
 
 if TYPE_CHECKING:
     from poolbackend.conformance.registry import ConformanceTest
 
-URL_HELP = "iscsi://[user[%%password]@]host[:port]/target-iqn/lun"
 commands = Commands()
 
 
@@ -38,7 +37,7 @@ def _patterns(values: list[str]) -> list[str]:
     "iscsi-test",
     "target conformance tests (iscsi-test-cu's SCSI and iSCSI families, same test names) "
     "run over the built-in initiator",
-    arg("url", metavar="URL", nargs="?", help=URL_HELP),
+    arg("url", metavar="URL", nargs="?", help=LUN_URL_HELP),
     arg(
         "url2",
         metavar="URL2",
