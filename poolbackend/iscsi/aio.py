@@ -625,7 +625,7 @@ class Session:
     async def test_unit_ready(self, lun: LunRef) -> None:
         await self.execute(lun, _TUR)
 
-    def _parsed(self, lun: LunRef, parse: Callable[[bytes], T], data: Buffer) -> T:
+    def parsed(self, lun: LunRef, parse: Callable[[bytes], T], data: Buffer) -> T:
         """``parse(data)``; short or impossible data fails this command (with the LUN named)."""
         try:
             return parse(bytes(data))
@@ -638,7 +638,7 @@ class Session:
 
     def inquiry_data(self, lun: LunRef, r: ScsiResult) -> StandardInquiry:
         """The standard INQUIRY data in ``r`` (the answer to ``C.inquiry(alloc=255)``)."""
-        return self._parsed(lun, parse_standard_inquiry, r.data)
+        return self.parsed(lun, parse_standard_inquiry, r.data)
 
     async def vpd(self, lun: LunRef, page: int, alloc: int = 4096) -> bytes:
         r = await self.execute(lun, C.inquiry(evpd=True, page=page, alloc=alloc), read_len=alloc)
@@ -655,7 +655,7 @@ class Session:
         alloc = 4096
         for _ in range(4):
             r = await self.execute(0, C.report_luns(alloc=alloc), read_len=alloc)
-            parsed = self._parsed(0, parse_report_luns, r.data)
+            parsed = self.parsed(0, parse_report_luns, r.data)
             if parsed.full_length <= alloc:
                 if len(r.data) < parsed.full_length:
                     raise BadTargetData(
@@ -672,7 +672,7 @@ class Session:
             r = await self.execute(lun, _READ_CAPACITY16, read_len=32)
         except CheckCondition as exc:
             return self._rc16_refused(exc)
-        return self._parsed(lun, parse_read_capacity16, r.data)
+        return self.parsed(lun, parse_read_capacity16, r.data)
 
     def read_capacity16_of(self, lun: LunRef, outcome: Event | ISCSIError) -> ReadCapacity16 | None:
         """:meth:`read_capacity16` for the outcome of ``C.read_capacity16()`` sent by
@@ -681,7 +681,7 @@ class Session:
             r = self.result_of(lun, _READ_CAPACITY16, outcome)
         except CheckCondition as exc:
             return self._rc16_refused(exc)
-        return self._parsed(lun, parse_read_capacity16, r.data)
+        return self.parsed(lun, parse_read_capacity16, r.data)
 
     @staticmethod
     def _rc16_refused(exc: CheckCondition) -> None:
@@ -696,7 +696,7 @@ class Session:
 
     def read_capacity10_data(self, lun: LunRef, r: ScsiResult) -> tuple[int, int]:
         """(block count, block length) from the answer to ``C.read_capacity10()``."""
-        rc10 = self._parsed(lun, parse_read_capacity10, r.data)
+        rc10 = self.parsed(lun, parse_read_capacity10, r.data)
         if rc10.needs_16:
             raise CommandFailed(
                 f"{self.what}: LUN {lun} is too large for READ CAPACITY(10) and rejects (16)"

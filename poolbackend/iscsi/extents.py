@@ -7,7 +7,8 @@ into segments walked concurrently on the same session, which pipelines them up t
 target's command window.
 
 Every answer goes through the strict parser (:func:`poolbackend.scsi.lbastatus.parse_lba_status`);
-an impossible one fails the walk with :class:`BadTargetData`. A ``budget`` bounds the
+an impossible one fails the walk with :class:`~poolbackend.iscsi.errors.BadTargetData`
+(:meth:`Session.parsed <poolbackend.iscsi.aio.Session.parsed>`). A ``budget`` bounds the
 commands of one walk: when it runs out the walk stops and says so (``complete=False``) and
 the part not walked is reported as mapped, which is never wrong for a reader (it reads it)
 and is an upper bound for an allocation figure.
@@ -19,8 +20,6 @@ import asyncio
 from dataclasses import dataclass
 
 from poolbackend.iscsi.aio import Session
-from poolbackend.iscsi.errors import BadTargetData
-from poolbackend.scsi.errors import ScsiParseError
 from poolbackend.scsi.lbastatus import (
     DEFAULT_ALLOC,
     Extent,
@@ -53,10 +52,7 @@ async def lba_status(
 ) -> tuple[Extent, ...]:
     """One GET LBA STATUS(16) from ``lba``, parsed; impossible answers fail in one line."""
     r = await session.execute(lun, get_lba_status16(lba, alloc), read_len=alloc)
-    try:
-        return parse_lba_status(bytes(r.data), lba, block_count, alloc)
-    except ScsiParseError as exc:
-        raise BadTargetData(f"{session.what}: LUN {lun}: {exc}") from None
+    return session.parsed(lun, lambda data: parse_lba_status(data, lba, block_count, alloc), r.data)
 
 
 def merged(extents: list[Extent]) -> tuple[Extent, ...]:
