@@ -301,7 +301,7 @@ class Connection:
 
     def _consume(self, step: Callable[[_A], object], arg: _A) -> list[Event]:
         """Run one reader step; a protocol violation fails the connection for good."""
-        if self.state is _FAILED or self.state is _LOGGED_OUT:  # (Enum.__hash__ is Python code)
+        if self.state is _FAILED or self.state is _LOGGED_OUT:  # no tuple built per PDU
             return []
         try:
             step(arg)
@@ -313,7 +313,7 @@ class Connection:
         return events
 
     def _on_pdu(self, pdu: P.PDU) -> None:
-        if self.state is _FAILED or self.state is _LOGGED_OUT:  # (Enum.__hash__ is Python code)
+        if self.state is _FAILED or self.state is _LOGGED_OUT:  # no tuple built per PDU
             return
         ev = self._dispatch(pdu)
         if ev is not None:
